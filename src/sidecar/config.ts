@@ -1,0 +1,232 @@
+/**
+ * The sidecar's configuration: one JSON file and/or environment variables,
+ * parsed and checked here and nowhere else. Every problem is reported at once,
+ * each naming both its JSON key and its environment variable.
+ */
+import { readFileSync } from 'node:fs';
+import { DevboxError } from '../util/errors.js';
+
+/** An agent stream for `port` (the pod's container port) goes to 127.0.0.1:`appPort` locally. */
+export interface InterceptPort {
+  port: number;
+  appPort: number;
+}
+
+export interface SidecarConfig {
+  /** `https://host:port` of the Kubernetes API as reachable from inside the sidecar. */
+  apiServer: string;
+  /** Bearer token, or the file holding it (re-read on every request so a refreshed token is picked up). */
+  token?: string;
+  tokenFile?: string;
+  /** PEM bundle trusted for the API server, inline or as a file. Empty means the system store. */
+  ca?: string;
+  caFile?: string;
+  /** Name checked against the API server's certificate when `apiServer` was rewritten (e.g. to the host gateway). */
+  tlsServerName?: string;
+  namespace: string;
+  /** Label selector of the agent pods (`app=api,devbox.io/agent=true`). */
+  agentSelector: string;
+  /** Shared secret the agent expects on every tunnel. */
+  sessionToken: string;
+  /** The agent's tunnel port inside its pod (reached only through port-forward). */
+  agentTunnelPort: number;
+  interceptPorts: InterceptPort[];
+  /** HTTP status endpoint on 127.0.0.1. */
+  statusPort: number;
+  /** DNS listener; defaults 127.0.0.1:53. */
+  dnsAddress: string;
+  dnsPort: number;
+  /**
+   * Forces the no-NET_ADMIN mode (127.x aliases + rewritten DNS answers). Normally this mode is
+   * chosen automatically when `ip addr add` is refused.
+   */
+  forceFallback: boolean;
+}
+
+interface FieldSpec {
+  key: keyof SidecarConfig;
+  env: string;
+}
+
+const FIELDS: FieldSpec[] = [
+  { key: 'apiServer', env: 'DEVBOX_API_SERVER' },
+  { key: 'token', env: 'DEVBOX_TOKEN' },
+  { key: 'tokenFile', env: 'DEVBOX_TOKEN_FILE' },
+  { key: 'ca', env: 'DEVBOX_CA' },
+  { key: 'caFile', env: 'DEVBOX_CA_FILE' },
+  { key: 'tlsServerName', env: 'DEVBOX_TLS_SERVER_NAME' },
+  { key: 'namespace', env: 'DEVBOX_NAMESPACE' },
+  { key: 'agentSelector', env: 'DEVBOX_AGENT_SELECTOR' },
+  { key: 'sessionToken', env: 'DEVBOX_SESSION_TOKEN' },
+  { key: 'agentTunnelPort', env: 'DEVBOX_AGENT_TUNNEL_PORT' },
+  { key: 'interceptPorts', env: 'DEVBOX_INTERCEPT_PORTS' },
+  { key: 'statusPort', env: 'DEVBOX_STATUS_PORT' },
+  { key: 'dnsAddress', env: 'DEVBOX_DNS_ADDRESS' },
+  { key: 'dnsPort', env: 'DEVBOX_DNS_PORT' },
+  { key: 'forceFallback', env: 'DEVBOX_FORCE_FALLBACK' },
+];
+
+/** Environment variable naming the JSON config file (the first command-line argument works too). */
+export const CONFIG_FILE_ENV = 'DEVBOX_SIDECAR_CONFIG';
+
+/**
+ * Reads the config file (if `file` is given) and overlays environment variables,
+ * which win field by field. Throws one BAD_INPUT error listing every problem.
+ */
+export function loadSidecarConfig(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  readFile: (path: string) => string = (p) => readFileSync(p, 'utf8'),
+): SidecarConfig {
+  let fromFile: Record<string, unknown> = {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFile(file);
+    } catch (err) {
+      throw new DevboxError('BAD_INPUT', `cannot read sidecar config ${file}`, {
+        cause: err,
+        hint: `check the path given as argument or in ${CONFIG_FILE_ENV}`,
+      });
+    }
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+        throw new Error('not an object');
+      fromFile = parsed as Record<string, unknown>;
+    } catch (err) {
+      throw new DevboxError('BAD_INPUT', `sidecar config ${file} is not a JSON object`, { cause: err });
+    }
+  }
+  const raw: Record<string, unknown> = { ...fromFile };
+  for (const { key, env: name } of FIELDS) {
+    const value = env[name];
+    if (value !== undefined && value !== '') raw[key] = value;
+  }
+  return parseSidecarConfig(raw);
+}
+
+/** Validates a raw object (JSON keys, values possibly strings from env). */
+export function parseSidecarConfig(raw: Record<string, unknown>): SidecarConfig {
+  const problems: string[] = [];
+  const envOf = (key: keyof SidecarConfig) => FIELDS.find((f) => f.key === key)?.env ?? '';
+  const missing = (key: keyof SidecarConfig) =>
+    problems.push(`missing ${key} (JSON "${key}" or env ${envOf(key)})`);
+  const bad = (key: keyof SidecarConfig, why: string) =>
+    problems.push(`invalid ${key} (JSON "${key}" or env ${envOf(key)}): ${why}`);
+
+  const str = (key: keyof SidecarConfig, required: boolean): string | undefined => {
+    const v = raw[key];
+    if (v === undefined || v === null || v === '') {
+      if (required) missing(key);
+      return undefined;
+    }
+    if (typeof v !== 'string') {
+      bad(key, 'must be a string');
+      return undefined;
+    }
+    return v;
+  };
+  const port = (key: keyof SidecarConfig, fallback?: number): number => {
+    const v = raw[key];
+    if (v === undefined || v === null || v === '') {
+      if (fallback === undefined) missing(key);
+      return fallback ?? 0;
+    }
+    const n = typeof v === 'string' ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 65535) {
+      bad(key, `expected a port number, got ${JSON.stringify(v)}`);
+      return 0;
+    }
+    return n;
+  };
+
+  const apiServer = str('apiServer', true);
+  if (apiServer) {
+    try {
+      const url = new URL(apiServer);
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') bad('apiServer', 'must be an https:// URL');
+    } catch {
+      bad('apiServer', `not a URL: ${apiServer}`);
+    }
+  }
+  const token = str('token', false);
+  const tokenFile = str('tokenFile', false);
+  if (!token && !tokenFile)
+    problems.push('missing token (JSON "token" or env DEVBOX_TOKEN, or "tokenFile" / DEVBOX_TOKEN_FILE)');
+  const ca = str('ca', false);
+  const caFile = str('caFile', false);
+  const tlsServerName = str('tlsServerName', false);
+  const namespace = str('namespace', true);
+  const agentSelector = str('agentSelector', true);
+  const sessionToken = str('sessionToken', true);
+  const agentTunnelPort = port('agentTunnelPort');
+  if (raw.agentTunnelPort !== undefined && agentTunnelPort === 0) bad('agentTunnelPort', 'must not be 0');
+  const statusPort = port('statusPort');
+  const dnsAddress = str('dnsAddress', false) ?? '127.0.0.1';
+  const dnsPort = port('dnsPort', 53);
+  const interceptPorts = parseInterceptPorts(raw.interceptPorts, (why) => bad('interceptPorts', why));
+  const forceFallback =
+    raw.forceFallback === true || raw.forceFallback === 'true' || raw.forceFallback === '1';
+
+  if (problems.length > 0) {
+    throw new DevboxError('BAD_INPUT', `sidecar config is incomplete:\n  - ${problems.join('\n  - ')}`, {
+      hint: `pass a JSON file (argument or ${CONFIG_FILE_ENV}) or set the environment variables named above`,
+    });
+  }
+  return {
+    apiServer: apiServer!.replace(/\/+$/, ''),
+    token,
+    tokenFile,
+    ca,
+    caFile,
+    tlsServerName,
+    namespace: namespace!,
+    agentSelector: agentSelector!,
+    sessionToken: sessionToken!,
+    agentTunnelPort,
+    interceptPorts,
+    statusPort,
+    dnsAddress,
+    dnsPort,
+    forceFallback,
+  };
+}
+
+/**
+ * Accepts `[{port, appPort?}]`, `[8080, 9090]`, or the env form `"8080:3000,9090"`
+ * (agent-side container port, then the local port when it differs).
+ */
+function parseInterceptPorts(value: unknown, bad: (why: string) => void): InterceptPort[] {
+  if (value === undefined || value === null || value === '') return [];
+  const items: unknown[] =
+    typeof value === 'string' ? value.split(',').map((s) => s.trim()) : (value as unknown[]);
+  if (!Array.isArray(items)) {
+    bad('must be a list');
+    return [];
+  }
+  const out: InterceptPort[] = [];
+  const isPort = (n: unknown): n is number =>
+    typeof n === 'number' && Number.isInteger(n) && n > 0 && n <= 65535;
+  for (const item of items) {
+    let port: unknown;
+    let appPort: unknown;
+    if (typeof item === 'string') {
+      const [a, b] = item.split(':');
+      port = Number(a);
+      appPort = b === undefined ? port : Number(b);
+    } else if (typeof item === 'number') {
+      port = item;
+      appPort = item;
+    } else if (typeof item === 'object' && item !== null) {
+      port = (item as Record<string, unknown>).port;
+      appPort = (item as Record<string, unknown>).appPort ?? port;
+    }
+    if (!isPort(port) || !isPort(appPort)) {
+      bad(`bad entry ${JSON.stringify(item)} (expected port or port:appPort)`);
+      continue;
+    }
+    out.push({ port, appPort });
+  }
+  return out;
+}
