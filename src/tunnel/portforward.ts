@@ -1,0 +1,405 @@
+import type { IncomingMessage } from 'node:http';
+import { Duplex } from 'node:stream';
+import WebSocket from 'ws';
+import { DevboxError, errorText } from '../util/errors.js';
+
+/**
+ * Pod port-forward over WebSocket, subprotocol `v4.channel.k8s.io`.
+ *
+ * Every binary message starts with a channel byte. For the i-th requested port, channel 2i carries
+ * data and 2i+1 carries error text. The first message the server sends on each channel starts with
+ * the port as a 2-byte little-endian integer, which is stripped. The client sends data frames on the
+ * data channel only. The server closes the WebSocket when the pod's connection closes; there is no
+ * half-close.
+ */
+export const PORT_FORWARD_SUBPROTOCOL = 'v4.channel.k8s.io';
+
+/** Options of {@link openPortForward}. */
+export interface PortForwardOptions {
+  /** API server base URL, e.g. `https://host.docker.internal:6443`. */
+  server: string;
+  /** Bearer token. */
+  token?: string;
+  /** PEM CA bundle that signed the API server's certificate. */
+  ca?: string | Buffer;
+  /** Client certificate and key (kubeconfigs with client-certificate auth). */
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** TLS server name to verify, when `server` is a rewritten address (host gateway). */
+  servername?: string;
+  /** Skip TLS verification (only for kubeconfigs that ask for it). */
+  insecureSkipTlsVerify?: boolean;
+  namespace: string;
+  pod: string;
+  port: number;
+  /** WebSocket ping interval; default 30 s, 0 disables. A missing pong by the next ping closes the stream. */
+  keepaliveMs?: number;
+  /** Upgrade timeout; default 15 s. */
+  timeoutMs?: number;
+  /** Aborting fails the open, or destroys the stream once open. */
+  signal?: AbortSignal;
+}
+
+/** One decoded port-forward message. */
+export type PortForwardFrame =
+  | { kind: 'data'; data: Buffer }
+  | { kind: 'error'; text: Buffer }
+  /** A message that only carried the port prefix, or an empty data frame. */
+  | { kind: 'none' };
+
+/**
+ * Decodes the server's messages of one forwarded port. Throws a PROTOCOL DevboxError on an empty
+ * message, an unknown channel, or a missing or wrong port prefix. Keeps no buffer.
+ */
+export class PortForwardDecoder {
+  private readonly seenPort = [false, false];
+
+  constructor(
+    private readonly port: number,
+    private readonly portIndex = 0,
+  ) {}
+
+  decode(message: Buffer): PortForwardFrame {
+    if (message.length === 0) throw new DevboxError('PROTOCOL', 'port-forward: empty message');
+    const channel = message[0]! - this.portIndex * 2;
+    if (channel !== 0 && channel !== 1) {
+      throw new DevboxError('PROTOCOL', `port-forward: unexpected channel ${message[0]}`);
+    }
+    let payload = message.subarray(1);
+    if (!this.seenPort[channel]) {
+      if (payload.length < 2) throw new DevboxError('PROTOCOL', 'port-forward: truncated port prefix');
+      const port = payload.readUInt16LE(0);
+      if (port !== this.port) {
+        throw new DevboxError(
+          'PROTOCOL',
+          `port-forward: server announced port ${port}, expected ${this.port}`,
+        );
+      }
+      this.seenPort[channel] = true;
+      payload = payload.subarray(2);
+    }
+    if (payload.length === 0) return { kind: 'none' };
+    return channel === 0 ? { kind: 'data', data: payload } : { kind: 'error', text: payload };
+  }
+}
+
+/** Largest error-channel text kept. */
+const ERROR_TEXT_MAX = 4096;
+/** Outbound bytes queued in ws and its socket before writes wait for the network. */
+const WRITE_HIGH_WATER = 1024 * 1024;
+/** Largest WebSocket message received; h2 frames written by the agent are far smaller. */
+const MAX_MESSAGE = 16 * 1024 * 1024;
+
+/**
+ * A Duplex over an open port-forward WebSocket: backpressure both ways, error-channel text and
+ * abnormal closes surface as errors, end of the writable side closes the WebSocket, a WebSocket
+ * close ends the readable side.
+ */
+export class PortForwardStream extends Duplex {
+  private readonly ws: WebSocket;
+  private readonly decoder: PortForwardDecoder;
+  private readonly label: string;
+  private keepalive: NodeJS.Timeout | undefined;
+  private awaitingPong = false;
+  private readonly channelByte: number;
+
+  /** @internal use {@link openPortForward} */
+  constructor(ws: WebSocket, port: number, label: string, keepaliveMs: number) {
+    super({ allowHalfOpen: false, readableHighWaterMark: 256 * 1024, writableHighWaterMark: 256 * 1024 });
+    this.ws = ws;
+    this.decoder = new PortForwardDecoder(port);
+    this.label = label;
+    this.channelByte = 0;
+    ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => this.onMessage(toBuffer(data)));
+    ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString('utf8')));
+    ws.on('error', (err: Error) =>
+      this.destroy(new DevboxError('TUNNEL', `${label}: ${errorText(err)}`, { cause: err })),
+    );
+    ws.on('pong', () => {
+      this.awaitingPong = false;
+    });
+    if (keepaliveMs > 0) {
+      this.keepalive = setInterval(() => {
+        if (this.awaitingPong) {
+          this.destroy(new DevboxError('TUNNEL', `${label}: no WebSocket pong within ${keepaliveMs} ms`));
+          return;
+        }
+        this.awaitingPong = true;
+        try {
+          ws.ping();
+        } catch {
+          // The close handler reports a closing socket.
+        }
+      }, keepaliveMs);
+      this.keepalive.unref();
+    }
+  }
+
+  private onMessage(message: Buffer): void {
+    if (this.destroyed) return;
+    let frame: PortForwardFrame;
+    try {
+      frame = this.decoder.decode(message);
+    } catch (err) {
+      this.destroy(new DevboxError('PROTOCOL', `${this.label}: ${errorText(err)}`, { cause: err }));
+      return;
+    }
+    if (frame.kind === 'data') {
+      if (!this.push(frame.data)) this.ws.pause();
+    } else if (frame.kind === 'error') {
+      const text = frame.text.subarray(0, ERROR_TEXT_MAX).toString('utf8').trim();
+      this.destroy(new DevboxError('TUNNEL', `${this.label}: ${text}`));
+    }
+  }
+
+  private onClose(code: number, reason: string): void {
+    clearInterval(this.keepalive);
+    if (this.destroyed) return;
+    if (code === 1000 || code === 1001 || code === 1005) {
+      this.push(null);
+      return;
+    }
+    this.destroy(
+      new DevboxError(
+        'TUNNEL',
+        `${this.label}: connection closed (code ${code}${reason ? `, ${reason}` : ''})`,
+      ),
+    );
+  }
+
+  override _read(): void {
+    if (this.ws.isPaused) this.ws.resume();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.send([chunk], callback);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
+    this.send(
+      chunks.map((c) => c.chunk),
+      callback,
+    );
+  }
+
+  private send(chunks: Buffer[], callback: (error?: Error | null) => void): void {
+    if (this.ws.readyState !== WebSocket.OPEN) {
+      callback(new DevboxError('TUNNEL', `${this.label}: write after the connection closed`));
+      return;
+    }
+    let size = 1;
+    for (const c of chunks) size += c.length;
+    const frame = Buffer.allocUnsafe(size);
+    frame[0] = this.channelByte;
+    let offset = 1;
+    for (const c of chunks) {
+      frame.set(c, offset);
+      offset += c.length;
+    }
+    let called = false;
+    const done = (err?: Error | null) => {
+      if (called) return;
+      called = true;
+      callback(err ? new DevboxError('TUNNEL', `${this.label}: ${errorText(err)}`, { cause: err }) : null);
+    };
+    this.ws.send(frame, { binary: true }, (err) => done(err));
+    // Below the mark, take more at once; above it, the next write waits for this frame to reach the socket.
+    if (this.ws.bufferedAmount < WRITE_HIGH_WATER) done();
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    clearInterval(this.keepalive);
+    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING)
+      this.ws.close(1000);
+    callback();
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    clearInterval(this.keepalive);
+    if (this.ws.readyState === WebSocket.OPEN) {
+      if (err) this.ws.terminate();
+      else this.ws.close(1000);
+    } else if (this.ws.readyState === WebSocket.CONNECTING) {
+      this.ws.terminate();
+    }
+    callback(err);
+  }
+}
+
+function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+/** The port-forward URL for one pod port. */
+export function portForwardUrl(server: string, namespace: string, pod: string, port: number): string {
+  const base = new URL(server);
+  base.protocol = base.protocol === 'http:' ? 'ws:' : 'wss:';
+  const prefix = base.pathname.replace(/\/+$/, '');
+  base.pathname = `${prefix}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/portforward`;
+  base.search = `?ports=${port}`;
+  return base.toString();
+}
+
+/**
+ * Opens a port-forward to `pod:port` and resolves with a Duplex carrying the bytes, once the
+ * WebSocket upgrade has succeeded. Upgrade failures are DevboxErrors: FORBIDDEN for 401 (token) and
+ * 403 (naming the RBAC verbs needed), NOT_FOUND for 404, TUNNEL otherwise.
+ */
+export function openPortForward(opts: PortForwardOptions): Promise<PortForwardStream> {
+  const label = `port-forward ${opts.namespace}/${opts.pod}:${opts.port}`;
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (err: Error | undefined, stream?: PortForwardStream) => {
+      if (settled) return;
+      settled = true;
+      opts.signal?.removeEventListener('abort', onAbort);
+      if (err) reject(err);
+      else resolve(stream!);
+    };
+    if (opts.signal?.aborted) {
+      settle(new DevboxError('TUNNEL', `${label}: aborted`));
+      return;
+    }
+    const headers: Record<string, string> = {};
+    if (opts.token) headers.Authorization = `Bearer ${opts.token}`;
+    // ws hands TLS options through to tls.connect; its types omit `servername`.
+    const wsOptions: WebSocket.ClientOptions & { servername?: string } = {
+      headers,
+      ca: opts.ca,
+      cert: opts.cert,
+      key: opts.key,
+      servername: opts.servername,
+      rejectUnauthorized: !opts.insecureSkipTlsVerify,
+      perMessageDeflate: false,
+      handshakeTimeout: opts.timeoutMs ?? 15_000,
+      maxPayload: MAX_MESSAGE,
+      followRedirects: false,
+      // The connection is TLS to the API server: masking guards browsers' proxies, not us, and
+      // costs a copy of every frame. A zero mask is valid and lets ws skip it.
+      generateMask: (mask: Buffer) => {
+        mask.fill(0);
+      },
+    };
+    const ws = new WebSocket(
+      portForwardUrl(opts.server, opts.namespace, opts.pod, opts.port),
+      [PORT_FORWARD_SUBPROTOCOL],
+      wsOptions,
+    );
+    const onAbort = () => {
+      ws.terminate();
+      settle(new DevboxError('TUNNEL', `${label}: aborted`));
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+
+    ws.on('unexpected-response', (_req, res: IncomingMessage) => {
+      readStatusMessage(res).then((detail) => {
+        settle(upgradeError(res.statusCode ?? 0, detail, opts, label));
+        ws.terminate();
+      });
+    });
+    ws.on('error', (err: Error) => settle(connectError(err, opts, label)));
+    ws.on('close', () => settle(new DevboxError('TUNNEL', `${label}: closed during the upgrade`)));
+    ws.on('open', () => {
+      if (ws.protocol !== PORT_FORWARD_SUBPROTOCOL) {
+        ws.terminate();
+        settle(
+          new DevboxError('TUNNEL', `${label}: the API server did not accept ${PORT_FORWARD_SUBPROTOCOL}`),
+        );
+        return;
+      }
+      ws.removeAllListeners('error');
+      ws.removeAllListeners('close');
+      ws.removeAllListeners('unexpected-response');
+      const stream = new PortForwardStream(ws, opts.port, label, opts.keepaliveMs ?? 30_000);
+      if (opts.signal) {
+        const signal = opts.signal;
+        const onLateAbort = () => stream.destroy(new DevboxError('TUNNEL', `${label}: aborted`));
+        signal.addEventListener('abort', onLateAbort, { once: true });
+        stream.once('close', () => signal.removeEventListener('abort', onLateAbort));
+      }
+      settle(undefined, stream);
+    });
+  });
+}
+
+/** Reads at most 64 KiB of an error response and extracts a Kubernetes Status message. */
+function readStatusMessage(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      try {
+        const status = JSON.parse(text) as { message?: unknown };
+        if (typeof status.message === 'string') return resolve(status.message);
+      } catch {
+        // not a Status object
+      }
+      resolve(text.trim().slice(0, 500));
+    };
+    res.on('data', (chunk: Buffer) => {
+      if (size < 65536) chunks.push(chunk);
+      size += chunk.length;
+    });
+    res.on('end', finish);
+    res.on('error', finish);
+    res.on('close', finish);
+  });
+}
+
+function upgradeError(status: number, detail: string, opts: PortForwardOptions, label: string): DevboxError {
+  const suffix = detail ? ` (${detail})` : '';
+  if (status === 401) {
+    return new DevboxError(
+      'FORBIDDEN',
+      `${label}: the API server rejected the token (401 Unauthorized)${suffix}`,
+      {
+        hint: 'the token is invalid or expired; run `devbox up` again to mint a fresh one',
+      },
+    );
+  }
+  if (status === 403) {
+    return new DevboxError(
+      'FORBIDDEN',
+      `${label}: forbidden (403): the credentials lack verbs create and get on pods/portforward in namespace ${opts.namespace}${suffix}`,
+      {
+        hint: `grant create and get on pods/portforward in namespace ${opts.namespace} (see templates/ for the Role)`,
+      },
+    );
+  }
+  if (status === 404) {
+    return new DevboxError(
+      'NOT_FOUND',
+      `${label}: pod ${opts.pod} not found in namespace ${opts.namespace}${suffix}`,
+      {
+        hint: 'the pod was replaced or deleted; wait for the new pod and reconnect',
+      },
+    );
+  }
+  return new DevboxError('TUNNEL', `${label}: upgrade failed with HTTP ${status}${suffix}`);
+}
+
+function connectError(err: Error, opts: PortForwardOptions, label: string): DevboxError {
+  const code = (err as { code?: string }).code ?? '';
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return new DevboxError('TUNNEL', `${label}: the API server certificate does not match the server name`, {
+      cause: err,
+      hint: `set servername to the name in the API server's certificate${opts.servername ? ` (now ${opts.servername})` : ''}`,
+    });
+  }
+  if (code.startsWith('ERR_TLS') || code.includes('CERT') || code === 'DEPTH_ZERO_SELF_SIGNED_CERT') {
+    return new DevboxError('TUNNEL', `${label}: TLS verification failed (${code})`, {
+      cause: err,
+      hint: 'pass the cluster CA from the kubeconfig',
+    });
+  }
+  return new DevboxError(
+    'TUNNEL',
+    `${label}: cannot reach the API server at ${opts.server}: ${errorText(err)}`,
+    {
+      cause: err,
+    },
+  );
+}

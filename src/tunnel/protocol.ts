@@ -1,0 +1,259 @@
+/**
+ * The devbox tunnel protocol, spoken between the sidecar (client) and the agent (server).
+ *
+ * Transport
+ * ---------
+ * One byte stream per agent pod: in production a pod port-forward WebSocket (see `portforward.ts`),
+ * in tests any TCP socket. On top of it runs cleartext HTTP/2 (h2c, prior knowledge): the sidecar is
+ * the client (`http2.connect('http://devbox', { createConnection: () => duplex })`), the agent serves
+ * `http2.createServer()` fed with sockets accepted by a `net.Server` on 127.0.0.1:<tunnel port>.
+ * HTTP/2 gives each stream its own flow control, half-close (END_STREAM), reset (RST_STREAM) and
+ * liveness (PING); both ends use the large windows of {@link H2_SETTINGS} so that a single stream
+ * is not window-bound.
+ *
+ * Sessions
+ * --------
+ * The first request of every HTTP/2 connection must be `POST /v1/session` with the headers
+ * `devbox-protocol: <PROTOCOL_VERSION>` and `devbox-token: <token>`. The agent answers
+ *   - 403 when the token is wrong (the connection is then closed),
+ *   - 426 when the versions differ; `devbox-error` names both versions,
+ *   - 200 otherwise, with `devbox-protocol` set to its own version.
+ * The session stream then stays open for the life of the connection and carries newline-delimited
+ * JSON control messages ({@link ControlMessage}) both ways. The agent's first message is `hello`.
+ * Any other request on a connection whose session stream is not yet accepted gets 401.
+ * Closing the session stream closes the connection.
+ *
+ * Stream kinds (each an HTTP/2 request on an accepted connection)
+ * ----------------------------------------------------------------
+ * `POST /v1/tcp`, header `devbox-target: host:port` (IPv6 as `[addr]:port`). The agent dials the
+ *   target. On success it answers 200 and the stream carries bytes both ways; a side's END_STREAM is
+ *   that side's TCP FIN (half-close), RST_STREAM is a TCP reset. On failure the agent answers a
+ *   non-200 status with `devbox-error-code` (an errno name such as ECONNREFUSED) and `devbox-error`
+ *   (text); the sidecar then resets only its own local socket.
+ * `POST /v1/udp`, header `devbox-target`, optional `devbox-idle-ms`. One stream per UDP flow. Both
+ *   directions carry datagrams, each prefixed with its length as a 2-byte big-endian integer
+ *   (`framing.ts`). Datagrams that meet backpressure are dropped, as UDP would. The agent ends the
+ *   stream after the idle timeout (default {@link UDP_IDLE_DEFAULT_MS}).
+ * `POST /v1/dns`: body = one DNS query in wire format (at most 65535 bytes). The agent relays it to
+ *   the pod's nameservers from its resolv.conf (UDP, then TCP when truncated) and answers 200 with
+ *   the reply in wire format, or 502 with `devbox-error`.
+ * `POST /v1/accept`: inbound traffic. The sidecar keeps a pool of pending accept requests. When a
+ *   connection arrives at one of the agent's intercept ports, the agent answers one pending request
+ *   200 with the headers of {@link InboundInfo} (`devbox-client-address`, `devbox-client-port`,
+ *   `devbox-intercept-port`, `devbox-app-port`) and joins the connection to that stream exactly as
+ *   `/v1/tcp` does. The sidecar opens a replacement at once. The control message
+ *   `{"type":"accept-stop"}` tells the agent to stop routing to this session; it then answers 503 to
+ *   further accept requests until a new one starts accepting with `{"type":"accept-start"}`.
+ * `GET /v1/files?path=/abs/path`: a tar stream (ustar/pax) of the directory or file at `path` in the
+ *   agent's file system; 404 when absent. An error mid-way resets the stream.
+ *
+ * Control messages
+ * ----------------
+ * JSON objects with a string `type`, one per line, each line at most {@link CONTROL_LINE_MAX} bytes.
+ * A line that is not such an object closes the session. Unknown types are ignored, so either side may
+ * add messages without a version bump. Defined: `hello` (agent → sidecar, first), `stats-request`
+ * / `stats` (matched by `id`), `accept-start` / `accept-stop` (sidecar → agent).
+ *
+ * Liveness
+ * --------
+ * The agent pings every {@link AGENT_PING_INTERVAL_MS}. It stops routing inbound connections to a
+ * session from which it has heard nothing (no byte, no ping ack) for {@link AGENT_SUSPECT_AFTER_MS}
+ * and destroys it after `DEVBOX_SESSION_TIMEOUT_MS`. Intercepted traffic then goes to the app in the
+ * pod. The sidecar pings too and treats a missing ack as a dead tunnel.
+ *
+ * History
+ * -------
+ * 1: first version.
+ */
+export const PROTOCOL_VERSION = 1;
+
+/** Request paths, one per stream kind. */
+export const PATHS = {
+  session: '/v1/session',
+  tcp: '/v1/tcp',
+  udp: '/v1/udp',
+  dns: '/v1/dns',
+  accept: '/v1/accept',
+  files: '/v1/files',
+} as const;
+
+/** Header names (HTTP/2 requires lower case). */
+export const HEADERS = {
+  protocol: 'devbox-protocol',
+  token: 'devbox-token',
+  target: 'devbox-target',
+  idleMs: 'devbox-idle-ms',
+  error: 'devbox-error',
+  errorCode: 'devbox-error-code',
+  clientAddress: 'devbox-client-address',
+  clientPort: 'devbox-client-port',
+  interceptPort: 'devbox-intercept-port',
+  appPort: 'devbox-app-port',
+} as const;
+
+/**
+ * HTTP/2 settings used by both ends. The 8 MiB stream window lets one stream exceed 1 Gbit/s on
+ * loopback and keeps up with a 20 ms path at ~3 Gbit/s; it is also the most one stalled reader can
+ * make its peer buffer.
+ */
+export const H2_SETTINGS = {
+  initialWindowSize: 8 * 1024 * 1024,
+  maxFrameSize: 64 * 1024,
+  enablePush: false,
+} as const;
+
+/** Connection-level receive window, applied with `session.setLocalWindowSize()` by both ends. */
+export const H2_CONNECTION_WINDOW = 64 * 1024 * 1024;
+
+/** `maxSessionMemory` (MB) for both ends: outbound data buffered by nghttp2 counts against it. */
+export const H2_MAX_SESSION_MEMORY_MB = 256;
+
+/** Longest control line accepted, newline excluded. */
+export const CONTROL_LINE_MAX = 64 * 1024;
+
+/** Largest DNS message carried by `/v1/dns` (the TCP length prefix is 16 bits). */
+export const DNS_MESSAGE_MAX = 65535;
+
+export const UDP_IDLE_DEFAULT_MS = 60_000;
+export const UDP_IDLE_MIN_MS = 1_000;
+export const UDP_IDLE_MAX_MS = 600_000;
+
+export const AGENT_PING_INTERVAL_MS = 500;
+export const AGENT_SUSPECT_AFTER_MS = 1_500;
+
+/** Addresses of an inbound connection handed to the sidecar on `/v1/accept`. */
+export interface InboundInfo {
+  /** Address of the in-cluster client, as the agent saw it. */
+  clientAddress: string;
+  clientPort: number;
+  /** The agent port the connection arrived on (the Service's targetPort). */
+  interceptPort: number;
+  /** The app port this intercept stands for; the sidecar connects to 127.0.0.1:<appPort>. */
+  appPort: number;
+}
+
+/** One intercept as configured on the agent. */
+export interface InterceptSpec {
+  listenPort: number;
+  appPort: number;
+}
+
+/** The agent's first control message. */
+export interface HelloMessage {
+  type: 'hello';
+  protocol: number;
+  /** Pod hostname. */
+  hostname: string;
+  /** Node.js version of the agent. */
+  node: string;
+  intercepts: InterceptSpec[];
+}
+
+/** Counters reported by the agent. */
+export interface AgentStats {
+  uptimeMs: number;
+  sessions: number;
+  /** Streams open now, by kind. */
+  open: { tcp: number; udp: number; dns: number; files: number; inbound: number; acceptPending: number };
+  /** Totals since start. */
+  totals: {
+    tcpOpened: number;
+    tcpFailed: number;
+    udpFlows: number;
+    dnsQueries: number;
+    dnsFailures: number;
+    intercepted: number;
+    passedThrough: number;
+    queueOverflows: number;
+    protocolErrors: number;
+  };
+  /** Inbound connections now waiting for an accept stream. */
+  queued: number;
+}
+
+export interface StatsRequestMessage {
+  type: 'stats-request';
+  id: number;
+}
+
+export interface StatsMessage {
+  type: 'stats';
+  id: number;
+  stats: AgentStats;
+}
+
+export interface AcceptControlMessage {
+  type: 'accept-start' | 'accept-stop';
+}
+
+export type ControlMessage = HelloMessage | StatsRequestMessage | StatsMessage | AcceptControlMessage;
+
+/** A host and port as carried in `devbox-target`. */
+export interface Target {
+  host: string;
+  port: number;
+}
+
+/** `host:port`, with IPv6 addresses in brackets. */
+export function formatTarget(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** Parses `host:port` or `[v6]:port`; undefined when malformed. */
+export function parseTarget(value: string | undefined): Target | undefined {
+  if (!value || value.length > 300) return undefined;
+  let host: string;
+  let portText: string;
+  if (value.startsWith('[')) {
+    const close = value.indexOf(']');
+    if (close < 0 || value[close + 1] !== ':') return undefined;
+    host = value.slice(1, close);
+    portText = value.slice(close + 2);
+  } else {
+    const colon = value.lastIndexOf(':');
+    if (colon <= 0 || value.indexOf(':') !== colon) return undefined;
+    host = value.slice(0, colon);
+    portText = value.slice(colon + 1);
+  }
+  if (!/^\d{1,5}$/.test(portText)) return undefined;
+  const port = Number(portText);
+  if (port < 1 || port > 65535 || host.length === 0 || /[\s/]/.test(host)) return undefined;
+  return { host, port };
+}
+
+/** Reads an inbound-info header set; undefined when a field is missing or malformed. */
+export function parseInboundInfo(
+  headers: Record<string, string | string[] | undefined>,
+): InboundInfo | undefined {
+  const text = (name: string) => {
+    const v = headers[name];
+    return typeof v === 'string' ? v : undefined;
+  };
+  const int = (name: string) => {
+    const v = text(name);
+    return v !== undefined && /^\d{1,5}$/.test(v) ? Number(v) : undefined;
+  };
+  const clientAddress = text(HEADERS.clientAddress);
+  const clientPort = int(HEADERS.clientPort);
+  const interceptPort = int(HEADERS.interceptPort);
+  const appPort = int(HEADERS.appPort);
+  if (
+    clientAddress === undefined ||
+    clientPort === undefined ||
+    interceptPort === undefined ||
+    appPort === undefined
+  ) {
+    return undefined;
+  }
+  return { clientAddress, clientPort, interceptPort, appPort };
+}
+
+/** Header set for an inbound-info answer. */
+export function inboundInfoHeaders(info: InboundInfo): Record<string, string> {
+  return {
+    [HEADERS.clientAddress]: info.clientAddress,
+    [HEADERS.clientPort]: String(info.clientPort),
+    [HEADERS.interceptPort]: String(info.interceptPort),
+    [HEADERS.appPort]: String(info.appPort),
+  };
+}
