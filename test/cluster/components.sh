@@ -84,17 +84,19 @@ ensure_chain_jump() {
 
 setup_network() {
   sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
-  ip addr show dev lo | grep -q " $NODE_IP/" || ip addr add "$NODE_IP/32" dev lo
+  [[ "$(ip -o addr show dev lo)" == *" $NODE_IP/"* ]] || ip addr add "$NODE_IP/32" dev lo
   ip link show "$CNI_BRIDGE" >/dev/null 2>&1 || ip link add "$CNI_BRIDGE" type bridge
-  ip addr show dev "$CNI_BRIDGE" | grep -q " $POD_GATEWAY/" || ip addr add "$POD_GATEWAY/24" dev "$CNI_BRIDGE"
+  [[ "$(ip -o addr show dev "$CNI_BRIDGE")" == *" $POD_GATEWAY/"* ]] || ip addr add "$POD_GATEWAY/24" dev "$CNI_BRIDGE"
   ip link set "$CNI_BRIDGE" up
   # Keep the service and pod ranges on this machine instead of the default route.
   ip route replace "$SERVICE_CIDR" dev "$CNI_BRIDGE" src "$POD_GATEWAY"
   ip route replace unreachable "$POD_CIDR"
-  local addr
+  local addr route
   for addr in 10.96.0.1 10.111.1.1 10.244.0.7 10.244.9.9; do
-    ip route get "$addr" 2>&1 | grep -qE "dev $CNI_BRIDGE|unreachable" ||
-      fail "$addr would leave this machine: $(ip route get "$addr" 2>&1)"
+    route=$(ip route get "$addr" 2>&1 || true)
+    case "$route" in *"dev $CNI_BRIDGE"* | *unreachable* | *"No route to host"*) ;;
+      *) fail "$addr would leave this machine: $route" ;;
+    esac
   done
 
   mkdir -p "$CLUSTER_DIR/cni/net.d" "$CLUSTER_DIR/cni/ipam"
@@ -224,7 +226,8 @@ state = "$RUN/containerd-state"
   path = "$CLUSTER_DIR/containerd/opt"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
-  enable_unprivileged_ports = true
+  # This machine forbids lowering oom_score_adj below our own.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -303,7 +306,7 @@ YAML
   wait_for 60 kube-proxy curl -sf --max-time 2 http://127.0.0.1:10256/healthz
 }
 
-dns_answers() { busybox nslookup kubernetes.default.svc.cluster.local "$DNS_IP" 2>&1 | grep -q '10.96.0.1'; }
+dns_answers() { [[ "$(busybox nslookup kubernetes.default.svc.cluster.local "$DNS_IP" 2>&1)" == *"10.96.0.1"* ]]; }
 start_dns() {
   kube apply -f "$SCRIPTS_DIR/manifests/cluster-dns.yaml" >/dev/null
   pid_alive coredns && dns_answers && return 0

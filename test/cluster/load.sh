@@ -19,7 +19,7 @@ for image in "${images[@]}"; do
   short=${image#docker.io/library/}
   full=$image
   case "$full" in */*) ;; *) full=docker.io/library/$full ;; esac
-  if $if_missing && ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -qxF "$full"; then
+  if $if_missing && ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -xF "$full" >/dev/null; then
     continue
   fi
   docker image inspect "$short" >/dev/null 2>&1 || fail "No Docker image '$short' on this machine: build it first (docker images lists what there is)."
