@@ -306,7 +306,11 @@ YAML
   wait_for 60 kube-proxy curl -sf --max-time 2 http://127.0.0.1:10256/healthz
 }
 
-dns_answers() { [[ "$(busybox nslookup kubernetes.default.svc.cluster.local "$DNS_IP" 2>&1)" == *"10.96.0.1"* ]]; }
+dns_answers() {
+  local out re='Name:[[:space:]]+kubernetes.default.svc.cluster.local[[:space:]]+Address: 10.96.0.1($|[^0-9])'
+  out=$(busybox nslookup -type=a kubernetes.default.svc.cluster.local "$DNS_IP" 2>&1) || return 1
+  [[ "$out" =~ $re ]]
+}
 start_dns() {
   kube apply -f "$SCRIPTS_DIR/manifests/cluster-dns.yaml" >/dev/null
   pid_alive coredns && dns_answers && return 0

@@ -66,5 +66,7 @@ step "Cluster DNS"
 start_dns
 done_step
 
+mkdir -p "$CLUSTER_DIR/bin"
+ln -sf "$KUBE_BIN/kubectl" "$CLUSTER_DIR/bin/kubectl"
 printf 'Cluster ready in %ss. kubeconfig: %s\n' "$(($(date +%s) - started_all))" "$KUBECONFIG_ADMIN" >&2
-printf '  export KUBECONFIG=%s\n' "$KUBECONFIG_ADMIN" >&2
+printf '  export KUBECONFIG=%s PATH=%s:$PATH\n' "$KUBECONFIG_ADMIN" "$CLUSTER_DIR/bin" >&2
