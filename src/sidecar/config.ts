@@ -31,8 +31,11 @@ export interface SidecarConfig {
   /** The agent's tunnel port inside its pod (reached only through port-forward). */
   agentTunnelPort: number;
   interceptPorts: InterceptPort[];
-  /** HTTP status endpoint on 127.0.0.1. */
+  /** HTTP status endpoint; 127.0.0.1 unless a published port needs 0.0.0.0. */
   statusPort: number;
+  statusAddress: string;
+  /** Container of the agent pods whose readiness decides whether a tunnel is opened. */
+  agentContainer: string;
   /** DNS listener; defaults 127.0.0.1:53. */
   dnsAddress: string;
   dnsPort: number;
@@ -61,6 +64,8 @@ const FIELDS: FieldSpec[] = [
   { key: 'agentTunnelPort', env: 'DEVBOX_AGENT_TUNNEL_PORT' },
   { key: 'interceptPorts', env: 'DEVBOX_INTERCEPT_PORTS' },
   { key: 'statusPort', env: 'DEVBOX_STATUS_PORT' },
+  { key: 'statusAddress', env: 'DEVBOX_STATUS_ADDRESS' },
+  { key: 'agentContainer', env: 'DEVBOX_AGENT_CONTAINER' },
   { key: 'dnsAddress', env: 'DEVBOX_DNS_ADDRESS' },
   { key: 'dnsPort', env: 'DEVBOX_DNS_PORT' },
   { key: 'forceFallback', env: 'DEVBOX_FORCE_FALLBACK' },
@@ -163,6 +168,8 @@ export function parseSidecarConfig(raw: Record<string, unknown>): SidecarConfig 
   const agentTunnelPort = port('agentTunnelPort');
   if (raw.agentTunnelPort !== undefined && agentTunnelPort === 0) bad('agentTunnelPort', 'must not be 0');
   const statusPort = port('statusPort');
+  const statusAddress = str('statusAddress', false) ?? '127.0.0.1';
+  const agentContainer = str('agentContainer', false) ?? 'devbox-agent';
   const dnsAddress = str('dnsAddress', false) ?? '127.0.0.1';
   const dnsPort = port('dnsPort', 53);
   const interceptPorts = parseInterceptPorts(raw.interceptPorts, (why) => bad('interceptPorts', why));
@@ -187,6 +194,8 @@ export function parseSidecarConfig(raw: Record<string, unknown>): SidecarConfig 
     agentTunnelPort,
     interceptPorts,
     statusPort,
+    statusAddress,
+    agentContainer,
     dnsAddress,
     dnsPort,
     forceFallback,

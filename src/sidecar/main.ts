@@ -1,1 +1,58 @@
-export {};
+/**
+ * Entry point of the sidecar daemon (`node sidecar.mjs [config.json]`).
+ * `node sidecar.mjs status` prints the running daemon's status document,
+ * for `docker exec <sidecar> node sidecar.mjs status`.
+ */
+import { DevboxError, errorText } from '../util/errors.js';
+import { daemonLogger } from '../util/log.js';
+import { CONFIG_FILE_ENV, loadSidecarConfig } from './config.js';
+import { startSidecar } from './sidecar.js';
+
+const SHUTDOWN_LIMIT_MS = 10_000;
+
+async function main(argv: string[]): Promise<number> {
+  const log = daemonLogger('sidecar');
+  const statusMode = argv[0] === 'status';
+  const file = (statusMode ? argv[1] : argv[0]) ?? process.env[CONFIG_FILE_ENV];
+  let config: ReturnType<typeof loadSidecarConfig>;
+  try {
+    config = loadSidecarConfig(file);
+  } catch (err) {
+    log.error(errorText(err), { hint: err instanceof DevboxError ? err.hint : undefined });
+    return 2;
+  }
+
+  if (statusMode) {
+    const host = config.statusAddress === '0.0.0.0' ? '127.0.0.1' : config.statusAddress;
+    const res = await fetch(`http://${host}:${config.statusPort}/status`);
+    process.stdout.write(await res.text());
+    return res.ok ? 0 : 1;
+  }
+
+  const sidecar = await startSidecar(config, { log });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info('signal received', { signal });
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  const limit = setTimeout(() => {
+    log.error('shutdown took too long, exiting');
+    process.exit(1);
+  }, SHUTDOWN_LIMIT_MS);
+  limit.unref();
+  await sidecar.close();
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    daemonLogger('sidecar').error(`fatal: ${errorText(err)}`, {
+      hint: err instanceof DevboxError ? err.hint : undefined,
+    });
+    process.exit(1);
+  },
+);

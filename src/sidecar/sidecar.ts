@@ -1,0 +1,222 @@
+/**
+ * The sidecar daemon assembled: three watches (agent pods, Services,
+ * EndpointSlices) drive the tunnel manager and the address manager; the DNS
+ * server relays through the tunnels; the status endpoint reports on all of it.
+ * Every external piece (API client, tunnel dialer, address adder) can be
+ * injected, so the whole daemon runs in tests on loopback.
+ */
+import { errorText } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+import { AddressManager, type AddressMode, type AddressStatus, type ErrorRecord } from './address-manager.js';
+import { createAgentDialer } from './agent-dialer.js';
+import type { SidecarConfig } from './config.js';
+import { type DnsServer, type DnsStats, startDnsServer } from './dns-server.js';
+import { rewriteARecords } from './dns-wire.js';
+import { newTrafficStats, type TrafficStats } from './forwarders.js';
+import { createInboundHandler, type InboundStats, newInboundStats } from './inbound.js';
+import { Informer, type InformerStats } from './informer.js';
+import { createKubeApi, type KubeApi, type KubeConnection, kubeConnection } from './kube-api.js';
+import { type AddressAdder, ipCommandAdder } from './loopback.js';
+import {
+  type AgentPod,
+  type EndpointSliceInfo,
+  paths,
+  type ServiceInfo,
+  toAgentPod,
+  toEndpointSlice,
+  toService,
+} from './resources.js';
+import { type StatusServer, startStatusServer } from './status-server.js';
+import type { TunnelDialer } from './tunnel-link.js';
+import { TunnelManager, type TunnelStatus } from './tunnel-manager.js';
+
+export interface SidecarDeps {
+  connection?: KubeConnection;
+  api?: KubeApi;
+  dialer?: TunnelDialer;
+  adder?: AddressAdder;
+  log?: Logger;
+}
+
+/** The document served at /status. */
+export interface SidecarStatus {
+  version: 1;
+  namespace: string;
+  startedAt: string;
+  uptimeSeconds: number;
+  rssBytes: number;
+  /** `direct`: real cluster addresses on lo; `fallback`: 127.x aliases (no NET_ADMIN); `pending`: none added yet. */
+  addressMode: AddressMode;
+  tunnels: TunnelStatus[];
+  /** Outbound traffic from local clients to the cluster. */
+  outbound: TrafficStats;
+  /** Intercepted traffic from the cluster to the local app. */
+  inbound: InboundStats;
+  /** Streams open across all tunnels. */
+  streamsOpen: number;
+  dns: DnsStats;
+  addresses: AddressStatus[];
+  watches: Record<string, InformerStats>;
+  lastErrors: ErrorRecord[];
+}
+
+export interface RunningSidecar {
+  readonly dnsPort: number;
+  readonly statusPort: number;
+  status(): SidecarStatus;
+  /** Closes listeners, removes addresses, closes tunnels. */
+  close(): Promise<void>;
+}
+
+const ERRORS_KEPT = 20;
+
+export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}): Promise<RunningSidecar> {
+  const log = deps.log;
+  const startedAt = new Date();
+  const lastErrors: ErrorRecord[] = [];
+  const recordError = (record: ErrorRecord) => {
+    lastErrors.push(record);
+    if (lastErrors.length > ERRORS_KEPT) lastErrors.shift();
+  };
+  const onError = (what: string, err: unknown) =>
+    recordError({ at: new Date().toISOString(), what, error: errorText(err) });
+
+  const connection = deps.connection ?? kubeConnection(config);
+  const api = deps.api ?? createKubeApi(connection);
+  const outboundStats = newTrafficStats();
+  const inboundStats = newInboundStats();
+
+  const tunnels = new TunnelManager({
+    dialer:
+      deps.dialer ??
+      createAgentDialer({ connection, namespace: config.namespace, sessionToken: config.sessionToken }),
+    agentPort: config.agentTunnelPort,
+    onInbound: createInboundHandler({ interceptPorts: config.interceptPorts, stats: inboundStats, onError }),
+    log,
+  });
+  const addresses = new AddressManager({
+    adder: deps.adder ?? ipCommandAdder(),
+    outbound: tunnels,
+    stats: outboundStats,
+    forceFallback: config.forceFallback,
+    onError: recordError,
+    log,
+  });
+
+  const closers: (() => Promise<void>)[] = [];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) {
+      await close().catch((err) => log?.warn('shutdown step failed', { error: errorText(err) }));
+    }
+  };
+
+  let dns: DnsServer;
+  let statusServer: StatusServer;
+  const watches = new AbortController();
+  try {
+    dns = await startDnsServer({
+      address: config.dnsAddress,
+      port: config.dnsPort,
+      relay: (query, signal) => tunnels.dnsQuery(query, signal),
+      rewrite: (reply) =>
+        addresses.addressMode === 'fallback'
+          ? rewriteARecords(reply, (ip) => addresses.localAddressFor(ip))
+          : reply,
+      log,
+    });
+    closers.push(() => dns.close());
+    closers.push(() => tunnels.close());
+    closers.push(() => addresses.close());
+
+    const pods = new Informer<AgentPod>({
+      api,
+      path: paths.pods(config.namespace),
+      labelSelector: config.agentSelector,
+      transform: (obj) => toAgentPod(obj, config.agentContainer),
+      onChange: () => tunnels.update(pods.store.values()),
+      log,
+    });
+    const applyAddresses = () => addresses.setDesired(services.store.values(), slices.store.values());
+    const services: Informer<ServiceInfo> = new Informer<ServiceInfo>({
+      api,
+      path: paths.services(config.namespace),
+      transform: toService,
+      onChange: applyAddresses,
+      log,
+    });
+    const slices: Informer<EndpointSliceInfo> = new Informer<EndpointSliceInfo>({
+      api,
+      path: paths.endpointSlices(config.namespace),
+      transform: toEndpointSlice,
+      onChange: applyAddresses,
+      log,
+    });
+    const running = [pods, services, slices].map((inf) => inf.run(watches.signal));
+    closers.push(async () => {
+      watches.abort();
+      await Promise.all(running);
+    });
+
+    const snapshot = (): SidecarStatus => {
+      const tunnelStatus = tunnels.status();
+      return {
+        version: 1,
+        namespace: config.namespace,
+        startedAt: startedAt.toISOString(),
+        uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
+        rssBytes: process.memoryUsage.rss(),
+        addressMode: addresses.addressMode,
+        tunnels: tunnelStatus,
+        outbound: { ...outboundStats },
+        inbound: { ...inboundStats },
+        streamsOpen: tunnelStatus.reduce((n, t) => n + t.streamsOpen, 0),
+        dns: { ...dns.stats },
+        addresses: addresses.status(),
+        watches: {
+          pods: { ...pods.stats },
+          services: { ...services.stats },
+          endpointSlices: { ...slices.stats },
+        },
+        lastErrors: [...lastErrors, ...watchErrors([pods, services, slices])].slice(-ERRORS_KEPT),
+      };
+    };
+
+    statusServer = await startStatusServer({
+      address: config.statusAddress,
+      port: config.statusPort,
+      snapshot: async () => snapshot(),
+      healthy: () => tunnels.ready,
+    });
+    closers.push(() => statusServer.close());
+
+    log?.info('sidecar started', {
+      namespace: config.namespace,
+      agentSelector: config.agentSelector,
+      dns: `${config.dnsAddress}:${dns.udpPort}`,
+      status: `${config.statusAddress}:${statusServer.port}`,
+    });
+
+    return {
+      dnsPort: dns.udpPort,
+      statusPort: statusServer.port,
+      status: snapshot,
+      async close() {
+        log?.info('sidecar stopping');
+        await closeAll();
+        log?.info('sidecar stopped');
+      },
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+function watchErrors(informers: Informer<unknown>[]): ErrorRecord[] {
+  const out: ErrorRecord[] = [];
+  for (const inf of informers) {
+    const s = inf.stats;
+    if (s.lastError && s.lastErrorAt) out.push({ at: s.lastErrorAt, what: 'watch', error: s.lastError });
+  }
+  return out;
+}
