@@ -92,9 +92,7 @@ export async function ldd(binary: string): Promise<LddResult> {
 
 /** File system calls the resolver needs; tests pass fakes. */
 export interface HostFs {
-  lstat(
-    path: string,
-  ): Promise<{
+  lstat(path: string): Promise<{
     isSymbolicLink(): boolean;
     isFile(): boolean;
     isDirectory(): boolean;

@@ -72,10 +72,8 @@ const ROOT_ONLY = /^\/*$/;
 /** `/usr//bin/` → `usr/bin`; refuses paths that climb out of the root. */
 export function normalizeEntryPath(path: string): string {
   if (ROOT_ONLY.test(path)) throw new DevboxError('INTERNAL', 'An image entry cannot be the root directory');
-  const normal = posix.normalize(`/${path}`).replace(/^\/+/, '').replace(/\/+$/, '');
-  if (normal.split('/').includes('..'))
-    throw new DevboxError('INTERNAL', `Image entry ${path} leaves the root`);
-  return normal;
+  if (path.split('/').includes('..')) throw new DevboxError('INTERNAL', `Image entry ${path} contains ..`);
+  return posix.normalize(`/${path}`).replace(/^\/+/, '').replace(/\/+$/, '');
 }
 
 /**
@@ -191,8 +189,8 @@ export function layerStream(entries: LayerEntry[]): Readable {
 function addEntry(pack: tar.Pack, header: EntryHeader, content?: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     const done = (err?: Error | null) => (err ? reject(err) : resolve());
-    if (content) pack.entry(header, content, done);
-    else pack.entry(header, done);
+    const sink = content ? pack.entry(header, content, done) : pack.entry(header, done);
+    sink.on('error', reject);
   });
 }
 
@@ -203,6 +201,7 @@ function addEntry(pack: tar.Pack, header: EntryHeader, content?: Buffer): Promis
 function streamEntry(pack: tar.Pack, header: EntryHeader, source: AsyncIterable<Buffer>): Promise<void> {
   return new Promise((resolve, reject) => {
     const sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+    sink.on('error', reject);
     (async () => {
       for await (const chunk of source) {
         if (!sink.write(chunk)) await new Promise<void>((drained) => sink.once('drain', () => drained()));
