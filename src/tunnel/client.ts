@@ -113,6 +113,7 @@ export class TunnelClient extends EventEmitter {
   private lastHeard = Date.now();
   private pingTimer: NodeJS.Timeout | undefined;
   private nextStatsId = 1;
+  private acceptGeneration = 0;
   private readonly statsWaiters = new Map<number, (stats: AgentStats) => void>();
   private closeError: Error | undefined;
   private isClosed = false;
@@ -319,12 +320,15 @@ export class TunnelClient extends EventEmitter {
     const pending = new Set<ClientHttp2Stream>();
     let active = true;
     let backoff: NodeJS.Timeout | undefined;
-    this.sendControl({ type: 'accept-start' });
+    const generation = ++this.acceptGeneration;
     const open = () => {
       if (!active || this.isClosed || pending.size >= poolSize) return;
       let stream: ClientHttp2Stream;
       try {
-        stream = this.request({ ':method': 'POST', ':path': PATHS.accept }, false);
+        stream = this.request(
+          { ':method': 'POST', ':path': PATHS.accept, [HEADERS.acceptGeneration]: String(generation) },
+          false,
+        );
       } catch {
         return;
       }
@@ -374,7 +378,7 @@ export class TunnelClient extends EventEmitter {
         if (!active) return;
         active = false;
         clearTimeout(backoff);
-        this.sendControl({ type: 'accept-stop' });
+        this.sendControl({ type: 'accept-stop', generation });
         for (const stream of pending) stream.close(http2.constants.NGHTTP2_CANCEL);
         pending.clear();
       },

@@ -41,9 +41,11 @@
  *   connection arrives at one of the agent's intercept ports, the agent answers one pending request
  *   200 with the headers of {@link InboundInfo} (`devbox-client-address`, `devbox-client-port`,
  *   `devbox-intercept-port`, `devbox-app-port`) and joins the connection to that stream exactly as
- *   `/v1/tcp` does. The sidecar opens a replacement at once. The control message
- *   `{"type":"accept-stop"}` tells the agent to stop routing to this session; it then answers 503 to
- *   further accept requests until a new one starts accepting with `{"type":"accept-start"}`.
+ *   `/v1/tcp` does. The sidecar opens a replacement at once. Each accept request carries
+ *   `devbox-accept-generation: <n>`, a number the sidecar raises each time it starts accepting. The
+ *   control message `{"type":"accept-stop","generation":n}` tells the agent to stop routing to this
+ *   session; it answers 503 to accept requests of generation n or lower that arrive afterwards (a
+ *   HEADERS frame may overtake the control DATA frame sent before it).
  * `GET /v1/files?path=/abs/path`: a tar stream (ustar/pax) of the directory or file at `path` in the
  *   agent's file system; 404 when absent. An error mid-way resets the stream.
  *
@@ -52,7 +54,7 @@
  * JSON objects with a string `type`, one per line, each line at most {@link CONTROL_LINE_MAX} bytes.
  * A line that is not such an object closes the session. Unknown types are ignored, so either side may
  * add messages without a version bump. Defined: `hello` (agent → sidecar, first), `stats-request`
- * / `stats` (matched by `id`), `accept-start` / `accept-stop` (sidecar → agent).
+ * / `stats` (matched by `id`), `accept-stop` (sidecar → agent).
  *
  * Liveness
  * --------
@@ -89,6 +91,7 @@ export const HEADERS = {
   clientPort: 'devbox-client-port',
   interceptPort: 'devbox-intercept-port',
   appPort: 'devbox-app-port',
+  acceptGeneration: 'devbox-accept-generation',
 } as const;
 
 /**
@@ -182,11 +185,12 @@ export interface StatsMessage {
   stats: AgentStats;
 }
 
-export interface AcceptControlMessage {
-  type: 'accept-start' | 'accept-stop';
+export interface AcceptStopMessage {
+  type: 'accept-stop';
+  generation: number;
 }
 
-export type ControlMessage = HelloMessage | StatsRequestMessage | StatsMessage | AcceptControlMessage;
+export type ControlMessage = HelloMessage | StatsRequestMessage | StatsMessage | AcceptStopMessage;
 
 /** A host and port as carried in `devbox-target`. */
 export interface Target {

@@ -1,0 +1,81 @@
+import os from 'node:os';
+import type { AgentStats, InterceptSpec } from '../tunnel/protocol.js';
+import { PROTOCOL_VERSION } from '../tunnel/protocol.js';
+import type { Logger } from '../util/log.js';
+import type { AgentConfig } from './config.js';
+import { DnsRelay } from './dns-relay.js';
+import { createHandlers } from './handlers.js';
+import { Interceptor } from './intercept.js';
+import { AgentCounters } from './stats.js';
+import { TunnelServer } from './tunnel-server.js';
+
+/** A started agent. */
+export interface RunningAgent {
+  /** Bound tunnel port (useful when configured as 0). */
+  readonly tunnelPort: number;
+  /** Intercepts as bound. */
+  readonly intercepts: InterceptSpec[];
+  stats(): AgentStats;
+  /** Closes the listeners, sends GOAWAY and waits up to `config.shutdownGraceMs` for streams. */
+  close(): Promise<void>;
+}
+
+const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** Starts the agent's tunnel endpoint and intercept listeners. */
+export async function startAgent(config: AgentConfig, log: Logger = silent): Promise<RunningAgent> {
+  const counters = new AgentCounters();
+  const dns = new DnsRelay(config.resolvConfPath);
+  let interceptor: Interceptor | undefined;
+  const server = new TunnelServer({
+    config,
+    log,
+    counters,
+    handlers: createHandlers({ config, log, counters, dns }),
+    hello: () => ({
+      type: 'hello',
+      protocol: PROTOCOL_VERSION,
+      hostname: os.hostname(),
+      node: process.version,
+      intercepts: interceptor?.specs ?? [],
+    }),
+    onRoutingChanged: () => interceptor?.drain(),
+    queued: () => interceptor?.queued ?? 0,
+  });
+  interceptor = new Interceptor({
+    specs: config.intercepts,
+    host: config.interceptHost,
+    queueMax: config.acceptQueueMax,
+    waitMs: config.acceptWaitMs,
+    log,
+    counters,
+    source: server,
+  });
+  const intercepts = await interceptor.listen();
+  let address: Awaited<ReturnType<TunnelServer['listen']>>;
+  try {
+    address = await server.listen();
+  } catch (err) {
+    await interceptor.close();
+    throw err;
+  }
+  log.info('agent listening', {
+    tunnel: `${address.address}:${address.port}`,
+    intercepts: intercepts.map((i) => `${i.listenPort}->${i.appPort}`),
+    protocol: PROTOCOL_VERSION,
+  });
+  let closing: Promise<void> | undefined;
+  return {
+    tunnelPort: address.port,
+    intercepts,
+    stats: () => counters.snapshot(server.sessionCount, server.acceptPending, interceptor.queued),
+    close: () => {
+      closing ??= (async () => {
+        await interceptor.close();
+        await server.close(config.shutdownGraceMs);
+        log.info('agent stopped');
+      })();
+      return closing;
+    },
+  };
+}

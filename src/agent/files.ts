@@ -1,0 +1,65 @@
+import { createReadStream, type Stats } from 'node:fs';
+import { lstat, readdir, readlink } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import tar, { type Header, type Pack } from 'tar-stream';
+
+type TarHeader = Partial<Header> & Pick<Header, 'name'>;
+
+/**
+ * A tar stream (ustar with pax for long names) of `root`: a directory's whole tree, relative names,
+ * or a single file. Regular files, directories and symlinks; sockets, fifos and devices are skipped.
+ * Throws before streaming when `root` does not exist; later failures error the stream.
+ */
+export async function packPath(root: string): Promise<Pack> {
+  const rootStat = await lstat(root);
+  const pack = tar.pack();
+  const run = async () => {
+    if (rootStat.isDirectory()) await packDirectory(pack, root, '');
+    else await packEntry(pack, root, basename(root), rootStat);
+    pack.finalize();
+  };
+  run().catch((err: Error) => pack.destroy(err));
+  return pack;
+}
+
+async function packDirectory(pack: Pack, dir: string, prefix: string): Promise<void> {
+  const names = (await readdir(dir)).sort();
+  for (const name of names) {
+    const path = join(dir, name);
+    const rel = prefix ? `${prefix}/${name}` : name;
+    let st: Stats;
+    try {
+      st = await lstat(path);
+    } catch {
+      continue; // removed while walking
+    }
+    await packEntry(pack, path, rel, st);
+    if (st.isDirectory()) await packDirectory(pack, path, rel);
+  }
+}
+
+function header(name: string, st: Stats): TarHeader {
+  return { name, mode: st.mode & 0o7777, mtime: st.mtime, uid: st.uid, gid: st.gid };
+}
+
+async function packEntry(pack: Pack, path: string, name: string, st: Stats): Promise<void> {
+  if (st.isDirectory()) {
+    await addEntry(pack, { ...header(name, st), type: 'directory' });
+  } else if (st.isSymbolicLink()) {
+    await addEntry(pack, { ...header(name, st), type: 'symlink', linkname: await readlink(path) });
+  } else if (st.isFile()) {
+    if (st.size === 0) {
+      await addEntry(pack, { ...header(name, st), type: 'file', size: 0 });
+    } else {
+      const entry = pack.entry({ ...header(name, st), type: 'file', size: st.size });
+      await pipeline(createReadStream(path, { start: 0, end: st.size - 1 }), entry);
+    }
+  }
+}
+
+function addEntry(pack: Pack, headers: TarHeader): Promise<void> {
+  return new Promise((resolve, reject) => {
+    pack.entry(headers, (err) => (err ? reject(err) : resolve()));
+  });
+}

@@ -1,0 +1,202 @@
+import type { ServerHttp2Stream } from 'node:http2';
+import net, { type AddressInfo } from 'node:net';
+import { abortStream, joinStreams } from '../tunnel/pipe.js';
+import { type InboundInfo, type InterceptSpec, inboundInfoHeaders } from '../tunnel/protocol.js';
+import { errorText } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+import type { AgentCounters } from './stats.js';
+
+/** Where inbound connections can go besides the in-pod app. */
+export interface AcceptSource {
+  /** True when some live session wants inbound traffic (even if its pool is momentarily empty). */
+  hasAcceptingSession(): boolean;
+  /** A pending accept stream, if any. */
+  takeAcceptStream(): ServerHttp2Stream | undefined;
+}
+
+export interface InterceptorOptions {
+  specs: InterceptSpec[];
+  /** undefined = all interfaces. */
+  host: string | undefined;
+  queueMax: number;
+  waitMs: number;
+  log: Logger;
+  counters: AgentCounters;
+  source: AcceptSource;
+}
+
+interface InboundConnection {
+  socket: net.Socket;
+  spec: InterceptSpec;
+  timer?: NodeJS.Timeout;
+}
+
+/**
+ * The intercept ports. Each connection goes to a sidecar session through a pending accept stream
+ * when one is there; waits in a bounded queue while an accepting session is replenishing its pool;
+ * otherwise (no session, session silent, queue full, wait expired) passes straight through to the
+ * app on 127.0.0.1:<appPort>, so a lost laptop never black-holes the service.
+ */
+export class Interceptor {
+  private readonly servers: net.Server[] = [];
+  private readonly queue: InboundConnection[] = [];
+  private bound: InterceptSpec[] = [];
+
+  constructor(private readonly opts: InterceptorOptions) {}
+
+  /** Listens on every intercept port; resolves with the specs as bound (port 0 → the real port). */
+  async listen(): Promise<InterceptSpec[]> {
+    this.bound = [];
+    for (const spec of this.opts.specs) {
+      const server = net.createServer({ allowHalfOpen: true, noDelay: true });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host: this.opts.host, port: spec.listenPort }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      const actual = { listenPort: (server.address() as AddressInfo).port, appPort: spec.appPort };
+      server.on('connection', (socket) => this.onConnection(socket, actual));
+      server.on('error', (err) =>
+        this.opts.log.error('intercept listener failed', { error: errorText(err) }),
+      );
+      this.servers.push(server);
+      this.bound.push(actual);
+    }
+    return this.bound;
+  }
+
+  get specs(): InterceptSpec[] {
+    return this.bound;
+  }
+
+  /** Connections waiting for an accept stream. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Re-examines the queue: call when accept streams arrive or sessions change. */
+  drain(): void {
+    while (this.queue.length > 0) {
+      if (!this.opts.source.hasAcceptingSession()) {
+        for (const conn of this.queue.splice(0)) {
+          clearTimeout(conn.timer);
+          this.passThrough(conn);
+        }
+        return;
+      }
+      const stream = this.opts.source.takeAcceptStream();
+      if (!stream) return;
+      const conn = this.queue.shift()!;
+      clearTimeout(conn.timer);
+      this.toSession(conn, stream);
+    }
+  }
+
+  /** Stops listening; queued connections pass through, established ones carry on. */
+  async close(): Promise<void> {
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    this.servers.length = 0;
+    for (const conn of this.queue.splice(0)) {
+      clearTimeout(conn.timer);
+      this.passThrough(conn);
+    }
+  }
+
+  private onConnection(socket: net.Socket, spec: InterceptSpec): void {
+    socket.on('error', () => {});
+    this.route({ socket, spec });
+  }
+
+  private route(conn: InboundConnection): void {
+    const stream = this.opts.source.takeAcceptStream();
+    if (stream) {
+      this.toSession(conn, stream);
+      return;
+    }
+    if (this.opts.source.hasAcceptingSession()) {
+      if (this.queue.length < this.opts.queueMax && this.opts.waitMs > 0) {
+        this.enqueue(conn);
+        return;
+      }
+      this.opts.counters.totals.queueOverflows++;
+    }
+    this.passThrough(conn);
+  }
+
+  private enqueue(conn: InboundConnection): void {
+    this.queue.push(conn);
+    const leave = () => {
+      const i = this.queue.indexOf(conn);
+      if (i >= 0) this.queue.splice(i, 1);
+      clearTimeout(conn.timer);
+    };
+    conn.timer = setTimeout(() => {
+      leave();
+      this.opts.log.debug('no accept stream in time; passing through', { port: conn.spec.listenPort });
+      this.passThrough(conn);
+    }, this.opts.waitMs);
+    conn.socket.once('close', leave);
+  }
+
+  private toSession(conn: InboundConnection, stream: ServerHttp2Stream): void {
+    const { socket, spec } = conn;
+    if (socket.destroyed) {
+      // The stream is still good; hand it back by closing nothing and routing the next connection.
+      stream.close();
+      return;
+    }
+    const info: InboundInfo = {
+      clientAddress: normalizeAddress(socket.remoteAddress),
+      clientPort: socket.remotePort ?? 0,
+      interceptPort: spec.listenPort,
+      appPort: spec.appPort,
+    };
+    try {
+      stream.respond({ ':status': 200, ...inboundInfoHeaders(info) });
+    } catch {
+      // The stream died between take and respond: try the next route.
+      this.route(conn);
+      return;
+    }
+    this.opts.counters.totals.intercepted++;
+    this.opts.counters.track('inbound', stream);
+    void joinStreams(socket, stream);
+  }
+
+  private passThrough(conn: InboundConnection): void {
+    const { socket, spec } = conn;
+    if (socket.destroyed) return;
+    this.opts.counters.totals.passedThrough++;
+    const upstream = net.connect({
+      host: '127.0.0.1',
+      port: spec.appPort,
+      allowHalfOpen: true,
+      noDelay: true,
+    });
+    let connected = false;
+    const onEarlyClose = () => upstream.destroy();
+    socket.once('close', onEarlyClose);
+    upstream.once('error', (err) => {
+      if (connected) return; // joinStreams handles it
+      this.opts.log.debug('app refused a passed-through connection', {
+        port: spec.appPort,
+        error: errorText(err),
+      });
+      socket.off('close', onEarlyClose);
+      abortStream(socket);
+    });
+    upstream.once('connect', () => {
+      connected = true;
+      socket.off('close', onEarlyClose);
+      void joinStreams(socket, upstream);
+    });
+  }
+}
+
+/** `::ffff:10.0.0.1` → `10.0.0.1`. */
+function normalizeAddress(address: string | undefined): string {
+  if (!address) return '';
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
