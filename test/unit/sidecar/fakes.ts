@@ -128,10 +128,16 @@ export class FakeKube {
       res.writeHead(code, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ kind: 'Status', code, message }));
     };
-    if (req.headers.authorization !== 'Bearer test-token') return status(401, 'Unauthorized');
+    if (req.headers.authorization !== 'Bearer test-token') {
+      status(401, 'Unauthorized');
+      return;
+    }
     if (url.searchParams.get('watch') === '1') {
       const failure = this.watchFailures.shift();
-      if (failure) return status(failure, failure === 410 ? 'too old resource version' : 'boom');
+      if (failure) {
+        status(failure, failure === 410 ? 'too old resource version' : 'boom');
+        return;
+      }
       res.writeHead(200, { 'content-type': 'application/json' });
       res.flushHeaders();
       const w: Watcher = { path: url.pathname, selector, res };
@@ -140,7 +146,10 @@ export class FakeKube {
       return;
     }
     const failure = this.listFailures.shift();
-    if (failure) return status(failure, 'list failed');
+    if (failure) {
+      status(failure, 'list failed');
+      return;
+    }
     const all = [...this.collection(url.pathname).values()].filter((o) =>
       matches(selector, o.metadata.labels),
     );
