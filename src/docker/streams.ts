@@ -5,7 +5,8 @@ import { DevboxError, type ErrorCode } from '../util/errors.js';
  * Split Docker's multiplexed stdout/stderr stream (8-byte frame headers:
  * stream id, three zero bytes, big-endian payload length). Unlike
  * dockerode's `demuxStream`, both outputs end when the source ends, errors
- * reach both outputs, and a slow reader pauses the source.
+ * reach both outputs, a slow reader pauses the source, and destroying both
+ * outputs destroys the source.
  */
 export function demuxDockerStream(source: Readable): { stdout: PassThrough; stderr: PassThrough } {
   const stdout = new PassThrough();
@@ -34,6 +35,13 @@ export function demuxDockerStream(source: Readable): { stdout: PassThrough; stde
       if (payload.length && !out.write(payload)) resumeWhenDrained(out);
     }
   });
+  // A reader that destroys both outputs is done: release the connection.
+  let closedOutputs = 0;
+  const onOutputClose = () => {
+    if (++closedOutputs === 2 && !source.readableEnded) source.destroy();
+  };
+  stdout.once('close', onOutputClose);
+  stderr.once('close', onOutputClose);
   source.once('end', () => {
     stdout.end();
     stderr.end();

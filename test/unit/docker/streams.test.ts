@@ -55,6 +55,15 @@ describe('demuxDockerStream', () => {
     assert.equal(b.status, 'rejected');
   });
 
+  it('releases the source when the reader destroys both outputs', async () => {
+    const source = new PassThrough();
+    const { stdout, stderr } = demuxDockerStream(source);
+    stdout.destroy();
+    stderr.destroy();
+    await new Promise((resolve) => source.once('close', resolve));
+    assert.equal(source.destroyed, true);
+  });
+
   it('pauses the source while a reader is slow and loses nothing', async () => {
     const big = Buffer.alloc(256 * 1024, 'x');
     const frames = Array.from({ length: 16 }, () => frame(1, big));
