@@ -212,6 +212,7 @@ start_containerd() {
     stop_daemon containerd
     kill_orphan_shims
     unmount_under "$CLUSTER_DIR/containerd"
+    unmount_under "$RUN"
     rm -f "$CONTAINERD_SOCK" "$CONTAINERD_SOCK.ttrpc"
     mkdir -p "$CLUSTER_DIR/containerd" "$RUN"
     cat >"$CLUSTER_DIR/containerd/config.toml" <<TOML

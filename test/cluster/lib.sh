@@ -39,10 +39,14 @@ fail() {
   exit 1
 }
 
-# pid_alive NAME: the component started by these scripts is still running.
+# pid_alive NAME: the component started by these scripts is still running
+# (and its pid was not reused by another program after a crash).
 pid_alive() {
-  local pidfile=$RUN/$1.pid
-  [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+  local pidfile=$RUN/$1.pid pid program cmdline
+  [ -f "$pidfile" ] || return 1
+  read -r pid program <"$pidfile"
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ "$cmdline" == *"$program"* ]]
 }
 
 # start_daemon NAME CMD...: runs CMD detached, its output in logs/NAME.log.
@@ -51,14 +55,14 @@ start_daemon() {
   shift
   mkdir -p "$LOGS" "$RUN"
   setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
-  echo $! >"$RUN/$name.pid"
+  echo "$! $(basename "$1")" >"$RUN/$name.pid"
 }
 
 stop_daemon() {
   local name=$1 pidfile=$RUN/$1.pid pid
   [ -f "$pidfile" ] || return 0
-  pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
+  pid=$(cut -d' ' -f1 "$pidfile")
+  if pid_alive "$name"; then
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
