@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,6 +85,81 @@ async function tcpRelayToEngine(): Promise<{ server: Server; url: string }> {
   return { server, url: `tcp://127.0.0.1:${port}` };
 }
 
+// ssh2 comes with dockerode (docker-modem's ssh:// transport); it has no bundled types.
+interface SshKey {
+  type: string;
+  getPublicSSH(): Buffer;
+  verify(data: Buffer, signature: Buffer, hashAlgo?: string): boolean;
+}
+/** The fields of ssh2's authentication context the test server reads. */
+interface SshAuthContext {
+  method: string;
+  username: string;
+  key?: { algo: string; data: Buffer };
+  signature?: Buffer;
+  blob?: Buffer;
+  hashAlgo?: string;
+  accept(): void;
+  reject(methods?: string[]): void;
+}
+interface Ssh2 {
+  Server: new (
+    config: { hostKeys: string[] },
+    onClient: (client: import('node:events').EventEmitter) => void,
+  ) => Server;
+  utils: {
+    generateKeyPairSync(type: 'ed25519'): { private: string; public: string };
+    parseKey(key: string): SshKey;
+  };
+}
+const ssh2 = createRequire(import.meta.url)('ssh2') as Ssh2;
+
+/**
+ * An SSH server on loopback that accepts one key for user `dev` and serves
+ * `docker system dial-stdio` by relaying to the engine's socket, as a remote
+ * Docker host reached with DOCKER_HOST=ssh://… does.
+ */
+async function sshDockerHost(userKey: SshKey): Promise<{ server: Server; port: number; execs: string[] }> {
+  const socketPath = docker.endpoint.host.slice('unix://'.length);
+  const execs: string[] = [];
+  const server = new ssh2.Server(
+    { hostKeys: [ssh2.utils.generateKeyPairSync('ed25519').private] },
+    (client) => {
+      client.on('error', () => {});
+      client.on('authentication', (ctx: SshAuthContext) => {
+        const keyMatches =
+          ctx.method === 'publickey' &&
+          ctx.username === 'dev' &&
+          ctx.key !== undefined &&
+          ctx.key.algo === userKey.type &&
+          Buffer.compare(ctx.key.data, userKey.getPublicSSH()) === 0;
+        if (!keyMatches) return ctx.reject(['publickey']);
+        if (ctx.signature && !userKey.verify(ctx.blob ?? Buffer.alloc(0), ctx.signature, ctx.hashAlgo))
+          return ctx.reject();
+        ctx.accept();
+      });
+      client.on('ready', () => {
+        client.on('session', (acceptSession: () => import('node:events').EventEmitter) => {
+          acceptSession().on(
+            'exec',
+            (accept: () => import('node:stream').Duplex, reject: () => void, info: { command: string }) => {
+              execs.push(info.command);
+              if (info.command !== 'docker system dial-stdio') return reject();
+              const channel = accept();
+              const upstream = connect(socketPath);
+              channel.pipe(upstream).pipe(channel);
+              upstream.on('error', () => channel.destroy());
+              channel.on('close', () => upstream.destroy());
+            },
+          );
+        });
+      });
+    },
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as { port: number }).port, execs };
+}
+
 /** A loopback port nobody listens on. */
 async function closedPort(): Promise<number> {
   const server = createServer();
@@ -134,6 +210,39 @@ describe('finding the engine', () => {
     } finally {
       relay.server.close();
       await rm(configDir, { recursive: true, force: true });
+    }
+  });
+
+  it('reaches an ssh:// DOCKER_HOST through `docker system dial-stdio`, with the default key file when no agent runs', async () => {
+    const keys = ssh2.utils.generateKeyPairSync('ed25519');
+    const ssh = await sshDockerHost(ssh2.utils.parseKey(keys.public));
+    const home = await mkdtemp(join(tmpdir(), 'devbox-ssh-home-'));
+    try {
+      await mkdir(join(home, '.ssh'), { mode: 0o700 });
+      await writeFile(join(home, '.ssh', 'id_ed25519'), keys.private, { mode: 0o600 });
+      const inputs = {
+        ...processEndpointInputs(),
+        home,
+        env: { DOCKER_HOST: `ssh://dev@127.0.0.1:${ssh.port}` },
+      };
+      const client = connectDocker({ inputs });
+      await client.ping();
+      assert.ok(await client.imageExists(busybox), 'same engine behind ssh');
+      assert.ok(ssh.execs.includes('docker system dial-stdio'));
+
+      const stranger = connectDocker({
+        inputs: { ...inputs, env: { DOCKER_HOST: `ssh://mallory@127.0.0.1:${ssh.port}` } },
+      });
+      await assert.rejects(
+        stranger.ping({ timeoutMs: 5000 }),
+        (err) =>
+          isDevboxError(err, 'NO_DOCKER') &&
+          /ssh:\/\/mallory@/.test(err.message) &&
+          /SSH_AUTH_SOCK/.test(err.hint ?? ''),
+      );
+    } finally {
+      ssh.server.close();
+      await rm(home, { recursive: true, force: true });
     }
   });
 
