@@ -1,0 +1,548 @@
+/**
+ * Pure transforms that put the devbox agent into a workload and point its Services at
+ * it, and that compute the exact originals back.
+ *
+ * What changes on `up`:
+ * - the pod template gets one more container (`devbox-agent`) and one more volume
+ *   (the agent bundle ConfigMap), both appended; nothing else in the template moves;
+ * - each intercepted Service port's `targetPort` becomes the agent port's *name*
+ *   (`dbx-8080`). A named target port only resolves in pods that declare it, so while
+ *   the rollout runs, old pods simply drop out of that port's endpoints instead of
+ *   receiving connections on a port nobody listens on;
+ * - the workload and each changed Service carry `devbox.dev/original`: their spec as
+ *   read before the change, plus what devbox added, so any machine can undo it;
+ *   the workload also carries `devbox.dev/session` (who, where, since when).
+ *
+ * How it is undone (`restore*`): remove exactly what the annotation says devbox added,
+ * then compare with the stored original. When nothing else changed meanwhile (the
+ * normal case) the result *is* the stored original. When someone else changed the
+ * object during the session (HPA scaling, a `kubectl rollout restart` stamping
+ * `kubectl.kubernetes.io/restartedAt` into the template, a new image from CI), their
+ * changes are kept and listed as drift, unless the caller asks for the original; writing
+ * the old spec back would silently revert a deploy and, for restartedAt, trigger yet
+ * another rollout. devbox itself never touches template annotations, so a restartedAt
+ * that existed before `up` comes back unchanged.
+ *
+ * How it is written (see session.ts): a full replace (PUT) of the object as read, with
+ * its resourceVersion. The server stores what is sent (defaulting is idempotent on an
+ * object it defaulted itself) or answers 409 if anything changed since the read, and
+ * the computation is redone on a fresh read. Merge patches cannot promise that: a JSON
+ * merge patch must spell out nulls for every removed key and has no precondition, and a
+ * strategic merge patch merges Service ports by `port` alone, so TCP and UDP on one
+ * port number collide (kubernetes#39188). The objects are handled as raw JSON, never
+ * through the typed client models, which drop fields they do not know.
+ */
+import type {
+  V1Container,
+  V1ContainerPort,
+  V1PodSpec,
+  V1ResourceRequirements,
+  V1Service,
+  V1ServicePort,
+  V1Volume,
+} from '@kubernetes/client-node';
+import { DevboxError } from '../util/errors.js';
+import { differingPaths } from './json-compare.js';
+import { podTemplate, portsReachingContainer, type Workload, workloadLabel } from './workload.js';
+
+export const ANNOTATION_ORIGINAL = 'devbox.dev/original';
+export const ANNOTATION_SESSION = 'devbox.dev/session';
+export const AGENT_CONTAINER = 'devbox-agent';
+export const AGENT_BUNDLE_VOLUME = 'devbox-agent-bundle';
+export const AGENT_MOUNT_PATH = '/devbox';
+export const AGENT_BUNDLE_FILE = 'agent.mjs';
+export const DEFAULT_TUNNEL_PORT = 47000;
+export const DEFAULT_FIRST_AGENT_PORT = 47001;
+/** Non-root uid/gid the agent runs as (the image's own user may be root). */
+export const AGENT_UID = 65532;
+
+/** Who holds a workload's session. */
+export interface SessionHolder {
+  user: string;
+  host: string;
+  /** ISO 8601 time the session started. */
+  startedAt: string;
+  /** Random id of the session (also in the sidecar's Docker labels). */
+  id: string;
+}
+
+export interface AgentSettings {
+  image: string;
+  imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+  /** ConfigMap holding the agent bundle under `bundleKey`. */
+  bundleConfigMap: string;
+  bundleKey?: string;
+  /** Secret holding the token the sidecar must present, under `tokenSecretKey`. */
+  tokenSecret: string;
+  tokenSecretKey?: string;
+  /** Port the agent's tunnel listens on, on 127.0.0.1 only. */
+  tunnelPort?: number;
+  /** Intercept ports are allocated upward from here, skipping ports the pod uses. */
+  firstAgentPort?: number;
+  resources?: V1ResourceRequirements;
+}
+
+export interface InterceptRequest {
+  workload: Workload;
+  /** Services of the namespace (those selecting the workload are considered). */
+  services: readonly V1Service[];
+  /** Container whose traffic is intercepted. */
+  container: string;
+  agent: AgentSettings;
+  holder: SessionHolder;
+  /** Services to leave untouched, e.g. ones shared with other workloads. */
+  excludeServices?: readonly string[];
+}
+
+/** One Service port moved to the agent. */
+export interface InterceptedPort {
+  service: string;
+  port: number;
+  protocol: string;
+  originalTargetPort: number | string;
+  appPort: number;
+  agentPort: number;
+  agentPortName: string;
+}
+
+/** How the pods pick up the agent after the workload is written. */
+export type RolloutMode =
+  /** The controller replaces the pods. */
+  | 'automatic'
+  /** StatefulSet with `OnDelete`: pods must be deleted to be replaced. */
+  | 'delete-pods'
+  /** Deployment is paused: nothing happens until it is resumed. */
+  | 'paused'
+  /** Zero replicas: no pod will run the agent. */
+  | 'no-replicas';
+
+export interface InterceptPlan {
+  workload: Workload;
+  /** Only the Services that change. */
+  services: V1Service[];
+  ports: InterceptedPort[];
+  /** `agentPort:appPort` pairs, the agent's DEVBOX_INTERCEPT value. */
+  interceptSpec: string;
+  tunnelPort: number;
+  /** Service ports reaching the container that are not intercepted, with why. */
+  skipped: { service: string; port: number; protocol: string; reason: string }[];
+  rollout: RolloutMode;
+  warnings: string[];
+}
+
+/** What the workload's `devbox.dev/original` holds. */
+export interface WorkloadOriginal {
+  v: 1;
+  kind: Workload['kind'];
+  spec: Workload['spec'];
+  /** What devbox added to the pod template, removed again on restore. */
+  agent: { container: string; volumes: string[] };
+  /** Services devbox changed. */
+  services: string[];
+}
+
+/** What a Service's `devbox.dev/original` holds. */
+export interface ServiceOriginal {
+  v: 1;
+  spec: V1Service['spec'];
+  /** The ports devbox retargeted and the targetPort it set. */
+  ports: { port: number; protocol: string; targetPort: number | string }[];
+  workload: string;
+}
+
+function clone<T>(v: T): T {
+  return structuredClone(v);
+}
+
+function protocolOf(p: { protocol?: string }): string {
+  return p.protocol || 'TCP';
+}
+
+function annotationsOf(obj: { metadata?: { annotations?: Record<string, string> } }): Record<string, string> {
+  return obj.metadata?.annotations ?? {};
+}
+
+function nameOf(obj: { metadata?: { name?: string } }): string {
+  return obj.metadata?.name ?? '';
+}
+
+/** The session recorded on an object, if any. */
+export function sessionOf(obj: {
+  metadata?: { annotations?: Record<string, string> };
+}): SessionHolder | undefined {
+  const raw = annotationsOf(obj)[ANNOTATION_SESSION];
+  if (raw === undefined) return undefined;
+  try {
+    return JSON.parse(raw) as SessionHolder;
+  } catch {
+    return { user: 'unknown', host: 'unknown', startedAt: '', id: raw };
+  }
+}
+
+/** True when the holder is the same user on the same host (e.g. a session left by a crash). */
+export function isSameHolder(a: SessionHolder, b: Pick<SessionHolder, 'user' | 'host'>): boolean {
+  return a.user === b.user && a.host === b.host;
+}
+
+/** "alice@laptop since 2026-05-01T10:00:00Z (session 3f2a)". */
+export function describeHolder(h: SessionHolder): string {
+  return `${h.user}@${h.host}${h.startedAt ? ` since ${h.startedAt}` : ''}${h.id ? ` (session ${h.id})` : ''}`;
+}
+
+/** CONFLICT when the workload already carries a session, naming who holds it. */
+export function assertNotIntercepted(w: Workload): void {
+  const holder = sessionOf(w);
+  const hasOriginal = annotationsOf(w)[ANNOTATION_ORIGINAL] !== undefined;
+  if (!holder && !hasOriginal) return;
+  const label = workloadLabel(w.kind, nameOf(w));
+  throw new DevboxError(
+    'CONFLICT',
+    `${label} is already in use by ${holder ? describeHolder(holder) : 'an earlier devbox session'}`,
+    {
+      hint: `end it with \`devbox down ${nameOf(w)}\` where it runs, or \`devbox clean\` from any machine`,
+    },
+  );
+}
+
+/** Ports the pod already uses: declared, host, and probe ports, in every container. */
+function usedPorts(spec: V1PodSpec | undefined): Set<number> {
+  const used = new Set<number>();
+  const probePort = (p: unknown) => {
+    if (typeof p === 'number') used.add(p);
+  };
+  for (const c of [...(spec?.containers ?? []), ...(spec?.initContainers ?? [])]) {
+    for (const p of c.ports ?? []) {
+      used.add(p.containerPort);
+      if (p.hostPort) used.add(p.hostPort);
+    }
+    for (const probe of [c.livenessProbe, c.readinessProbe, c.startupProbe]) {
+      probePort(probe?.httpGet?.port);
+      probePort(probe?.tcpSocket?.port);
+      probePort(probe?.grpc?.port);
+    }
+  }
+  return used;
+}
+
+function usedPortNames(spec: V1PodSpec | undefined): Set<string> {
+  const names = new Set<string>();
+  for (const c of [...(spec?.containers ?? []), ...(spec?.initContainers ?? [])]) {
+    for (const p of c.ports ?? []) if (p.name) names.add(p.name);
+  }
+  return names;
+}
+
+/** The IANA service name used as the agent's port name for an app port. */
+export function agentPortName(appPort: number): string {
+  return `dbx-${appPort}`;
+}
+
+function rolloutMode(w: Workload): RolloutMode {
+  if (w.spec?.replicas === 0) return 'no-replicas';
+  if (w.kind === 'Deployment' && w.spec?.paused) return 'paused';
+  if (w.kind === 'StatefulSet' && w.spec?.updateStrategy?.type === 'OnDelete') return 'delete-pods';
+  return 'automatic';
+}
+
+function agentContainer(
+  agent: AgentSettings,
+  ports: V1ContainerPort[],
+  tunnelPort: number,
+  interceptSpec: string,
+): V1Container {
+  const container: V1Container = {
+    name: AGENT_CONTAINER,
+    image: agent.image,
+    imagePullPolicy: agent.imagePullPolicy ?? 'IfNotPresent',
+    command: ['node', `${AGENT_MOUNT_PATH}/${agent.bundleKey ?? AGENT_BUNDLE_FILE}`],
+    env: [
+      {
+        name: 'DEVBOX_AGENT_TOKEN',
+        valueFrom: { secretKeyRef: { name: agent.tokenSecret, key: agent.tokenSecretKey ?? 'token' } },
+      },
+      { name: 'DEVBOX_INTERCEPT', value: interceptSpec },
+      { name: 'DEVBOX_TUNNEL_PORT', value: String(tunnelPort) },
+    ],
+    volumeMounts: [{ name: AGENT_BUNDLE_VOLUME, mountPath: AGENT_MOUNT_PATH, readOnly: true }],
+    resources: agent.resources ?? { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '256Mi' } },
+    // Everything the `restricted` Pod Security level asks of a container.
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: AGENT_UID,
+      runAsGroup: AGENT_UID,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+  if (ports.length) {
+    container.ports = ports;
+    // Ready once it accepts connections, so a rollout waits for a working agent.
+    container.readinessProbe = {
+      tcpSocket: { port: ports[0]?.name as string },
+      periodSeconds: 2,
+      failureThreshold: 3,
+    };
+  }
+  return container;
+}
+
+/**
+ * The workload with the agent added and the Services retargeted to it.
+ * Throws CONFLICT when the workload already has a session or a name devbox needs.
+ */
+export function planIntercept(req: InterceptRequest): InterceptPlan {
+  const w = req.workload;
+  assertNotIntercepted(w);
+  const label = workloadLabel(w.kind, nameOf(w));
+  const template = podTemplate(w);
+  const spec = template.spec;
+  if (!spec?.containers.some((c) => c.name === req.container)) {
+    throw new DevboxError('NOT_FOUND', `container "${req.container}" not found in ${label}`);
+  }
+  if ([...spec.containers, ...(spec.initContainers ?? [])].some((c) => c.name === AGENT_CONTAINER)) {
+    throw new DevboxError('CONFLICT', `${label} already has a container named ${AGENT_CONTAINER}`, {
+      hint: 'a devbox agent left behind without its annotation; remove that container from the workload',
+    });
+  }
+  if ((spec.volumes ?? []).some((v) => v.name === AGENT_BUNDLE_VOLUME)) {
+    throw new DevboxError('CONFLICT', `${label} already has a volume named ${AGENT_BUNDLE_VOLUME}`);
+  }
+
+  const excluded = new Set(req.excludeServices ?? []);
+  const targets = portsReachingContainer(w, req.services, req.container);
+  const used = usedPorts(spec);
+  const names = usedPortNames(spec);
+  const tunnelPort = req.agent.tunnelPort ?? DEFAULT_TUNNEL_PORT;
+  used.add(tunnelPort);
+  let next = req.agent.firstAgentPort ?? DEFAULT_FIRST_AGENT_PORT;
+  const agentPortFor = new Map<number, { port: number; name: string }>();
+  const ports: InterceptedPort[] = [];
+  const skipped: InterceptPlan['skipped'] = [];
+
+  for (const t of targets) {
+    const sp = t.servicePort;
+    const protocol = protocolOf(sp);
+    const base = { service: t.service, port: sp.port, protocol };
+    if (excluded.has(t.service)) {
+      skipped.push({ ...base, reason: 'excluded' });
+      continue;
+    }
+    if (protocol !== 'TCP') {
+      skipped.push({ ...base, reason: `${protocol} is not intercepted; it keeps reaching the pod` });
+      continue;
+    }
+    let agentPort = agentPortFor.get(t.containerPort);
+    if (!agentPort) {
+      while (used.has(next)) next++;
+      const name = agentPortName(t.containerPort);
+      if (names.has(name))
+        throw new DevboxError('CONFLICT', `${label} already declares a port named ${name}`);
+      agentPort = { port: next, name };
+      used.add(next);
+      names.add(name);
+      agentPortFor.set(t.containerPort, agentPort);
+    }
+    ports.push({
+      ...base,
+      originalTargetPort: sp.targetPort ?? sp.port,
+      appPort: t.containerPort,
+      agentPort: agentPort.port,
+      agentPortName: agentPort.name,
+    });
+  }
+
+  const pairs = [...agentPortFor].map(([app, a]) => ({ app, agent: a }));
+  const interceptSpec = pairs.map((p) => `${p.agent.port}:${p.app}`).join(',');
+  const containerPorts: V1ContainerPort[] = pairs.map((p) => ({
+    name: p.agent.name,
+    containerPort: p.agent.port,
+    protocol: 'TCP',
+  }));
+
+  const changedServices = [...new Set(ports.map((p) => p.service))].sort();
+  const patched = clone(w);
+  const pSpec = podTemplate(patched).spec as V1PodSpec;
+  pSpec.containers.push(agentContainer(req.agent, containerPorts, tunnelPort, interceptSpec));
+  const volume: V1Volume = { name: AGENT_BUNDLE_VOLUME, configMap: { name: req.agent.bundleConfigMap } };
+  pSpec.volumes = [...(pSpec.volumes ?? []), volume];
+  const original: WorkloadOriginal = {
+    v: 1,
+    kind: w.kind,
+    spec: clone(w.spec),
+    agent: { container: AGENT_CONTAINER, volumes: [AGENT_BUNDLE_VOLUME] },
+    services: changedServices,
+  };
+  patched.metadata = {
+    ...patched.metadata,
+    annotations: {
+      ...annotationsOf(patched),
+      [ANNOTATION_ORIGINAL]: JSON.stringify(original),
+      [ANNOTATION_SESSION]: JSON.stringify(req.holder),
+    },
+  };
+
+  const services: V1Service[] = [];
+  for (const name of changedServices) {
+    const svc = req.services.find((s) => nameOf(s) === name) as V1Service;
+    const mine = ports.filter((p) => p.service === name);
+    const out = clone(svc);
+    for (const sp of out.spec?.ports ?? []) {
+      const hit = mine.find((p) => p.port === sp.port && p.protocol === protocolOf(sp));
+      if (hit) sp.targetPort = hit.agentPortName;
+    }
+    const record: ServiceOriginal = {
+      v: 1,
+      spec: clone(svc.spec),
+      ports: mine.map((p) => ({ port: p.port, protocol: p.protocol, targetPort: p.agentPortName })),
+      workload: label,
+    };
+    out.metadata = {
+      ...out.metadata,
+      annotations: { ...annotationsOf(out), [ANNOTATION_ORIGINAL]: JSON.stringify(record) },
+    };
+    services.push(out);
+  }
+
+  const rollout = rolloutMode(w);
+  const warnings: string[] = [];
+  if (rollout === 'paused')
+    warnings.push(`${label} is paused: its pods get the agent only after \`kubectl rollout resume\``);
+  if (rollout === 'no-replicas') warnings.push(`${label} has 0 replicas: no pod will run the agent`);
+  if (rollout === 'delete-pods')
+    warnings.push(`${label} uses the OnDelete update strategy: its pods must be deleted to get the agent`);
+  const partition = w.kind === 'StatefulSet' ? w.spec?.updateStrategy?.rollingUpdate?.partition : undefined;
+  if (partition)
+    warnings.push(
+      `${label} has a rollout partition of ${partition}: pods below that ordinal keep running without the agent`,
+    );
+
+  return { workload: patched, services, ports, interceptSpec, tunnelPort, skipped, rollout, warnings };
+}
+
+/** The result of undoing devbox's changes on one object. */
+export interface Restored<T> {
+  /** The object to write back (current metadata, resourceVersion kept for the precondition). */
+  object: T;
+  /** True when the spec equals the stored original exactly. */
+  exact: boolean;
+  /** Where the object differs from the stored original (changes made by others meanwhile). */
+  drift: string[];
+}
+
+export interface RestoreOptions {
+  /**
+   * What wins where someone else changed the object during the session:
+   * 'current' keeps their changes (default), 'original' writes the stored spec back.
+   */
+  prefer?: 'current' | 'original';
+}
+
+function parseOriginal<T>(
+  obj: { metadata?: { annotations?: Record<string, string> } },
+  what: string,
+): T | undefined {
+  const raw = annotationsOf(obj)[ANNOTATION_ORIGINAL];
+  if (raw === undefined) return undefined;
+  try {
+    const parsed = JSON.parse(raw) as { v?: number };
+    if (parsed.v !== 1) throw new Error(`version ${parsed.v}`);
+    return parsed as T;
+  } catch (err) {
+    throw new DevboxError('CONFLICT', `the ${ANNOTATION_ORIGINAL} annotation of ${what} cannot be read`, {
+      hint: 'it was edited or written by a newer devbox; restore the object by hand and remove the annotation',
+      cause: err,
+    });
+  }
+}
+
+function withoutOurAnnotations<T extends { metadata?: { annotations?: Record<string, string> } }>(obj: T): T {
+  const out = clone(obj);
+  const annotations = { ...annotationsOf(out) };
+  delete annotations[ANNOTATION_ORIGINAL];
+  delete annotations[ANNOTATION_SESSION];
+  if (out.metadata) {
+    if (Object.keys(annotations).length) out.metadata.annotations = annotations;
+    else delete out.metadata.annotations;
+  }
+  return out;
+}
+
+function specDrift(original: unknown, current: unknown): string[] {
+  return differingPaths(original, current).map((p) =>
+    p === '.' ? 'spec' : p.startsWith('[') ? `spec${p}` : `spec.${p}`,
+  );
+}
+
+/** The stored original of a workload, if devbox changed it. */
+export function workloadOriginal(w: Workload): WorkloadOriginal | undefined {
+  return parseOriginal<WorkloadOriginal>(w, workloadLabel(w.kind, nameOf(w)));
+}
+
+/** The stored original of a Service, if devbox changed it. */
+export function serviceOriginal(s: V1Service): ServiceOriginal | undefined {
+  return parseOriginal<ServiceOriginal>(s, `service/${nameOf(s)}`);
+}
+
+/**
+ * The workload as it was before `up`, computed from its current state and its
+ * annotation; undefined when devbox has not changed it.
+ */
+export function restoreWorkload(
+  current: Workload,
+  options: RestoreOptions = {},
+): Restored<Workload> | undefined {
+  const original = workloadOriginal(current);
+  if (!original) {
+    if (sessionOf(current) === undefined) return undefined;
+    // A session mark without an original (interrupted write): only the mark goes.
+    return { object: withoutOurAnnotations(current), exact: true, drift: [] };
+  }
+  const stripped = withoutOurAnnotations(current);
+  const tSpec = podTemplate(stripped).spec;
+  if (tSpec) {
+    const volumes = new Set(original.agent.volumes);
+    tSpec.containers = tSpec.containers.filter((c) => c.name !== original.agent.container);
+    if (tSpec.initContainers)
+      tSpec.initContainers = tSpec.initContainers.filter((c) => c.name !== original.agent.container);
+    if (tSpec.volumes) {
+      tSpec.volumes = tSpec.volumes.filter((v) => !volumes.has(v.name));
+      if (tSpec.volumes.length === 0 && original.spec?.template?.spec?.volumes === undefined)
+        delete tSpec.volumes;
+    }
+  }
+  const drift = specDrift(original.spec, stripped.spec);
+  if (drift.length === 0 || options.prefer === 'original') {
+    stripped.spec = clone(original.spec) as typeof stripped.spec;
+  }
+  return { object: stripped, exact: drift.length === 0 || options.prefer === 'original', drift };
+}
+
+/**
+ * The Service as it was before `up`; undefined when devbox has not changed it.
+ * Only ports still pointing where devbox pointed them are moved back.
+ */
+export function restoreService(
+  current: V1Service,
+  options: RestoreOptions = {},
+): Restored<V1Service> | undefined {
+  const original = serviceOriginal(current);
+  if (!original) return undefined;
+  const stripped = withoutOurAnnotations(current);
+  for (const sp of stripped.spec?.ports ?? []) {
+    const ours = original.ports.find((p) => p.port === sp.port && p.protocol === protocolOf(sp));
+    if (!ours || sp.targetPort !== ours.targetPort) continue;
+    const before = original.spec?.ports?.find(
+      (p: V1ServicePort) => p.port === sp.port && protocolOf(p) === ours.protocol,
+    );
+    if (before?.targetPort === undefined) delete sp.targetPort;
+    else sp.targetPort = before.targetPort;
+  }
+  const drift = specDrift(original.spec, stripped.spec);
+  if (drift.length === 0 || options.prefer === 'original') {
+    stripped.spec = clone(original.spec);
+  }
+  return { object: stripped, exact: drift.length === 0 || options.prefer === 'original', drift };
+}
