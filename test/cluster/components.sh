@@ -136,9 +136,22 @@ JSON
     ensure_rule filter DEVBOX-INPUT -i "$ifc" -m conntrack --ctorigdst "$SERVICE_CIDR" -j REJECT
   done
   ensure_chain_jump filter FORWARD DEVBOX-CNI
-  iptables -C FORWARD -j DEVBOX-ISOLATION 2>/dev/null && iptables -D FORWARD -j DEVBOX-ISOLATION && iptables -I FORWARD 1 -j DEVBOX-ISOLATION
+  isolation_first
   ensure_rule filter DEVBOX-CNI -i "$CNI_BRIDGE" -j ACCEPT
   ensure_rule filter DEVBOX-CNI -o "$CNI_BRIDGE" -j ACCEPT
+}
+
+# isolation_first: the isolation rules come before kube-proxy's, which accept
+# the packets they mark for masquerading (those from Docker's containers too).
+isolation_first() {
+  local chain jump
+  for chain in FORWARD:DEVBOX-ISOLATION INPUT:DEVBOX-INPUT; do
+    jump=${chain#*:}
+    chain=${chain%:*}
+    [ "$(iptables -S "$chain" 2 2>/dev/null)" = "-A $chain -j $jump" ] && continue
+    while iptables -D "$chain" -j "$jump" 2>/dev/null; do :; done
+    iptables -I "$chain" 1 -j "$jump"
+  done
 }
 
 etcd_healthy() { ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 --command-timeout=2s endpoint health; }
@@ -251,11 +264,16 @@ TOML
   done
 }
 
+# node_ready [SINCE]: the node reports Ready, with a heartbeat newer than SINCE
+# (epoch seconds): a restarted kubelet must not pass on its predecessor's status.
 node_ready() {
-  [ "$(kube get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+  local since=${1:-0} status beat
+  status=$(kube get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}' 2>/dev/null) || return 1
+  read -r status beat <<<"$status"
+  [ "$status" = True ] && [ "$(date -d "$beat" +%s)" -ge "$since" ]
 }
 start_kubelet() {
-  if pid_alive kubelet && node_ready; then return 0; fi
+  if pid_alive kubelet && curl -sf --max-time 2 http://127.0.0.1:10248/healthz >/dev/null && node_ready; then return 0; fi
   stop_daemon kubelet
   mkdir -p "$CLUSTER_DIR/kubelet" "$CLUSTER_DIR/pod-logs"
   printf 'nameserver %s\n' "$NODE_IP" >"$CLUSTER_DIR/kubelet/resolv.conf"
@@ -286,11 +304,14 @@ YAML
   start_daemon kubelet "$KUBE_BIN/kubelet" --config="$CLUSTER_DIR/kubelet/config.yaml" \
     --kubeconfig="$PKI/kubelet.kubeconfig" --root-dir="$CLUSTER_DIR/kubelet" \
     --node-ip="$NODE_IP" --hostname-override="$NODE_NAME" --v=1
-  wait_for 120 kubelet node_ready
+  wait_for 120 kubelet node_ready "$(($(date +%s) - 1))"
 }
 
 start_kube_proxy() {
-  pid_alive kube-proxy && curl -sf --max-time 2 http://127.0.0.1:10256/healthz >/dev/null && return 0
+  if pid_alive kube-proxy && curl -sf --max-time 2 http://127.0.0.1:10256/healthz >/dev/null; then
+    isolation_first
+    return 0
+  fi
   stop_daemon kube-proxy
   cat >"$CLUSTER_DIR/kube-proxy.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
@@ -305,6 +326,9 @@ conntrack: { maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s }
 YAML
   start_daemon kube-proxy "$KUBE_BIN/kube-proxy" --config="$CLUSTER_DIR/kube-proxy.yaml" --v=1
   wait_for 60 kube-proxy curl -sf --max-time 2 http://127.0.0.1:10256/healthz
+  # kube-proxy puts its jumps first when it starts; ours go back in front.
+  wait_for 30 kube-proxy iptables -C FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
+  isolation_first
 }
 
 dns_answers() {
