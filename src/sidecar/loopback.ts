@@ -39,19 +39,21 @@ function stderrOf(err: unknown): string {
   return String((err as { stderr?: string })?.stderr ?? (err as Error)?.message ?? err);
 }
 
-/** An AddressAdder running `ip addr add|del <ip>/32 dev lo` (`/128` and `-6` for IPv6). */
+/**
+ * An AddressAdder running `ip addr add|del <ip>/32 dev lo` (`-6 … /128` for IPv6; loopback skips
+ * duplicate address detection, and busybox's `ip` has no `nodad`). Works with iproute2 and busybox.
+ */
 export function ipCommandAdder(run: Runner = runCommand, ipBinary = 'ip'): AddressAdder {
   const args = (verb: 'add' | 'del', ip: string) =>
-    isIPv6(ip)
-      ? ['-6', 'addr', verb, `${ip}/128`, 'dev', 'lo', ...(verb === 'add' ? ['nodad'] : [])]
-      : ['addr', verb, `${ip}/32`, 'dev', 'lo'];
+    isIPv6(ip) ? ['-6', 'addr', verb, `${ip}/128`, 'dev', 'lo'] : ['addr', verb, `${ip}/32`, 'dev', 'lo'];
   return {
     async add(ip) {
       try {
         await run(ipBinary, args('add', ip));
       } catch (err) {
         const text = stderrOf(err);
-        if (/File exists/i.test(text)) return;
+        // iproute2 < 5 and busybox say "File exists"; newer iproute2 "Address already assigned".
+        if (/File exists|already assigned/i.test(text)) return;
         if (/Operation not permitted|EPERM|permission denied/i.test(text)) {
           throw new AddressPermissionError(`cannot add ${ip} to lo: ${text.trim()}`, err);
         }
@@ -63,7 +65,7 @@ export function ipCommandAdder(run: Runner = runCommand, ipBinary = 'ip'): Addre
         await run(ipBinary, args('del', ip));
       } catch (err) {
         const text = stderrOf(err);
-        if (/Cannot assign requested address|does not exist|No such/i.test(text)) return;
+        if (/Cannot assign requested address|not found|does not exist|No such/i.test(text)) return;
         throw new DevboxError('INTERNAL', `ip addr del ${ip} failed: ${text.trim()}`, { cause: err });
       }
     },

@@ -105,13 +105,21 @@ describe('ip command adder', () => {
     await adder.remove('10.96.0.20');
     assert.deepEqual(calls, [
       'ip addr add 10.96.0.20/32 dev lo',
-      'ip -6 addr add fd00::20/128 dev lo nodad',
+      'ip -6 addr add fd00::20/128 dev lo',
       'ip addr del 10.96.0.20/32 dev lo',
     ]);
-    answer = 'RTNETLINK answers: File exists';
-    await adder.add('10.96.0.20');
-    answer = 'RTNETLINK answers: Cannot assign requested address';
-    await adder.remove('10.96.0.20');
+    // Messages of busybox and of iproute2 6.x for an address already there / already gone.
+    for (answer of ['ip: RTNETLINK answers: File exists', 'Error: ipv4: Address already assigned.']) {
+      await adder.add('10.96.0.20');
+    }
+    for (answer of [
+      'ip: RTNETLINK answers: Cannot assign requested address',
+      'Error: ipv4: Address not found.',
+    ]) {
+      await adder.remove('10.96.0.20');
+    }
+    answer = 'Error: something else entirely';
+    await assert.rejects(adder.add('10.96.0.20'), /ip addr add 10.96.0.20 failed/);
     answer = 'RTNETLINK answers: Operation not permitted';
     await assert.rejects(adder.add('10.96.0.20'), AddressPermissionError);
   });

@@ -73,12 +73,16 @@ describe('sidecar bundle', () => {
       assert.equal(status!.addressMode, 'fallback');
       assert.equal(status!.addresses[0]!.local, '127.96.0.20');
       await new Promise((r) => setTimeout(r, 1000));
-      const rss = ((await (await fetch(`http://127.0.0.1:${statusPort}/status`)).json()) as SidecarStatus).rssBytes;
+      const rss = ((await (await fetch(`http://127.0.0.1:${statusPort}/status`)).json()) as SidecarStatus)
+        .rssBytes;
       assert.ok(rss < MAX_IDLE_RSS, `idle RSS ${Math.round(rss / 1048576)} MiB exceeds the budget`);
 
       // The `status` subcommand, as `docker exec <sidecar> node sidecar.mjs status` runs it.
       const out = await new Promise<string>((resolve) => {
-        const probe = spawn(process.execPath, [bundle, 'status'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+        const probe = spawn(process.execPath, [bundle, 'status'], {
+          env,
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
         let text = '';
         probe.stdout.on('data', (d) => {
           text += d;
