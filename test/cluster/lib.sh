@@ -45,7 +45,7 @@ pid_alive() {
   local pidfile=$RUN/$1.pid pid program cmdline
   [ -f "$pidfile" ] || return 1
   read -r pid program <"$pidfile"
-  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
   [[ "$cmdline" == *"$program"* ]]
 }
 
