@@ -93,7 +93,8 @@ const MAX_MESSAGE = 16 * 1024 * 1024;
 /**
  * A Duplex over an open port-forward WebSocket: backpressure both ways, error-channel text and
  * abnormal closes surface as errors, end of the writable side closes the WebSocket, a WebSocket
- * close ends the readable side.
+ * close ends the readable side. Like a paused socket, it reads nothing from the network (and so
+ * reports no remote error) until it is read from.
  */
 export class PortForwardStream extends Duplex {
   private readonly ws: WebSocket;
@@ -110,6 +111,9 @@ export class PortForwardStream extends Duplex {
     this.decoder = new PortForwardDecoder(port);
     this.label = label;
     this.channelByte = 0;
+    // Nothing is read until the consumer reads, so that no data or error is emitted before the
+    // caller of openPortForward has attached its listeners.
+    ws.pause();
     ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => this.onMessage(toBuffer(data)));
     ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString('utf8')));
     ws.on('error', (err: Error) =>
@@ -120,6 +124,8 @@ export class PortForwardStream extends Duplex {
     });
     if (keepaliveMs > 0) {
       this.keepalive = setInterval(() => {
+        // While paused by backpressure a pong cannot be read: only judge an unpaused socket.
+        if (this.ws.isPaused) this.awaitingPong = false;
         if (this.awaitingPong) {
           this.destroy(new DevboxError('TUNNEL', `${label}: no WebSocket pong within ${keepaliveMs} ms`));
           return;
@@ -136,6 +142,7 @@ export class PortForwardStream extends Duplex {
   }
 
   private onMessage(message: Buffer): void {
+    this.awaitingPong = false;
     if (this.destroyed) return;
     let frame: PortForwardFrame;
     try {
@@ -209,6 +216,8 @@ export class PortForwardStream extends Duplex {
 
   override _final(callback: (error?: Error | null) => void): void {
     clearInterval(this.keepalive);
+    // The closing handshake needs the peer's close frame to be read.
+    this.ws.resume();
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING)
       this.ws.close(1000);
     callback();
@@ -259,7 +268,7 @@ export function openPortForward(opts: PortForwardOptions): Promise<PortForwardSt
       else resolve(stream!);
     };
     if (opts.signal?.aborted) {
-      settle(new DevboxError('TUNNEL', `${label}: aborted`));
+      reject(new DevboxError('TUNNEL', `${label}: aborted`));
       return;
     }
     const headers: Record<string, string> = {};
