@@ -237,13 +237,18 @@ export class AddressManager {
 
   /** Makes sure the address exists locally and every wanted port listens. */
   private async bring(act: Active): Promise<void> {
+    const previous = act.error;
     act.error = undefined;
+    // Retries of a persistent failure are recorded once, not every few seconds.
+    const fail = (what: string, text: string, err: unknown) => {
+      act.error = text;
+      if (text !== previous) this.recordError(what, err);
+    };
     if (!act.added) {
       try {
         await this.addAddress(act);
       } catch (err) {
-        act.error = describeError(err);
-        this.recordError(`address ${act.ip}`, err);
+        fail(`address ${act.ip}`, describeError(err), err);
         return;
       }
     }
@@ -258,8 +263,7 @@ export class AddressManager {
             : await startUdpForwarder(spec, this.ctx);
         act.forwarders.set(key, fwd);
       } catch (err) {
-        act.error = `${key}: ${describeError(err)}`;
-        this.recordError(`listen ${act.local}:${key}`, err);
+        fail(`listen ${act.local}:${key}`, `${key}: ${describeError(err)}`, err);
       }
     }
   }

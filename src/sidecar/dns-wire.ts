@@ -11,6 +11,8 @@ export const HEADER_LEN = 12;
 export const TYPE_A = 1;
 export const TYPE_OPT = 41;
 export const RCODE_SERVFAIL = 2;
+/** The largest UDP payload over IPv4; an EDNS size above it cannot be honoured. */
+export const UDP_PAYLOAD_MAX = 65_507;
 
 const FLAG_QR = 0x8000;
 const FLAG_TC = 0x0200;
@@ -173,7 +175,7 @@ export function maxUdpReply(query: Buffer): number {
     walkRecords(query, pos, header.arcount, (type, klass) => {
       if (type === TYPE_OPT) size = Math.max(512, klass);
     });
-    return size;
+    return Math.min(size, UDP_PAYLOAD_MAX);
   } catch {
     return 512;
   }

@@ -5,6 +5,8 @@
  * Every external piece (API client, tunnel dialer, address adder) can be
  * injected, so the whole daemon runs in tests on loopback.
  */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { errorText } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { AddressManager, type AddressMode, type AddressStatus, type ErrorRecord } from './address-manager.js';
@@ -80,6 +82,9 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
   };
   const onError = (what: string, err: unknown) =>
     recordError({ at: new Date().toISOString(), what, error: errorText(err) });
+
+  const hostWarning = apiHostWarning(config.apiServer, readHostsFile());
+  if (hostWarning) log?.warn(hostWarning);
 
   const connection = deps.connection ?? kubeConnection(config);
   const api = deps.api ?? createKubeApi(connection);
@@ -219,4 +224,32 @@ function watchErrors(informers: Informer<unknown>[]): ErrorRecord[] {
     if (s.lastError && s.lastErrorAt) out.push({ at: s.lastErrorAt, what: 'watch', error: s.lastError });
   }
   return out;
+}
+
+function readHostsFile(): string {
+  try {
+    return readFileSync('/etc/hosts', 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * The sidecar's own resolv.conf points at its DNS server, which answers through
+ * the tunnel, which needs the API server: a name for the API server that only
+ * DNS can resolve would never resolve. An IP address (with `tlsServerName`) or
+ * an /etc/hosts entry (`--add-host`) avoids that. Returns the warning to log, if any.
+ */
+export function apiHostWarning(apiServer: string, hostsFile: string): string | undefined {
+  const host = new URL(apiServer).hostname.replace(/^\[|\]$/g, '');
+  if (isIP(host) || host === 'localhost') return undefined;
+  const known = hostsFile
+    .split('\n')
+    .map((line) => line.replace(/#.*$/, '').trim().split(/\s+/).slice(1))
+    .some((names) => names.includes(host));
+  if (known) return undefined;
+  return (
+    `the API server name ${host} is not in /etc/hosts: resolving it goes through the sidecar's own DNS, ` +
+    'which needs a tunnel, which needs the API server; pass its IP address as apiServer with tlsServerName set to the name'
+  );
 }

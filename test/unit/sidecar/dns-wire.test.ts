@@ -58,6 +58,7 @@ describe('dns wire helpers', () => {
     assert.equal(maxUdpReply(buildQuery(1, 'a')), 512);
     assert.equal(maxUdpReply(withEdns(buildQuery(1, 'a'), 1232)), 1232);
     assert.equal(maxUdpReply(withEdns(buildQuery(1, 'a'), 100)), 512);
+    assert.equal(maxUdpReply(withEdns(buildQuery(1, 'a'), 65535)), 65507);
   });
 
   it('sets TC on a truncated reply', () => {

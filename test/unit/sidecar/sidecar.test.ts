@@ -24,7 +24,12 @@ import {
   RCODE_SERVFAIL,
   rcodeOf,
 } from '../../../src/sidecar/dns-wire.js';
-import { type RunningSidecar, type SidecarStatus, startSidecar } from '../../../src/sidecar/sidecar.js';
+import {
+  apiHostWarning,
+  type RunningSidecar,
+  type SidecarStatus,
+  startSidecar,
+} from '../../../src/sidecar/sidecar.js';
 import type { TunnelDialer } from '../../../src/sidecar/tunnel-link.js';
 import { TunnelClient } from '../../../src/tunnel/index.js';
 import {
@@ -318,5 +323,18 @@ describe('sidecar with NET_ADMIN', () => {
       'remove 127.0.0.71',
       'remove 127.0.0.72',
     ]);
+  });
+});
+
+describe('API server name check', () => {
+  it('warns when the API server name could only be resolved through the sidecar DNS', () => {
+    const hosts = '127.0.0.1 localhost\n172.17.0.1 host.docker.internal # added by docker\n';
+    assert.equal(apiHostWarning('https://10.0.0.1:6443', hosts), undefined);
+    assert.equal(apiHostWarning('https://[fd00::1]:6443', hosts), undefined);
+    assert.equal(apiHostWarning('https://host.docker.internal:6443', hosts), undefined);
+    assert.match(
+      apiHostWarning('https://abc.gr7.eks.amazonaws.com', hosts) ?? '',
+      /abc.gr7.eks.amazonaws.com is not in \/etc\/hosts.*tlsServerName/,
+    );
   });
 });
