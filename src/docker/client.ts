@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import Docker from 'dockerode';
-import { DevboxError, type ErrorCode, errorText } from '../util/errors.js';
+import { DevboxError, type ErrorCode, errorText, isDevboxError } from '../util/errors.js';
 import { debugLogger } from '../util/log.js';
 import {
   type DockerEndpoint,
@@ -192,7 +192,22 @@ export interface ConnectOptions {
 export function connectDocker(options: ConnectOptions = {}): DockerClient {
   const inputs = options.inputs ?? processEndpointInputs();
   const endpoint = options.endpoint ?? resolveDockerEndpoint(inputs, options.context);
-  const docker = new Docker(modemOptions(endpoint, inputs) as Docker.DockerOptions);
+  let docker: Docker;
+  try {
+    // docker-modem also reads DOCKER_HOST/DOCKER_CERT_PATH itself and throws on unreadable certificates.
+    docker = new Docker(modemOptions(endpoint, inputs) as Docker.DockerOptions);
+  } catch (err) {
+    throw isDevboxError(err)
+      ? err
+      : new DevboxError(
+          'NO_DOCKER',
+          `Cannot set up the Docker client for ${endpoint.host}: ${errorText(err)}`,
+          {
+            hint: 'Check DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH (the certificate files must be readable).',
+            cause: err,
+          },
+        );
+  }
   log.debug('engine endpoint', { host: endpoint.host, source: endpoint.source, context: endpoint.context });
   return new DockerodeClient(docker, endpoint);
 }
