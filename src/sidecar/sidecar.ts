@@ -60,6 +60,8 @@ export interface SidecarStatus {
   addresses: AddressStatus[];
   watches: Record<string, InformerStats>;
   lastErrors: ErrorRecord[];
+  /** The agents' own counters by pod (intercepted vs passed through, …); only on the HTTP endpoint. */
+  agents?: Record<string, unknown>;
 }
 
 export interface RunningSidecar {
@@ -189,7 +191,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
     statusServer = await startStatusServer({
       address: config.statusAddress,
       port: config.statusPort,
-      snapshot: async () => snapshot(),
+      snapshot: async () => ({ ...snapshot(), agents: await tunnels.agentStats(1000) }),
       healthy: () => tunnels.ready,
     });
     closers.push(() => statusServer.close());

@@ -233,6 +233,19 @@ export class TunnelManager {
     });
   }
 
+  /** Each up tunnel's agent counters (by pod), or the reason they could not be read. */
+  async agentStats(timeoutMs: number): Promise<Record<string, unknown>> {
+    const out: Record<string, unknown> = {};
+    await Promise.all(
+      [...this.entries.values()].map(async (entry) => {
+        const link = entry.link;
+        if (!link?.agentStats) return;
+        out[entry.pod.name] = await link.agentStats(timeoutMs).catch((err) => ({ error: errorText(err) }));
+      }),
+    );
+    return out;
+  }
+
   /** Closes every tunnel and stops reconnecting. */
   async close(): Promise<void> {
     this.stopped = true;

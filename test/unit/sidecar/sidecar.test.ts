@@ -251,6 +251,11 @@ describe('sidecar on loopback with a real agent', () => {
     assert.ok(status.inbound.bytesIn > 0);
     assert.ok(status.rssBytes > 0);
     assert.equal(status.watches.pods!.synced, true);
+    const agentStats = status.agents?.['api-7d9f-x'] as {
+      totals: { intercepted: number; dnsQueries: number };
+    };
+    assert.equal(agentStats.totals.intercepted, 1);
+    assert.ok(agentStats.totals.dnsQueries >= 2);
     const health = await fetch(`http://127.0.0.1:${sidecar.statusPort}/healthz`);
     assert.equal(health.status, 200);
   });
