@@ -14,13 +14,14 @@ export interface AddressAdder {
   remove(ip: string): Promise<void>;
 }
 
-/** The kernel refused to change addresses: the container lacks NET_ADMIN. */
+/** Addresses cannot be changed here: the container lacks NET_ADMIN (or the `ip` command). */
 export class AddressPermissionError extends DevboxError {
-  constructor(message: string, cause?: unknown) {
-    super('FORBIDDEN', message, {
-      cause,
-      hint: 'give the sidecar container NET_ADMIN (docker run --cap-add NET_ADMIN) to use the real cluster addresses',
-    });
+  constructor(
+    message: string,
+    cause?: unknown,
+    hint = 'give the sidecar container NET_ADMIN (docker run --cap-add NET_ADMIN) to use the real cluster addresses',
+  ) {
+    super('FORBIDDEN', message, { cause, hint });
     this.name = 'AddressPermissionError';
   }
 }
@@ -51,6 +52,13 @@ export function ipCommandAdder(run: Runner = runCommand, ipBinary = 'ip'): Addre
       try {
         await run(ipBinary, args('add', ip));
       } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          throw new AddressPermissionError(
+            `cannot add ${ip} to lo: no ${ipBinary} command in the sidecar image`,
+            err,
+            'use a sidecar image with iproute2 or busybox ip',
+          );
+        }
         const text = stderrOf(err);
         // iproute2 < 5 and busybox say "File exists"; newer iproute2 "Address already assigned".
         if (/File exists|already assigned/i.test(text)) return;

@@ -122,6 +122,12 @@ describe('ip command adder', () => {
     await assert.rejects(adder.add('10.96.0.20'), /ip addr add 10.96.0.20 failed/);
     answer = 'RTNETLINK answers: Operation not permitted';
     await assert.rejects(adder.add('10.96.0.20'), AddressPermissionError);
+    const missing = ipCommandAdder(undefined, '/nonexistent/ip');
+    await assert.rejects(missing.add('10.96.0.20'), (err: Error) => {
+      assert.ok(err instanceof AddressPermissionError);
+      assert.match(err.message, /no \/nonexistent\/ip command/);
+      return true;
+    });
   });
 });
 
