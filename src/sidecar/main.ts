@@ -47,6 +47,16 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+// A bug must not die silently: log it as a JSON line, then exit so the container's restart policy applies.
+for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
+  process.on(event, (err: unknown) => {
+    daemonLogger('sidecar').error(`crash (${event}): ${errorText(err)}`, {
+      stack: err instanceof Error ? err.stack : undefined,
+    });
+    process.exit(70);
+  });
+}
+
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err) => {
