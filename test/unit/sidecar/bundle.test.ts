@@ -11,8 +11,10 @@ import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { startAgent } from '../../../src/agent/agent.js';
+import { AGENT_DEFAULTS } from '../../../src/agent/config.js';
 import type { SidecarStatus } from '../../../src/sidecar/sidecar.js';
-import { eventually, FakeKube } from './fakes.js';
+import { eventually, FakeKube, tcpEcho, tcpRoundTrip } from './fakes.js';
 
 const bundle = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bundle', 'sidecar.mjs');
 const MAX_BUNDLE_BYTES = 512 * 1024;
@@ -98,6 +100,72 @@ describe('sidecar bundle', () => {
       for (const line of stderr.trim().split('\n')) JSON.parse(line);
     } finally {
       child.kill('SIGKILL');
+      await kube.stop();
+    }
+  });
+
+  it('tunnels through a pod port-forward to a real agent (the production dialer)', async () => {
+    const kube = await new FakeKube().start();
+    const agent = await startAgent({
+      ...AGENT_DEFAULTS,
+      token: 'session',
+      tunnelPort: 0,
+      intercepts: [],
+      interceptHost: '127.0.0.1',
+    });
+    const echo = await tcpEcho();
+    kube.portForwardTo = (pod, port) => (pod === 'api-0' && port === 9901 ? agent.tunnelPort : undefined);
+    kube.put('/api/v1/namespaces/shop/pods', {
+      metadata: { name: 'api-0', labels: { app: 'api' } },
+      status: { phase: 'Running', podIP: '10.244.0.5', conditions: [{ type: 'Ready', status: 'True' }] },
+    });
+    kube.put('/api/v1/namespaces/shop/services', {
+      metadata: { name: 'echo' },
+      spec: { clusterIP: '127.0.0.1', ports: [{ port: echo.port, protocol: 'TCP' }] },
+    });
+    const statusPort = await freePort();
+    const child = spawn(process.execPath, [bundle], {
+      env: {
+        PATH: process.env.PATH,
+        DEVBOX_API_SERVER: kube.url,
+        DEVBOX_TOKEN: 'test-token',
+        DEVBOX_NAMESPACE: 'shop',
+        DEVBOX_AGENT_SELECTOR: 'app=api',
+        DEVBOX_SESSION_TOKEN: 'session',
+        DEVBOX_AGENT_TUNNEL_PORT: '9901',
+        DEVBOX_STATUS_PORT: String(statusPort),
+        DEVBOX_DNS_PORT: '0',
+        DEVBOX_FORCE_FALLBACK: 'true',
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      let status: SidecarStatus | undefined;
+      await eventually(
+        async () => {
+          const res = await fetch(`http://127.0.0.1:${statusPort}/status`).catch(() => undefined);
+          if (res?.ok) status = (await res.json()) as SidecarStatus;
+          return status?.tunnels[0]?.state === 'up' && Boolean(status.addresses[0]?.listening.length);
+        },
+        10_000,
+        'tunnel up and Service listened',
+      );
+      assert.deepEqual(kube.portForwards, ['api-0:9901']);
+      const alias = status!.addresses[0]!.local!;
+      assert.deepEqual(await tcpRoundTrip(alias, echo.port, 'through port-forward'), {
+        reply: 'through port-forward',
+      });
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, stderr);
+    } finally {
+      child.kill('SIGKILL');
+      await agent.close();
+      await echo.close();
       await kube.stop();
     }
   });

@@ -7,6 +7,7 @@ import dgram from 'node:dgram';
 import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
 import type { AddressAdder } from '../../../src/sidecar/loopback.js';
 import type {
   InboundStream,
@@ -41,8 +42,32 @@ export class FakeKube {
   private server!: http.Server;
   port = 0;
 
+  /**
+   * Where pod port-forwards go: given pod and port, a local TCP port to bridge the
+   * `v4.channel.k8s.io` data channel to (undefined → 404).
+   */
+  portForwardTo?: (pod: string, port: number) => number | undefined;
+  readonly portForwards: string[] = [];
+
   async start(): Promise<this> {
     this.server = http.createServer((req, res) => this.handle(req, res));
+    const wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      handleProtocols: (protocols) => (protocols.has('v4.channel.k8s.io') ? 'v4.channel.k8s.io' : false),
+    });
+    this.server.on('upgrade', (req, socket, head) => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      const pod = /\/pods\/([^/]+)\/portforward$/.exec(url.pathname)?.[1] ?? '';
+      const port = Number(url.searchParams.get('ports'));
+      const target = this.portForwardTo?.(pod, port);
+      this.portForwards.push(`${pod}:${port}`);
+      if (target === undefined || req.headers.authorization !== 'Bearer test-token') {
+        socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n');
+        return;
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => bridgePortForward(ws, port, target));
+    });
     await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
     this.port = (this.server.address() as net.AddressInfo).port;
     return this;
@@ -166,6 +191,21 @@ export class FakeKube {
       }),
     );
   }
+}
+
+/** The server side of one port-forward: channel 0 carries data, channel 1 errors; each starts with the port. */
+function bridgePortForward(ws: import('ws').WebSocket, port: number, target: number): void {
+  const tcp = net.connect(target, '127.0.0.1');
+  const prefix = Buffer.alloc(2);
+  prefix.writeUInt16LE(port);
+  ws.send(Buffer.concat([Buffer.from([0]), prefix]));
+  ws.send(Buffer.concat([Buffer.from([1]), prefix]));
+  ws.on('message', (m: Buffer) => tcp.write(m.subarray(1)));
+  tcp.on('data', (d) => ws.send(Buffer.concat([Buffer.from([0]), d])));
+  tcp.on('error', () => ws.terminate());
+  tcp.on('close', () => ws.close());
+  ws.on('close', () => tcp.destroy());
+  ws.on('error', () => tcp.destroy());
 }
 
 function matches(selector: string | undefined, labels: Record<string, string> | undefined): boolean {
