@@ -476,6 +476,25 @@ function specDrift(original: unknown, current: unknown): string[] {
   );
 }
 
+/** The workload without the agent container and volumes (`volumes` dropped when emptied and absent before). */
+function withoutAgent(
+  w: Workload,
+  container: string,
+  volumes: readonly string[],
+  hadVolumes: boolean,
+): Workload {
+  const tSpec = podTemplate(w).spec;
+  if (!tSpec) return w;
+  const drop = new Set(volumes);
+  tSpec.containers = tSpec.containers.filter((c) => c.name !== container);
+  if (tSpec.initContainers) tSpec.initContainers = tSpec.initContainers.filter((c) => c.name !== container);
+  if (tSpec.volumes) {
+    tSpec.volumes = tSpec.volumes.filter((v) => !drop.has(v.name));
+    if (tSpec.volumes.length === 0 && !hadVolumes) delete tSpec.volumes;
+  }
+  return w;
+}
+
 /** The stored original of a workload, if devbox changed it. */
 export function workloadOriginal(w: Workload): WorkloadOriginal | undefined {
   return parseOriginal<WorkloadOriginal>(w, workloadLabel(w.kind, nameOf(w)));
@@ -496,23 +515,30 @@ export function restoreWorkload(
 ): Restored<Workload> | undefined {
   const original = workloadOriginal(current);
   if (!original) {
-    if (sessionOf(current) === undefined) return undefined;
-    // A session mark without an original (interrupted write): only the mark goes.
-    return { object: withoutOurAnnotations(current), exact: true, drift: [] };
+    // No record (lost, or a write interrupted): remove what devbox adds, by its names.
+    const template = podTemplate(current).spec;
+    const hasAgent =
+      template?.containers.some((c) => c.name === AGENT_CONTAINER) ||
+      template?.volumes?.some((v) => v.name === AGENT_BUNDLE_VOLUME);
+    if (sessionOf(current) === undefined && !hasAgent) return undefined;
+    const stripped = withoutAgent(
+      withoutOurAnnotations(current),
+      AGENT_CONTAINER,
+      [AGENT_BUNDLE_VOLUME],
+      false,
+    );
+    return {
+      object: stripped,
+      exact: !hasAgent,
+      drift: hasAgent ? [`no ${ANNOTATION_ORIGINAL} record: removed the agent only`] : [],
+    };
   }
-  const stripped = withoutOurAnnotations(current);
-  const tSpec = podTemplate(stripped).spec;
-  if (tSpec) {
-    const volumes = new Set(original.agent.volumes);
-    tSpec.containers = tSpec.containers.filter((c) => c.name !== original.agent.container);
-    if (tSpec.initContainers)
-      tSpec.initContainers = tSpec.initContainers.filter((c) => c.name !== original.agent.container);
-    if (tSpec.volumes) {
-      tSpec.volumes = tSpec.volumes.filter((v) => !volumes.has(v.name));
-      if (tSpec.volumes.length === 0 && original.spec?.template?.spec?.volumes === undefined)
-        delete tSpec.volumes;
-    }
-  }
+  const stripped = withoutAgent(
+    withoutOurAnnotations(current),
+    original.agent.container,
+    original.agent.volumes,
+    original.spec?.template?.spec?.volumes !== undefined,
+  );
   const drift = specDrift(original.spec, stripped.spec);
   if (drift.length === 0 || options.prefer === 'original') {
     stripped.spec = clone(original.spec) as typeof stripped.spec;

@@ -9,6 +9,7 @@ import { DevboxError } from '../util/errors.js';
 import { KubeApiError } from './api-errors.js';
 import type { KubeClient } from './client.js';
 import {
+  AGENT_CONTAINER,
   ANNOTATION_ORIGINAL,
   type Restored,
   type RestoreOptions,
@@ -22,6 +23,7 @@ import {
 import {
   chooseWorkload,
   parseWorkloadRef,
+  podTemplate,
   type Workload,
   type WorkloadKind,
   workloadLabel,
@@ -170,11 +172,16 @@ export interface FoundSession {
   holder: SessionHolder | undefined;
 }
 
-/** Workloads of the namespace that carry a devbox session or original. */
+/** Workloads of the namespace that carry a devbox session, its record, or an agent container. */
 export async function findSessions(client: KubeClient, namespace: string): Promise<FoundSession[]> {
   const workloads = await listWorkloads(client, namespace);
   return workloads
-    .filter((w) => w.metadata?.annotations?.[ANNOTATION_ORIGINAL] !== undefined || sessionOf(w) !== undefined)
+    .filter(
+      (w) =>
+        w.metadata?.annotations?.[ANNOTATION_ORIGINAL] !== undefined ||
+        sessionOf(w) !== undefined ||
+        podTemplate(w).spec?.containers.some((c) => c.name === AGENT_CONTAINER),
+    )
     .map((w) => ({ kind: w.kind, name: w.metadata?.name ?? '', holder: sessionOf(w) }));
 }
 

@@ -528,6 +528,20 @@ describe('restore', () => {
     assert.equal(restoreWorkload(live)?.exact, true);
   });
 
+  it('removes a leftover agent that has no record, and says it could not check the rest', () => {
+    const w = realisticDeployment();
+    const live = serverWrite(w, planIntercept(request(w)).workload);
+    const annotations = { ...live.metadata?.annotations };
+    delete annotations[ANNOTATION_ORIGINAL];
+    delete annotations[ANNOTATION_SESSION];
+    live.metadata = { ...live.metadata, annotations };
+    const r = restoreWorkload(live);
+    assert.equal(r?.exact, false);
+    assert.deepEqual(r?.drift, ['no devbox.dev/original record: removed the agent only']);
+    assert.deepEqual(r?.object.spec?.template?.spec?.containers, w.spec?.template?.spec?.containers);
+    assert.deepEqual(r?.object.spec?.template?.spec?.volumes, w.spec?.template?.spec?.volumes);
+  });
+
   it('ignores objects devbox never touched and rejects an unreadable record', () => {
     assert.equal(restoreWorkload(realisticDeployment()), undefined);
     assert.equal(restoreService(services()[0] as V1Service), undefined);
