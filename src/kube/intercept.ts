@@ -40,6 +40,7 @@ import type {
   V1Service,
   V1ServicePort,
   V1Volume,
+  V1VolumeMount,
 } from '@kubernetes/client-node';
 import { DevboxError } from '../util/errors.js';
 import { differingPaths } from './json-compare.js';
@@ -50,10 +51,12 @@ export const ANNOTATION_SESSION = 'devbox.dev/session';
 export const AGENT_CONTAINER = 'devbox-agent';
 export const AGENT_BUNDLE_VOLUME = 'devbox-agent-bundle';
 export const AGENT_MOUNT_PATH = '/devbox';
+/** Where the agent container sees the app container's volume mounts (`/devbox-pod/etc/config`). */
+export const AGENT_POD_FILES_ROOT = '/devbox-pod';
 export const AGENT_BUNDLE_FILE = 'agent.mjs';
 export const DEFAULT_TUNNEL_PORT = 47000;
 export const DEFAULT_FIRST_AGENT_PORT = 47001;
-/** Non-root uid/gid the agent runs as (the image's own user may be root). */
+/** Non-root uid/gid the agent runs as when the app runs as root (the image's own user may be root). */
 export const AGENT_UID = 65532;
 
 /** Who holds a workload's session. */
@@ -124,6 +127,8 @@ export interface InterceptPlan {
   /** `agentPort:appPort` pairs, the agent's DEVBOX_INTERCEPT value. */
   interceptSpec: string;
   tunnelPort: number;
+  /** The app container's volume mounts and where the agent serves them. */
+  files: AgentFileMount[];
   /** Service ports reaching the container that are not intercepted, with why. */
   skipped: { service: string; port: number; protocol: string; reason: string }[];
   rollout: RolloutMode;
@@ -244,11 +249,57 @@ function rolloutMode(w: Workload): RolloutMode {
   return 'automatic';
 }
 
+/** An app volume mount as the agent sees it, under AGENT_POD_FILES_ROOT. */
+export interface AgentFileMount {
+  /** Where the app container sees it. */
+  mountPath: string;
+  /** Where the agent serves it from (`GET /v1/files?path=`). */
+  agentPath: string;
+  volume: string;
+}
+
+/**
+ * The app container's volume mounts, read-only under AGENT_POD_FILES_ROOT, so the agent
+ * can serve their contents. Mounts using subPathExpr are left out: it expands the app's
+ * own env, which the agent does not have.
+ */
+function agentFileMounts(app: V1Container): {
+  mounts: V1VolumeMount[];
+  files: AgentFileMount[];
+  skipped: string[];
+} {
+  const mounts: V1VolumeMount[] = [];
+  const files: AgentFileMount[] = [];
+  const skipped: string[] = [];
+  for (const m of app.volumeMounts ?? []) {
+    if (m.subPathExpr) {
+      skipped.push(m.mountPath);
+      continue;
+    }
+    const agentPath = `${AGENT_POD_FILES_ROOT}${m.mountPath.startsWith('/') ? '' : '/'}${m.mountPath}`;
+    const mount: V1VolumeMount = { name: m.name, mountPath: agentPath, readOnly: true };
+    if (m.subPath) mount.subPath = m.subPath;
+    mounts.push(mount);
+    files.push({ mountPath: m.mountPath, agentPath, volume: m.name });
+  }
+  return { mounts, files, skipped };
+}
+
+/** The app's non-root uid/gid when it has one, so the agent reads its files with the same rights. */
+function agentIdentity(app: V1Container, spec: V1PodSpec): { uid: number; gid: number } {
+  const uid = app.securityContext?.runAsUser ?? spec.securityContext?.runAsUser;
+  const gid = app.securityContext?.runAsGroup ?? spec.securityContext?.runAsGroup;
+  const nonRootUid = uid !== undefined && uid > 0 ? uid : AGENT_UID;
+  return { uid: nonRootUid, gid: gid !== undefined && gid > 0 ? gid : nonRootUid };
+}
+
 function agentContainer(
   agent: AgentSettings,
   ports: V1ContainerPort[],
   tunnelPort: number,
   interceptSpec: string,
+  fileMounts: V1VolumeMount[],
+  identity: { uid: number; gid: number },
 ): V1Container {
   const container: V1Container = {
     name: AGENT_CONTAINER,
@@ -263,13 +314,13 @@ function agentContainer(
       { name: 'DEVBOX_INTERCEPT', value: interceptSpec },
       { name: 'DEVBOX_TUNNEL_PORT', value: String(tunnelPort) },
     ],
-    volumeMounts: [{ name: AGENT_BUNDLE_VOLUME, mountPath: AGENT_MOUNT_PATH, readOnly: true }],
+    volumeMounts: [{ name: AGENT_BUNDLE_VOLUME, mountPath: AGENT_MOUNT_PATH, readOnly: true }, ...fileMounts],
     resources: agent.resources ?? { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '256Mi' } },
     // Everything the `restricted` Pod Security level asks of a container.
     securityContext: {
       runAsNonRoot: true,
-      runAsUser: AGENT_UID,
-      runAsGroup: AGENT_UID,
+      runAsUser: identity.uid,
+      runAsGroup: identity.gid,
       allowPrivilegeEscalation: false,
       readOnlyRootFilesystem: true,
       capabilities: { drop: ['ALL'] },
@@ -365,7 +416,18 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
   const changedServices = [...new Set(ports.map((p) => p.service))].sort();
   const patched = clone(w);
   const pSpec = podTemplate(patched).spec as V1PodSpec;
-  pSpec.containers.push(agentContainer(req.agent, containerPorts, tunnelPort, interceptSpec));
+  const app = spec.containers.find((c) => c.name === req.container) as V1Container;
+  const fileMounts = agentFileMounts(app);
+  pSpec.containers.push(
+    agentContainer(
+      req.agent,
+      containerPorts,
+      tunnelPort,
+      interceptSpec,
+      fileMounts.mounts,
+      agentIdentity(app, spec),
+    ),
+  );
   const volume: V1Volume = { name: AGENT_BUNDLE_VOLUME, configMap: { name: req.agent.bundleConfigMap } };
   pSpec.volumes = [...(pSpec.volumes ?? []), volume];
   const original: WorkloadOriginal = {
@@ -419,7 +481,21 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
       `${label} has a rollout partition of ${partition}: pods below that ordinal keep running without the agent`,
     );
 
-  return { workload: patched, services, ports, interceptSpec, tunnelPort, skipped, rollout, warnings };
+  for (const path of fileMounts.skipped) {
+    warnings.push(`the volume mounted at ${path} uses subPathExpr; the agent cannot serve its contents`);
+  }
+
+  return {
+    workload: patched,
+    services,
+    ports,
+    interceptSpec,
+    tunnelPort,
+    files: fileMounts.files,
+    skipped,
+    rollout,
+    warnings,
+  };
 }
 
 /** The result of undoing devbox's changes on one object. */

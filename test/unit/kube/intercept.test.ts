@@ -267,7 +267,13 @@ describe('planIntercept', () => {
       { name: 'dbx-8080', containerPort: 47002, protocol: 'TCP' },
       { name: 'dbx-9090', containerPort: 47003, protocol: 'TCP' },
     ]);
-    assert.deepEqual(a.volumeMounts, [{ name: 'devbox-agent-bundle', mountPath: '/devbox', readOnly: true }]);
+    assert.deepEqual(a.volumeMounts, [
+      { name: 'devbox-agent-bundle', mountPath: '/devbox', readOnly: true },
+      { name: 'cfg', mountPath: '/devbox-pod/etc/api', readOnly: true },
+    ]);
+    assert.deepEqual(plan.files, [
+      { mountPath: '/etc/api', agentPath: '/devbox-pod/etc/api', volume: 'cfg' },
+    ]);
     assert.deepEqual(spec.volumes?.at(-1), {
       name: 'devbox-agent-bundle',
       configMap: { name: 'devbox-agent-deploy-api' },
@@ -301,6 +307,39 @@ describe('planIntercept', () => {
     assert.deepEqual(
       byName.get('api-internal')?.spec?.ports?.map((p) => p.targetPort),
       ['dbx-8080'],
+    );
+  });
+
+  it("mounts the app's volumes read-only for the agent and runs it as the app's non-root user", () => {
+    const w = realisticDeployment();
+    const spec = w.spec?.template?.spec as V1PodSpec;
+    const app = spec.containers[0] as V1Container;
+    app.volumeMounts = [
+      { name: 'cfg', mountPath: '/etc/api/app.yaml', subPath: 'app.yaml' },
+      { name: 'data', mountPath: '/data', subPathExpr: '$(POD_NAME)' },
+      { name: 'cfg', mountPath: 'relative', readOnly: false, mountPropagation: 'HostToContainer' },
+    ];
+    app.securityContext = { runAsUser: 1000 };
+    spec.securityContext = { runAsGroup: 3000, fsGroup: 2000 };
+    const plan = planIntercept(request(w));
+    const agentSpec = plan.workload.spec?.template?.spec?.containers.at(-1);
+    assert.deepEqual(agentSpec?.volumeMounts?.slice(1), [
+      { name: 'cfg', mountPath: '/devbox-pod/etc/api/app.yaml', readOnly: true, subPath: 'app.yaml' },
+      { name: 'cfg', mountPath: '/devbox-pod/relative', readOnly: true },
+    ]);
+    assert.deepEqual(plan.warnings, [
+      'the volume mounted at /data uses subPathExpr; the agent cannot serve its contents',
+    ]);
+    assert.equal(agentSpec?.securityContext?.runAsUser, 1000);
+    assert.equal(agentSpec?.securityContext?.runAsGroup, 3000);
+    const root = realisticDeployment();
+    ((root.spec?.template?.spec as V1PodSpec).containers[0] as V1Container).securityContext = {
+      runAsUser: 0,
+    };
+    assert.equal(
+      planIntercept(request(root)).workload.spec?.template?.spec?.containers.at(-1)?.securityContext
+        ?.runAsUser,
+      65532,
     );
   });
 
