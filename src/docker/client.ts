@@ -41,13 +41,20 @@ export interface DockerClient {
     labels?: Record<string, string | undefined>;
     all?: boolean;
   }): Promise<ContainerSummary[]>;
-  /** Resolves with the exit code once the container stops (or, with `next-exit`, next stops). */
+  /** Resolves with the exit code once the container stops (or, with `next-exit`, next stops); `signal` abandons the wait. */
   waitContainer(
     id: string,
-    options?: { condition?: 'not-running' | 'next-exit' | 'removed' },
+    options?: { condition?: 'not-running' | 'next-exit' | 'removed'; signal?: AbortSignal },
   ): Promise<number>;
   /** stdout and stderr of a container; both streams end when the log ends (or the container stops, with `follow`). */
   logs(id: string, options?: LogOptions): Promise<{ stdout: Readable; stderr: Readable }>;
+
+  /**
+   * `docker exec`: runs `cmd` in a running container and collects its output.
+   * A command that cannot start (missing binary) resolves with exit code 126/127 and the engine's
+   * message on stdout, as with the CLI. A stopped container is a CONFLICT; `timeoutMs` a TIMEOUT.
+   */
+  exec(id: string, cmd: string[], options?: ExecOptions): Promise<ExecResult>;
 
   /** Extract a tar stream into `path` inside the container (the directory must exist). */
   putArchive(id: string, path: string, tar: Readable): Promise<void>;
@@ -122,6 +129,8 @@ export interface ContainerSpec {
   openStdin?: boolean;
   /** e.g. `container:<id>` to join another container's network namespace. */
   networkMode?: string;
+  /** Containers that join this one's network also get its hostname. */
+  hostname?: string;
   capAdd?: string[];
   dns?: string[];
   dnsSearch?: string[];
@@ -134,6 +143,34 @@ export interface ContainerSpec {
   init?: boolean;
   stopSignal?: string;
   stopTimeoutSeconds?: number;
+}
+
+export interface ExecOptions {
+  user?: string;
+  env?: Record<string, string>;
+  workingDir?: string;
+  /** Give up (and release the connection) after this long; default 30 s. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Output kept per stream; the beginning is dropped beyond it (default 1 MiB). */
+  maxOutputBytes?: number;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A mount of an existing container, as the engine reports it. */
+export interface ContainerMount {
+  type: string;
+  /** Host path (bind, or a volume's mount point on the engine's machine). */
+  source: string;
+  destination: string;
+  readOnly: boolean;
+  /** Volume name, for volumes. */
+  name?: string;
 }
 
 export interface ContainerInfo {
@@ -150,6 +187,7 @@ export interface ContainerInfo {
   networkMode: string;
   /** Address on the default bridge, when attached to it. */
   ipAddress?: string;
+  mounts?: ContainerMount[];
 }
 
 export interface ContainerSummary {
@@ -159,6 +197,8 @@ export interface ContainerSummary {
   labels: Record<string, string>;
   state: string;
   status: string;
+  /** Unix seconds. */
+  created: number;
 }
 
 export interface VolumeSummary {
@@ -249,6 +289,7 @@ export function toCreateOptions(spec: ContainerSpec): Docker.ContainerCreateOpti
   if (spec.labels) options.Labels = spec.labels;
   if (spec.user !== undefined) options.User = spec.user;
   if (spec.workingDir) options.WorkingDir = spec.workingDir;
+  if (spec.hostname) options.Hostname = spec.hostname;
   if (spec.tty) options.Tty = true;
   if (spec.openStdin) {
     options.OpenStdin = true;
@@ -426,6 +467,16 @@ class DockerodeClient implements DockerClient {
       exitCode: c.State.ExitCode,
       tty: Boolean(c.Config.Tty),
       networkMode: c.HostConfig.NetworkMode ?? '',
+      mounts: (c.Mounts ?? []).map((m) => {
+        const mount: ContainerMount = {
+          type: m.Type,
+          source: m.Source,
+          destination: m.Destination,
+          readOnly: m.RW === false,
+        };
+        if (m.Name) mount.name = m.Name;
+        return mount;
+      }),
     };
     const address = Object.values(c.NetworkSettings?.Networks ?? {}).find((n) => n.IPAddress)?.IPAddress;
     if (address) info.ipAddress = address;
@@ -445,16 +496,24 @@ class DockerodeClient implements DockerClient {
       labels: c.Labels ?? {},
       state: c.State,
       status: c.Status,
+      created: c.Created,
     }));
   }
 
   async waitContainer(
     id: string,
-    options: { condition?: 'not-running' | 'next-exit' | 'removed' } = {},
+    options: { condition?: 'not-running' | 'next-exit' | 'removed'; signal?: AbortSignal } = {},
   ): Promise<number> {
-    const result = await this.call(`wait for container ${id}`, () =>
-      this.docker.getContainer(id).wait({ condition: options.condition ?? 'not-running' }),
-    );
+    options.signal?.throwIfAborted();
+    const query: Record<string, unknown> = { condition: options.condition ?? 'not-running' };
+    if (options.signal) query.abortSignal = options.signal;
+    let result: unknown;
+    try {
+      result = await this.docker.getContainer(id).wait(query);
+    } catch (err) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      throw engineError(err, `wait for container ${id}`, this.endpoint);
+    }
     return Number((result as { StatusCode?: number }).StatusCode ?? -1);
   }
 
@@ -478,6 +537,51 @@ class DockerodeClient implements DockerClient {
     const source = Buffer.isBuffer(raw) ? Readable.from([raw]) : (raw as unknown as Readable);
     if (info.tty) return { stdout: source, stderr: Readable.from([]) };
     return demuxDockerStream(source);
+  }
+
+  async exec(id: string, cmd: string[], options: ExecOptions = {}): Promise<ExecResult> {
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    const what = `run \`${cmd.join(' ')}\` in ${id}`;
+    const limits = [AbortSignal.timeout(timeoutMs), ...(options.signal ? [options.signal] : [])];
+    const signal = AbortSignal.any(limits);
+    const create: Docker.ExecCreateOptions = { Cmd: cmd, AttachStdout: true, AttachStderr: true };
+    if (options.user !== undefined) create.User = options.user;
+    if (options.workingDir) create.WorkingDir = options.workingDir;
+    if (options.env) create.Env = Object.entries(options.env).map(([k, v]) => `${k}=${v}`);
+    const container = this.docker.getContainer(id);
+    let source: Readable | undefined;
+    try {
+      signal.throwIfAborted();
+      const exec = await container.exec(create);
+      source = (await exec.start({
+        hijack: true,
+        stdin: false,
+        abortSignal: signal,
+      } as Docker.ExecStartOptions & { abortSignal: AbortSignal })) as unknown as Readable;
+      const stopReading = () => source?.destroy();
+      signal.addEventListener('abort', stopReading, { once: true });
+      const limit = options.maxOutputBytes ?? 1024 * 1024;
+      const { stdout, stderr } = demuxDockerStream(source);
+      const [out, err] = await Promise.all([collectTail(stdout, limit), collectTail(stderr, limit)]).finally(
+        () => signal.removeEventListener('abort', stopReading),
+      );
+      signal.throwIfAborted();
+      // The exec's exit code is set shortly after its output ends.
+      let inspected = await exec.inspect();
+      for (let i = 0; inspected.Running && i < 50; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        inspected = await exec.inspect();
+      }
+      return { exitCode: inspected.ExitCode ?? -1, stdout: out, stderr: err };
+    } catch (err) {
+      source?.destroy();
+      if (options.signal?.aborted) throw options.signal.reason;
+      if (signal.aborted)
+        throw new DevboxError('TIMEOUT', `${what} did not finish within ${Math.round(timeoutMs / 1000)}s`, {
+          cause: err,
+        });
+      throw engineError(err, what, this.endpoint);
+    }
   }
 
   async putArchive(id: string, path: string, tar: Readable): Promise<void> {
@@ -522,6 +626,20 @@ class DockerodeClient implements DockerClient {
       throw engineError(err, what, this.endpoint);
     }
   }
+}
+
+/** Reads a stream to its end, keeping at most the last `limit` bytes. */
+async function collectTail(stream: Readable, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
+    chunks.push(buffer);
+    size += buffer.length;
+    while (size - (chunks[0]?.length ?? 0) >= limit && chunks.length > 1) size -= chunks.shift()?.length ?? 0;
+  }
+  const all = Buffer.concat(chunks);
+  return all.subarray(Math.max(0, all.length - limit)).toString('utf8');
 }
 
 function statusOf(err: unknown): number | undefined {

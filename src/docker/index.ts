@@ -1,14 +1,28 @@
 /** Public surface of the Docker domain: the engine client and the images devbox builds itself. */
 export {
+  type BuildContext,
+  type BuildDirectoryOptions,
+  type BuiltImage,
+  buildDirectory,
+  type ContextEntry,
+  contextFilter,
+  contextTar,
+  parseDockerignore,
+  planBuildContext,
+} from './build-context.js';
+export {
   type BuildOptions,
   type BuildResult,
   type ConnectOptions,
   type ContainerInfo,
+  type ContainerMount,
   type ContainerSpec,
   type ContainerSummary,
   connectDocker,
   type DockerClient,
   type EngineVersion,
+  type ExecOptions,
+  type ExecResult,
   type ImageInfo,
   type LogOptions,
   type MountSpec,
@@ -17,6 +31,14 @@ export {
 } from './client.js';
 export { type DockerEndpoint, describeSource, resolveDockerEndpoint } from './endpoint.js';
 export type { HostBinary } from './host-files.js';
+export {
+  type BindMount,
+  findOwnContainer,
+  type HostProbe,
+  isRemoteEngine,
+  type ResolvedBindMounts,
+  resolveBindMounts,
+} from './host-paths.js';
 export { type ImageConfig, type LayerEntry, type PlannedImage, planImage } from './image-archive.js';
 export {
   type BusyboxImageOptions,
@@ -28,4 +50,42 @@ export {
   type PauseImageOptions,
   type RuntimeImageOptions,
 } from './runtime-image.js';
+export {
+  type CreatedSession,
+  type CreateSessionOptions,
+  createSession,
+  findSessions,
+  type RemovedSession,
+  readSidecarBundle,
+  removeSession,
+  type SessionContainer,
+  type SessionFilter,
+  sidecarBundlePath,
+} from './session.js';
+export { putFiles, type UpdatedFiles, updateFiles } from './session-files.js';
+export { parsePublishFlag, parseVolumeFlag } from './session-flags.js';
+export { followLogs, waitExit } from './session-logs.js';
+export {
+  type SidecarReadiness,
+  type SidecarStatus,
+  sidecarReadiness,
+  type WaitReadyOptions,
+  waitSidecarReady,
+} from './session-ready.js';
+export {
+  containerNames,
+  type InjectedFile,
+  type InjectedFiles,
+  newSessionId,
+  SESSION_LABELS,
+  type ServiceOptions,
+  type SessionContainerSummary,
+  type SessionIdentity,
+  type SessionRole,
+  type SessionSpec,
+  type SessionSummary,
+  SIDECAR_BUNDLE_PATH,
+  SIDECAR_CONFIG_PATH,
+  type SidecarOptions,
+} from './session-spec.js';
 export { demuxDockerStream } from './streams.js';
