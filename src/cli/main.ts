@@ -1,8 +1,53 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
+import { cleanCommand } from './clean.js';
+import { doctorCommand } from './doctor.js';
+import { downCommand } from './down.js';
+import { envCommand } from './env.js';
+import { reportError } from './output.js';
+import { statusCommand } from './status.js';
+import { upCommand } from './up.js';
 
 const program = new Command('devbox')
-  .description('Run a Kubernetes workload in a local Docker container with the pod\'s DNS, env, volumes and traffic.')
-  .version('0.1.0');
+  .description(
+    "Run a Kubernetes workload in a local Docker container with the pod's DNS, env, volumes and inbound traffic.",
+  )
+  .version(process.env.npm_package_version ?? '0.1.0')
+  .showSuggestionAfterError()
+  .exitOverride()
+  .addHelpText(
+    'after',
+    `
+Examples:
+  devbox up api                       # run deployment/api locally, in the foreground; Ctrl-C undoes it
+  devbox up api -n shop --detach      # return once the session is ready
+  devbox up api --image api:dev -e LOG_LEVEL=debug -v $PWD:/app -- npm run dev
+  devbox status                       # sessions on this machine and their tunnels
+  devbox down api -n shop             # remove the containers and restore the cluster exactly
+  devbox clean                        # undo every devbox change left in the namespace
 
-await program.parseAsync(process.argv);
+Set DEVBOX_DEBUG=* (or a list such as docker,kube) for debug output.`,
+  );
+
+for (const command of [
+  upCommand(),
+  downCommand(),
+  statusCommand(),
+  envCommand(),
+  cleanCommand(),
+  doctorCommand(),
+]) {
+  program.addCommand(command.exitOverride());
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Commander has printed its message (or the help) already.
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
+  } else {
+    const format = process.argv.includes('json') ? 'json' : 'text';
+    process.exitCode = reportError(err, format);
+  }
+}

@@ -1,0 +1,40 @@
+import { Command } from 'commander';
+import { status } from '../session/status.js';
+import { createProgress } from '../util/progress.js';
+import { outputFormat, printJson } from './output.js';
+
+export function statusCommand(): Command {
+  return new Command('status')
+    .description('List the devbox sessions on this Docker engine with the health of their tunnels')
+    .option('-o, --output <format>', 'text or json', 'text')
+    .addHelpText('after', "\nExamples:\n  devbox status\n  devbox status -o json | jq '.[].tunnels'")
+    .action(async (flags) => {
+      const format = outputFormat(flags.output);
+      const sessions = await status({ progress: createProgress(process.stderr, { quiet: true }) });
+      if (format === 'json') return printJson(sessions);
+      if (sessions.length === 0) {
+        process.stdout.write('No devbox sessions. Start one with: devbox up <workload>\n');
+        return;
+      }
+      for (const s of sessions) {
+        const tunnels = s.tunnels.map((t) => `${t.pod} ${t.state}`).join(', ') || 'none';
+        process.stdout.write(
+          [
+            `${s.workload} (namespace ${s.namespace}${s.context ? `, context ${s.context}` : ''}) — session ${s.session}, ${s.state}`,
+            `  ${s.ready ? 'ready' : `not ready: ${s.reason}`}`,
+            `  tunnels: ${tunnels}`,
+            s.inbound
+              ? `  inbound: ${s.inbound.accepted} connections, ${s.inbound.bytesIn} B in, ${s.inbound.bytesOut} B out`
+              : '',
+            s.outbound
+              ? `  outbound: ${s.outbound.tcpConnections} TCP, ${s.outbound.udpFlows} UDP flows`
+              : '',
+            s.dns ? `  dns: ${s.dns.queries} queries, ${s.dns.errors} errors` : '',
+            ...s.lastErrors.slice(-3).map((e) => `  last error: ${e.what}: ${e.error}`),
+          ]
+            .filter(Boolean)
+            .join('\n') + '\n',
+        );
+      }
+    });
+}

@@ -1,0 +1,133 @@
+/**
+ * The namespaced objects a session adds next to the workload: the agent's
+ * bundle (ConfigMap) and session token (Secret), and — when an administrator
+ * has not installed templates/rbac already — the sidecar's ServiceAccount,
+ * Role and RoleBinding. Each carries a label so `down` and `clean` remove
+ * exactly what devbox made.
+ */
+import { randomBytes } from 'node:crypto';
+import type { V1ConfigMap, V1Secret } from '@kubernetes/client-node';
+import {
+  agentObjectNames,
+  type KubeClient,
+  rbacManifests,
+  SIDECAR_ACCOUNT,
+  type Workload,
+  type WorkloadKind,
+} from '../kube/index.js';
+
+export const MANAGED_LABEL = 'app.kubernetes.io/managed-by';
+export const MANAGED_VALUE = 'devbox';
+/** On sidecar RBAC objects devbox created itself (and so removes when the last session ends). */
+export const AUTO_CREATED_LABEL = 'devbox.dev/auto-created';
+
+export interface AgentObjects {
+  configMap: string;
+  secret: string;
+  token: string;
+}
+
+/** Writes the bundle ConfigMap and a fresh token Secret (replacing leftovers of a crashed session). */
+export async function writeAgentObjects(
+  client: KubeClient,
+  workload: Workload,
+  bundle: string,
+): Promise<AgentObjects> {
+  const namespace = workload.metadata!.namespace!;
+  const names = agentObjectNames(workload.kind, workload.metadata!.name!);
+  const labels = { [MANAGED_LABEL]: MANAGED_VALUE, 'devbox.dev/workload': workload.metadata!.name! };
+  const token = randomBytes(24).toString('base64url');
+  const configMap: V1ConfigMap = {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: names.configMap, namespace, labels },
+    data: { 'agent.mjs': bundle },
+  };
+  const secret: V1Secret = {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: names.secret, namespace, labels },
+    type: 'Opaque',
+    stringData: { token },
+  };
+  await upsert(client, 'ConfigMap', configMap);
+  await upsert(client, 'Secret', secret);
+  return { ...names, token };
+}
+
+async function upsert<K extends 'ConfigMap' | 'Secret'>(
+  client: KubeClient,
+  kind: K,
+  object: K extends 'ConfigMap' ? V1ConfigMap : V1Secret,
+): Promise<void> {
+  const { namespace, name } = object.metadata as { namespace: string; name: string };
+  const existing = await client.get(kind, namespace, name);
+  if (!existing) {
+    await client.create(kind, object as never);
+    return;
+  }
+  await client.replace(kind, {
+    ...object,
+    metadata: { ...object.metadata, resourceVersion: existing.metadata?.resourceVersion },
+  } as never);
+}
+
+/** The token of an agent already in place (a session resumed by the same user). */
+export async function readAgentToken(client: KubeClient, workload: Workload): Promise<string | undefined> {
+  const names = agentObjectNames(workload.kind, workload.metadata!.name!);
+  const secret = await client.get('Secret', workload.metadata!.namespace!, names.secret);
+  const encoded = secret?.data?.token;
+  return encoded ? Buffer.from(encoded, 'base64').toString('utf8') : undefined;
+}
+
+export async function deleteAgentObjects(
+  client: KubeClient,
+  namespace: string,
+  kind: WorkloadKind,
+  name: string,
+): Promise<string[]> {
+  const names = agentObjectNames(kind, name);
+  const removed: string[] = [];
+  if (await client.delete('ConfigMap', namespace, names.configMap))
+    removed.push(`configmap/${names.configMap}`);
+  if (await client.delete('Secret', namespace, names.secret)) removed.push(`secret/${names.secret}`);
+  return removed;
+}
+
+const sidecarRbacKinds = ['ServiceAccount', 'Role', 'RoleBinding'] as const;
+
+/**
+ * Makes sure the sidecar's ServiceAccount, Role and RoleBinding exist. Returns
+ * the objects created (empty when an administrator installed them).
+ */
+export async function ensureSidecarAccount(client: KubeClient, namespace: string): Promise<string[]> {
+  const manifests = rbacManifests().filter((m) => (m.metadata as { name: string }).name === SIDECAR_ACCOUNT);
+  const created: string[] = [];
+  for (const manifest of manifests) {
+    const kind = manifest.kind as (typeof sidecarRbacKinds)[number];
+    if (await client.get(kind, namespace, SIDECAR_ACCOUNT)) continue;
+    const metadata = manifest.metadata as { name: string; labels: Record<string, string> };
+    await client.create(kind, {
+      ...manifest,
+      metadata: { ...metadata, namespace, labels: { ...metadata.labels, [AUTO_CREATED_LABEL]: 'true' } },
+    } as never);
+    created.push(`${kind.toLowerCase()}/${SIDECAR_ACCOUNT}`);
+  }
+  return created;
+}
+
+/** Removes the sidecar RBAC objects devbox created itself. */
+export async function deleteAutoCreatedSidecarAccount(
+  client: KubeClient,
+  namespace: string,
+): Promise<string[]> {
+  const removed: string[] = [];
+  for (const kind of [...sidecarRbacKinds].reverse()) {
+    const object = await client.get(kind, namespace, SIDECAR_ACCOUNT);
+    if (object?.metadata?.labels?.[AUTO_CREATED_LABEL] !== 'true') continue;
+    if (await client.delete(kind, namespace, SIDECAR_ACCOUNT, { uid: object.metadata.uid })) {
+      removed.push(`${kind.toLowerCase()}/${SIDECAR_ACCOUNT}`);
+    }
+  }
+  return removed;
+}

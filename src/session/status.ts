@@ -1,0 +1,82 @@
+/** `devbox status`: sessions on this Docker engine and how their tunnels fare. */
+import {
+  type DockerClient,
+  findSessions,
+  SIDECAR_BUNDLE_PATH,
+  SIDECAR_CONFIG_PATH,
+  type SidecarStatus,
+  sidecarReadiness,
+} from '../docker/index.js';
+import { errorText } from '../util/errors.js';
+import type { Progress } from '../util/progress.js';
+import { connectToDocker } from './connect.js';
+
+export interface SessionStatus {
+  session: string;
+  workload: string;
+  namespace: string;
+  context: string | undefined;
+  state: 'running' | 'degraded' | 'stopped';
+  created: string;
+  containers: { sidecar?: string; service?: string };
+  ready: boolean;
+  reason: string;
+  tunnels: { pod: string; state: string }[];
+  addressMode?: string;
+  inbound?: SidecarStatus['inbound'];
+  outbound?: SidecarStatus['outbound'];
+  dns?: SidecarStatus['dns'];
+  lastErrors: SidecarStatus['lastErrors'];
+}
+
+export async function status(options: { progress: Progress }): Promise<SessionStatus[]> {
+  const docker = await connectToDocker(options.progress);
+  const sessions = await findSessions(docker);
+  return Promise.all(
+    sessions.map(async (s): Promise<SessionStatus> => {
+      const base = {
+        session: s.id,
+        workload: s.workload,
+        namespace: s.namespace,
+        context: s.context,
+        state: s.state,
+        created: s.created.toISOString(),
+        containers: { sidecar: s.sidecar?.name, service: s.service?.name },
+      };
+      if (!s.sidecar || s.sidecar.state !== 'running') {
+        return { ...base, ready: false, reason: 'the sidecar is not running', tunnels: [], lastErrors: [] };
+      }
+      try {
+        const live = await readSidecarStatus(docker, s.sidecar.id);
+        const verdict = sidecarReadiness(live);
+        return {
+          ...base,
+          ready: verdict.ready,
+          reason: verdict.reason,
+          tunnels: live.tunnels.map((t) => ({ pod: t.pod, state: t.state })),
+          addressMode: live.addressMode,
+          inbound: live.inbound,
+          outbound: live.outbound,
+          dns: live.dns,
+          lastErrors: live.lastErrors,
+        };
+      } catch (err) {
+        return {
+          ...base,
+          ready: false,
+          reason: `status unreadable: ${errorText(err)}`,
+          tunnels: [],
+          lastErrors: [],
+        };
+      }
+    }),
+  );
+}
+
+export async function readSidecarStatus(docker: DockerClient, sidecarId: string): Promise<SidecarStatus> {
+  const result = await docker.exec(sidecarId, ['node', SIDECAR_BUNDLE_PATH, 'status', SIDECAR_CONFIG_PATH], {
+    timeoutMs: 10_000,
+  });
+  if (result.exitCode !== 0) throw new Error(result.stderr.trim() || `exit code ${result.exitCode}`);
+  return JSON.parse(result.stdout) as SidecarStatus;
+}

@@ -1,0 +1,415 @@
+/**
+ * `devbox up`: the workload's pod, as a local container. Order matters for
+ * safety: everything that can be checked is checked before the cluster is
+ * touched; every cluster change is registered for undo at once, so a failure
+ * or Ctrl-C at any step leaves nothing behind (and a killed CLI leaves records
+ * `devbox down`/`clean` restore from).
+ */
+import { hostname, userInfo } from 'node:os';
+import type { V1Container } from '@kubernetes/client-node';
+import {
+  buildDirectory,
+  containerNames,
+  createSession,
+  type DockerClient,
+  ensureRuntimeImage,
+  findSessions,
+  newSessionId,
+  parsePublishFlag,
+  parseVolumeFlag,
+  readSidecarBundle,
+  removeSession,
+  resolveBindMounts,
+  waitSidecarReady,
+} from '../docker/index.js';
+import {
+  AGENT_CONTAINER,
+  assertNotIntercepted,
+  assertPermissions,
+  findWorkload,
+  isSameHolder,
+  type KubeClient,
+  labelSelectorString,
+  pickContainer,
+  planIntercept,
+  podTemplate,
+  type ResolvedEnvVar,
+  resolveWorkloadEnv,
+  restoreSession,
+  type SessionHolder,
+  SIDECAR_ACCOUNT,
+  sessionOf,
+  toDockerEnv,
+  type Workload,
+  writeServices,
+  writeWorkload,
+} from '../kube/index.js';
+import type { KubeTarget } from '../kube/kubeconfig.js';
+import { DevboxError, errorText } from '../util/errors.js';
+import type { Progress } from '../util/progress.js';
+import {
+  deleteAgentObjects,
+  deleteAutoCreatedSidecarAccount,
+  ensureSidecarAccount,
+  readAgentToken,
+  writeAgentObjects,
+} from './agent-objects.js';
+import { apiAddressForContainer } from './api-address.js';
+import { readAgentBundle } from './bundles.js';
+import { connectCluster, connectToDocker } from './connect.js';
+import { podDnsSettings } from './dns-settings.js';
+import { parseEnvFlags } from './flags.js';
+import { waitForRollout } from './rollout.js';
+
+export interface UpOptions {
+  target: KubeTarget;
+  workload: string;
+  container?: string;
+  /** Local image instead of the workload's. */
+  image?: string;
+  /** Build the image from this directory (`--build`). */
+  build?: { dir: string; dockerfile?: string };
+  env: string[];
+  volumes: string[];
+  publish: string[];
+  workdir?: string;
+  /** Replaces the container's command (after `--`). */
+  command: string[];
+  /** Image of the agent container in the pod (must be pullable by the cluster). */
+  agentImage: string;
+  rolloutTimeoutMs: number;
+  readyTimeoutMs: number;
+  /** Run the service container with a TTY (foreground on a terminal). */
+  tty: boolean;
+  progress: Progress;
+  signal: AbortSignal;
+}
+
+export interface UpResult {
+  session: string;
+  workload: string;
+  namespace: string;
+  context: string;
+  containers: { sidecar: string; service: string; serviceId: string };
+  intercepted: { service: string; port: number; protocol: string; appPort: number }[];
+  /** True when an agent left in place by this user was reused (no rollout). */
+  resumed: boolean;
+  warnings: string[];
+}
+
+/** The sidecar's status endpoint inside the session's network namespace. */
+const SIDECAR_STATUS_PORT = 47100;
+
+/** Undo steps, run newest first. */
+class UndoStack {
+  private readonly steps: { what: string; run: () => Promise<unknown> }[] = [];
+  push(what: string, run: () => Promise<unknown>): void {
+    this.steps.push({ what, run });
+  }
+  async unwind(progress: Progress): Promise<string[]> {
+    const failures: string[] = [];
+    while (this.steps.length) {
+      const step = this.steps.pop()!;
+      try {
+        await progress.step(`Undoing: ${step.what}`, step.run);
+      } catch (err) {
+        failures.push(`${step.what}: ${errorText(err)}`);
+      }
+    }
+    return failures;
+  }
+}
+
+export async function up(options: UpOptions): Promise<UpResult> {
+  const { progress, signal } = options;
+  // Ctrl-C between steps stops before the next one; the undo below does the rest.
+  const step = <T>(title: string, run: () => Promise<T>): Promise<T> => {
+    signal.throwIfAborted();
+    return progress.step(title, run);
+  };
+  const env = parseEnvFlags(options.env);
+  const publish = options.publish.map(parsePublishFlag);
+  const volumes = options.volumes.map(parseVolumeFlag);
+
+  const client = await connectCluster(options.target, progress);
+  const docker = await connectToDocker(progress);
+  const undo = new UndoStack();
+  try {
+    const namespace = client.namespace;
+    await step(`Checking your permissions in ${namespace}`, () => assertPermissions(client, namespace, 'up'));
+    const { workload, services, app } = await step(
+      `Finding ${options.workload} in ${namespace}`,
+      async () => {
+        const workload = await findWorkload(client, options.workload, namespace);
+        const services = (await client.list('Service', namespace)).items;
+        return { workload, services, app: pickContainer(workload, services, options.container) };
+      },
+    );
+    const name = workload.metadata!.name!;
+    const label = `${workload.kind.toLowerCase()}/${name}`;
+    const me = { user: userInfo().username, host: hostname() };
+    const holder = sessionOf(workload);
+    const resume = holder !== undefined && isSameHolder(holder, me);
+    if (!resume) assertNotIntercepted(workload);
+    const running = await findSessions(docker, { workload: label, namespace });
+    if (running.some((s) => s.state !== 'stopped')) {
+      throw new DevboxError('CONFLICT', `${label} already runs locally (session ${running[0]!.id})`, {
+        hint: `see it with \`devbox status\`; end it with \`devbox down ${name} -n ${namespace}\``,
+      });
+    }
+    for (const stale of running) await removeSession(docker, stale.id);
+
+    const bind = await resolveBindMounts(docker, volumes);
+    const serviceImage = await prepareServiceImage(docker, options, app, progress);
+    const runtime = await step('Preparing the sidecar image', () => ensureRuntimeImage(docker));
+    const [sidecarBundle, agentBundle] = await Promise.all([readSidecarBundle(), readAgentBundle()]);
+    const warnings = [...bind.notes];
+
+    const sessionId = resume ? holder!.id : newSessionId();
+    const sessionHolder: SessionHolder = resume
+      ? holder!
+      : { ...me, startedAt: new Date().toISOString(), id: sessionId };
+
+    // From here on the cluster changes; each change is undone if a later step fails.
+    let token: string;
+    let tunnelPort: number;
+    let intercepted: UpResult['intercepted'];
+    if (resume) {
+      const agent = podTemplate(workload).spec?.containers.find((c) => c.name === AGENT_CONTAINER);
+      const existing = await readAgentToken(client, workload);
+      if (!agent || !existing) {
+        throw new DevboxError('CONFLICT', `${label} carries a session of yours but its agent is incomplete`, {
+          hint: `run \`devbox down ${name} -n ${namespace}\` and try again`,
+        });
+      }
+      token = existing;
+      tunnelPort = Number(agent.env?.find((e) => e.name === 'DEVBOX_TUNNEL_PORT')?.value);
+      intercepted = interceptedFromAgent(agent);
+      progress.note(`reusing the agent already in ${label}`);
+    } else {
+      const created = await step('Installing the sidecar service account', () =>
+        ensureSidecarAccount(client, namespace),
+      );
+      if (created.length)
+        undo.push('removing the sidecar service account', () =>
+          deleteAutoCreatedSidecarAccount(client, namespace),
+        );
+      undo.push('removing the agent bundle and token', () =>
+        deleteAgentObjects(client, namespace, workload.kind, name),
+      );
+      const objects = await writeAgentObjects(client, workload, agentBundle);
+      token = objects.token;
+      const plan = planIntercept({
+        workload,
+        services,
+        container: app.name,
+        holder: sessionHolder,
+        agent: {
+          image: options.agentImage,
+          bundleConfigMap: objects.configMap,
+          tokenSecret: objects.secret,
+        },
+      });
+      warnings.push(...plan.warnings);
+      if (plan.rollout === 'paused' || plan.rollout === 'no-replicas') {
+        throw new DevboxError(
+          'BAD_INPUT',
+          `${label} ${plan.rollout === 'paused' ? 'is paused' : 'has no replicas'}`,
+          {
+            hint:
+              plan.rollout === 'paused'
+                ? `resume it: kubectl rollout resume ${label} -n ${namespace}`
+                : `scale it up: kubectl scale ${label} --replicas=1 -n ${namespace}`,
+          },
+        );
+      }
+      undo.push(`restoring ${label} and its Services`, () =>
+        restoreSession(client, namespace, workload.kind, name),
+      );
+      await step(`Adding the agent to ${label}`, () => writeWorkload(client, plan.workload));
+      if (plan.rollout === 'delete-pods') await deletePodsWithoutAgent(client, workload);
+      await step(`Waiting for ${label} to roll out`, () =>
+        waitForRollout(client, workload, { timeoutMs: options.rolloutTimeoutMs, signal }),
+      );
+      if (plan.services.length) {
+        await step(
+          `Pointing ${plan.services.map((s) => `service/${s.metadata?.name}`).join(', ')} at the agent`,
+          () => writeServices(client, plan.services),
+        );
+      }
+      tunnelPort = plan.tunnelPort;
+      intercepted = plan.ports.map((p) => ({
+        service: p.service,
+        port: p.port,
+        protocol: p.protocol,
+        appPort: p.appPort,
+      }));
+    }
+
+    const podEnv = await step(`Resolving the env of ${app.name}`, () =>
+      resolveWorkloadEnv(client, workload, app.name),
+    );
+    warnings.push(...podEnv.warnings);
+
+    const sidecarToken = await client.requestToken(namespace, SIDECAR_ACCOUNT, {
+      expirationSeconds: 12 * 3600,
+    });
+    const api = apiAddressForContainer(client.cluster.server, client.cluster.tlsServerName);
+    const dns = podDnsSettings(workload, namespace);
+    const sidecarConfig = {
+      apiServer: api.server,
+      tokenFile: '/devbox/token',
+      ca: client.cluster.caPem,
+      tlsServerName: api.tlsServerName,
+      namespace,
+      agentSelector: labelSelectorString(workload.spec?.selector),
+      agentContainer: AGENT_CONTAINER,
+      sessionToken: token,
+      agentTunnelPort: tunnelPort,
+      interceptPorts: dedupe(intercepted.map((p) => p.appPort)).map((port) => ({ port, appPort: port })),
+      statusPort: SIDECAR_STATUS_PORT,
+    };
+
+    const names = containerNames(name);
+    const serviceEnv = mergeEnv(podEnv.vars, env, sessionId);
+    undo.push('removing the local containers', () => removeSession(docker, sessionId));
+    const created = await step('Starting the sidecar and the service container', () =>
+      createSession(
+        docker,
+        {
+          session: { id: sessionId, workload: label, namespace, context: client.cluster.context },
+          sidecar: {
+            image: runtime.tag,
+            bundle: sidecarBundle,
+            config: sidecarConfig,
+            files: [{ path: '/devbox/token', content: sidecarToken.token, mode: 0o600 }],
+            dnsSearch: dns.search,
+            dnsOptions: dns.options,
+            extraHosts: api.extraHosts,
+            ports: publish,
+            hostname: name,
+            name: names.sidecar,
+          },
+          service: {
+            image: serviceImage,
+            ...(options.command.length
+              ? { entrypoint: options.command.slice(0, 1), cmd: options.command.slice(1) }
+              : commandOf(app)),
+            env: serviceEnv,
+            ...((options.workdir ?? app.workingDir) ? { workingDir: options.workdir ?? app.workingDir } : {}),
+            mounts: bind.mounts,
+            tty: options.tty,
+            openStdin: options.tty,
+            init: true,
+            name: names.service,
+          },
+        },
+        {
+          signal,
+          beforeService: async (sidecar) => {
+            await waitSidecarReady(docker, sidecar.id, { timeoutMs: options.readyTimeoutMs, signal });
+          },
+        },
+      ),
+    );
+
+    return {
+      session: sessionId,
+      workload: label,
+      namespace,
+      context: client.cluster.context,
+      containers: {
+        sidecar: created.sidecar.name,
+        service: created.service.name,
+        serviceId: created.service.id,
+      },
+      intercepted,
+      resumed: resume,
+      warnings,
+    };
+  } catch (err) {
+    const failures = await undo.unwind(progress);
+    if (failures.length) {
+      throw new DevboxError('INTERNAL', `${errorText(err)}; undoing it failed too`, {
+        hint: `${failures.join('\n')}\nRun \`devbox clean -n ${client.namespace}\` to finish the clean-up.`,
+        cause: err,
+      });
+    }
+    throw err;
+  } finally {
+    client.close();
+  }
+}
+
+async function prepareServiceImage(
+  docker: DockerClient,
+  options: UpOptions,
+  app: V1Container,
+  progress: Progress,
+): Promise<string> {
+  if (options.build) {
+    const { dir, dockerfile } = options.build;
+    const built = await progress.step(`Building ${dir}`, () =>
+      buildDirectory(docker, dir, dockerfile ? { dockerfile } : {}),
+    );
+    return built.tag;
+  }
+  const image = options.image ?? app.image;
+  if (!image)
+    throw new DevboxError('BAD_INPUT', `container ${app.name} has no image`, { hint: 'pass --image' });
+  if (!(await docker.imageExists(image))) {
+    throw new DevboxError('NOT_FOUND', `image ${image} is not in the local Docker engine`, {
+      hint: `pull or build it first, or pass --image <local image> or --build <dir>`,
+    });
+  }
+  return image;
+}
+
+/** The pod container's own command, unless the user gave one. */
+function commandOf(app: V1Container): { entrypoint?: string[]; cmd?: string[] } {
+  const out: { entrypoint?: string[]; cmd?: string[] } = {};
+  if (app.command?.length) out.entrypoint = app.command;
+  if (app.args?.length) out.cmd = app.args;
+  return out;
+}
+
+/** Pod env, then the user's `-e` (which win), then DEVBOX_SESSION for apps that want to know. */
+function mergeEnv(
+  pod: ResolvedEnvVar[],
+  flags: Record<string, string>,
+  session: string,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const entry of toDockerEnv(pod)) {
+    const eq = entry.indexOf('=');
+    out[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  return { ...out, ...flags, DEVBOX_SESSION: session };
+}
+
+function interceptedFromAgent(agent: V1Container): UpResult['intercepted'] {
+  const spec = agent.env?.find((e) => e.name === 'DEVBOX_INTERCEPT')?.value ?? '';
+  return spec
+    .split(',')
+    .filter(Boolean)
+    .map((pair) => {
+      const appPort = Number(pair.split(':')[1]);
+      return { service: '', port: appPort, protocol: 'TCP', appPort };
+    });
+}
+
+function dedupe(values: number[]): number[] {
+  return [...new Set(values)];
+}
+
+async function deletePodsWithoutAgent(client: KubeClient, workload: Workload): Promise<void> {
+  const namespace = workload.metadata!.namespace!;
+  const pods = await client.list('Pod', namespace, {
+    labelSelector: labelSelectorString(workload.spec?.selector),
+  });
+  for (const pod of pods.items) {
+    if (!pod.spec?.containers.some((c) => c.name === AGENT_CONTAINER)) {
+      await client.delete('Pod', namespace, pod.metadata!.name!);
+    }
+  }
+}
