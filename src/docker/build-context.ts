@@ -273,7 +273,7 @@ export function failingStep(lines: readonly string[]): { title?: string; output?
   const title = lines[index]?.replace(/ : /, ' (').concat(')');
   const output = lines
     .slice(index + 1)
-    .filter((l) => l.trim() && !/^ ---> /.test(l))
+    .filter((l) => l.trim() && !/^ ---> |^Removing intermediate container /.test(l))
     .slice(-STEP_OUTPUT_LINES)
     .join('\n');
   return output ? { title, output } : { title };
