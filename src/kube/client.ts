@@ -250,6 +250,16 @@ export function createKubeClient(options: KubeClientOptions = {}): KubeClient {
 
 const retryableStatus = new Set([429, 502, 503, 504]);
 
+/** JSON for API objects; plain text for the few endpoints that answer with it (pod logs). */
+function parseBody(text: string): unknown {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
 class HttpKubeClient implements KubeClient {
   readonly namespace: string;
   readonly cluster: ClusterInfo;
@@ -379,7 +389,7 @@ class HttpKubeClient implements KubeClient {
         }
         throw err;
       }
-      if (status >= 200 && status < 300) return text ? JSON.parse(text) : undefined;
+      if (status >= 200 && status < 300) return parseBody(text);
       if (idempotent && retryableStatus.has(status) && attempt < 3) {
         const wait = Math.min(Number(retryAfter) * 1000 || 300 * attempt, 5000);
         await sleep(wait, undefined, { signal: options.signal });
