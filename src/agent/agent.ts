@@ -56,7 +56,7 @@ export async function startAgent(config: AgentConfig, log: Logger = silent): Pro
   try {
     address = await server.listen();
   } catch (err) {
-    await interceptor.close();
+    interceptor.close();
     throw err;
   }
   log.info('agent listening', {
@@ -71,8 +71,9 @@ export async function startAgent(config: AgentConfig, log: Logger = silent): Pro
     stats: () => counters.snapshot(server.sessionCount, server.acceptPending, interceptor.queued),
     close: () => {
       closing ??= (async () => {
-        await interceptor.close();
+        interceptor.close();
         await server.close(config.shutdownGraceMs);
+        interceptor.destroyConnections();
         log.info('agent stopped');
       })();
       return closing;

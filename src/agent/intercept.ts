@@ -40,6 +40,7 @@ interface InboundConnection {
 export class Interceptor {
   private readonly servers: net.Server[] = [];
   private readonly queue: InboundConnection[] = [];
+  private readonly sockets = new Set<net.Socket>();
   private bound: InterceptSpec[] = [];
 
   constructor(private readonly opts: InterceptorOptions) {}
@@ -95,17 +96,23 @@ export class Interceptor {
   }
 
   /** Stops listening; queued connections pass through, established ones carry on. */
-  async close(): Promise<void> {
-    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-    this.servers.length = 0;
+  close(): void {
+    for (const server of this.servers.splice(0)) server.close();
     for (const conn of this.queue.splice(0)) {
       clearTimeout(conn.timer);
       this.passThrough(conn);
     }
   }
 
+  /** Ends every connection still open (end of the shutdown grace). */
+  destroyConnections(): void {
+    for (const socket of this.sockets) socket.destroy();
+  }
+
   private onConnection(socket: net.Socket, spec: InterceptSpec): void {
     socket.on('error', () => {});
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
     this.route({ socket, spec });
   }
 

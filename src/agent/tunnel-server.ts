@@ -162,7 +162,8 @@ export class TunnelServer {
   /** Stops listening, sends GOAWAY, waits up to `graceMs` for streams to finish, then destroys the rest. */
   async close(graceMs: number): Promise<void> {
     clearInterval(this.ticker);
-    await new Promise<void>((resolve) => this.netServer.close(() => resolve()));
+    // close() only stops accepting; its callback waits for the sessions below to end.
+    const listenerClosed = new Promise<void>((resolve) => this.netServer.close(() => resolve()));
     const live = this.sessions.filter((s) => !s.closed);
     await Promise.all(
       live.map(
@@ -186,6 +187,7 @@ export class TunnelServer {
           }),
       ),
     );
+    await listenerClosed;
   }
 
   private isSuspect(s: AgentSession): boolean {

@@ -40,7 +40,7 @@ export function filesTar(files: readonly InjectedFile[], mtime: Date = new Date(
 /** `/etc/app/x.yaml` → `etc/app/x.yaml`; relative, `..` or directory paths are refused. */
 export function tarName(path: string): string {
   const clean = posix.normalize(path);
-  if (!path.startsWith('/') || clean === '/' || path.endsWith('/') || clean !== path.replace(/\/+/g, '/'))
+  if (!path.startsWith('/') || path.endsWith('/') || clean !== path)
     throw new DevboxError(
       'BAD_INPUT',
       `Injected file path must be an absolute, normalized file path: ${path}`,
