@@ -254,7 +254,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
     const sidecarToken = await client.requestToken(namespace, SIDECAR_ACCOUNT, {
       expirationSeconds: 12 * 3600,
     });
-    const api = apiAddressForContainer(client.cluster.server, client.cluster.tlsServerName);
+    const api = await apiAddressForContainer(client.cluster.server, client.cluster.tlsServerName);
     const dns = podDnsSettings(workload, namespace);
     const sidecarConfig = {
       apiServer: api.server,
