@@ -106,7 +106,7 @@ export async function waitSidecarReady(
     if (left <= 0) {
       throw new DevboxError(
         'TIMEOUT',
-        `The sidecar was not ready within ${Math.round(timeoutMs / 1000)}s: ${last}`,
+        `The sidecar was not ready within ${Number((timeoutMs / 1000).toFixed(1))}s: ${last}`,
         {
           hint: 'Check that the workload has a Running and Ready pod with the devbox agent (`devbox status`), and the sidecar logs (`docker logs <sidecar>`).',
         },
