@@ -75,13 +75,29 @@ export interface UpdatedFiles {
 
 const TMP_SUFFIX = '.devbox-new';
 
+/** Ways to rename a file inside a container, tried in order: coreutils/busybox `mv`, else Node (devbox's own images). */
+const RENAMERS: { probe: string[]; rename: (from: string, to: string) => string[] }[] = [
+  { probe: ['mv', '--help'], rename: (from, to) => ['mv', '-f', from, to] },
+  {
+    probe: ['node', '--version'],
+    rename: (from, to) => [
+      'node',
+      '-e',
+      'require("fs").renameSync(process.argv[1], process.argv[2])',
+      from,
+      to,
+    ],
+  },
+];
+
 /**
  * Re-copies changed files into a running container (ConfigMaps and Secrets
- * that changed in the cluster). Each file is written next to its target and
- * renamed over it with the container's own `mv`, so readers see the old or
- * the new content, never a mix; images without `mv` get a direct overwrite
- * (`atomic: false`). A tar stream is extracted as it is: lay it out like the
- * kubelet (`..data` symlink swap) for atomic directories.
+ * that changed in the cluster, a refreshed token). Each file is written next
+ * to its target and renamed over it inside the container (with `mv`, or
+ * `node` in devbox's images), so readers see the old or the new content,
+ * never a mix; images with neither get a direct overwrite (`atomic: false`).
+ * A tar stream is extracted as it is: lay it out like the kubelet (`..data`
+ * symlink swap) for atomic directories.
  */
 export async function updateFiles(
   docker: DockerClient,
@@ -96,24 +112,22 @@ export async function updateFiles(
   if (files.length === 0) return { atomic: true, files: 0 };
   for (const file of files) tarName(file.path);
 
-  const probe = await docker.exec(containerId, ['mv', '--help'], {
-    user: '0',
-    timeoutMs: 10_000,
-    ...options,
-  });
-  if (cannotStart(probe.exitCode)) {
+  const run = (cmd: string[]) => docker.exec(containerId, cmd, { user: '0', timeoutMs: 10_000, ...options });
+  let renamer: (typeof RENAMERS)[number] | undefined;
+  for (const candidate of RENAMERS) {
+    if (!cannotStart((await run(candidate.probe)).exitCode)) {
+      renamer = candidate;
+      break;
+    }
+  }
+  if (!renamer) {
     await docker.putArchive(containerId, '/', filesTar(files));
     return { atomic: false, files: files.length };
   }
   const staged = files.map((file) => ({ ...file, path: stagedPath(file.path) }));
   await docker.putArchive(containerId, '/', filesTar(staged));
   for (const [i, file] of files.entries()) {
-    const from = staged[i]?.path ?? '';
-    const moved = await docker.exec(containerId, ['mv', '-f', from, file.path], {
-      user: '0',
-      timeoutMs: 10_000,
-      ...options,
-    });
+    const moved = await run(renamer.rename(staged[i]?.path ?? '', file.path));
     if (moved.exitCode !== 0)
       throw new DevboxError(
         'INTERNAL',

@@ -11,7 +11,11 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ensureBusyboxImage, ensureRuntimeImage } from '../../../src/docker/runtime-image.js';
+import {
+  ensureBusyboxImage,
+  ensurePauseImage,
+  ensureRuntimeImage,
+} from '../../../src/docker/runtime-image.js';
 import { createSession, findSessions, removeSession } from '../../../src/docker/session.js';
 import { updateFiles } from '../../../src/docker/session-files.js';
 import { followLogs, waitExit } from '../../../src/docker/session-logs.js';
@@ -23,6 +27,7 @@ import {
   readAll,
   removeTestContainers,
   requireStaticBusybox,
+  startContainer,
   TEST_LABELS,
   withTimeout,
 } from './helpers.js';
@@ -120,6 +125,7 @@ function sessionSpec(workload: string, overrides: { hostPort?: number } = {}): S
       image: runtime,
       bundle: STAND_IN,
       config: { address: CLUSTER_IP, port: CLUSTER_PORT },
+      files: [{ path: '/devbox/token', content: 'sidecar-token-1', mode: 0o600 }],
       dnsSearch: ['shop.svc.cluster.local', 'svc.cluster.local', 'cluster.local'],
       dnsOptions: ['ndots:5'],
       extraHosts: ['api.example.test:127.0.0.9'],
@@ -377,13 +383,14 @@ describe('createSession', () => {
 });
 
 describe('updateFiles', () => {
-  it('replaces files by rename where the image has mv, and overwrites where it has not', async () => {
+  it('replaces files by rename (mv, else node), and overwrites where the image has neither', async () => {
     await requireStaticBusybox();
     const busybox = (await ensureBusyboxImage(docker)).tag;
     const spec = sessionSpec(workloadName());
     spec.service.image = busybox;
     spec.service.cmd = ['sleep', '600'];
     spec.service.user = '0';
+    spec.service.init = true;
     const session = await createSession(docker, spec);
     try {
       const inode = async () =>
@@ -409,11 +416,36 @@ describe('updateFiles', () => {
       ]);
       assert.doesNotMatch(listing.stdout, /devbox-new/);
 
-      // The runtime image has no mv: the sidecar gets a direct overwrite.
-      const direct = await updateFiles(docker, session.sidecar.id, [
-        { path: '/devbox/extra.txt', content: 'x' },
+      // The runtime image has no mv but node: still a rename.
+      const first = await docker.exec(session.sidecar.id, [
+        'node',
+        '-p',
+        'require("fs").readFileSync("/devbox/token","utf8")',
       ]);
-      assert.deepEqual(direct, { atomic: false, files: 1 });
+      assert.equal(first.stdout.trim(), 'sidecar-token-1');
+      const token = { path: '/devbox/token', content: 'sidecar-token-2', mode: 0o600 };
+      assert.deepEqual(await updateFiles(docker, session.sidecar.id, [token]), { atomic: true, files: 1 });
+      const read = await docker.exec(session.sidecar.id, [
+        'node',
+        '-e',
+        'const fs=require("fs");console.log(fs.readFileSync("/devbox/token","utf8"), (fs.statSync("/devbox/token").mode&0o777).toString(8), fs.readdirSync("/devbox").join(","))',
+      ]);
+      assert.equal(read.stdout.trim(), 'sidecar-token-2 600 config.json,sidecar.mjs,token');
+
+      // An image with neither mv nor node gets a direct overwrite.
+      const pause = await startContainer({ image: (await ensurePauseImage(docker)).tag });
+      try {
+        assert.deepEqual(await updateFiles(docker, pause, [{ path: '/etc/x/extra.txt', content: 'x' }]), {
+          atomic: false,
+          files: 1,
+        });
+        assert.equal(
+          await readAll(await docker.getArchive(pause, '/etc/x/extra.txt')).then((t) => t.includes('x')),
+          true,
+        );
+      } finally {
+        await docker.removeContainer(pause, { force: true });
+      }
     } finally {
       await removeSession(docker, spec.session.id, { timeoutSeconds: 2 });
     }

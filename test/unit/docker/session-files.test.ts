@@ -81,15 +81,15 @@ describe('filesTar', () => {
   });
 });
 
-/** Records the calls updateFiles makes; `mv` exists or not. */
-function fakeEngine(hasMv: boolean) {
+/** Records the calls updateFiles makes; the container has the given programs. */
+function fakeEngine(programs: string[]) {
   const calls: string[] = [];
   const archives: Entry[][] = [];
   const client = {
     async exec(id: string, cmd: string[], options: ExecOptions = {}): Promise<ExecResult> {
       calls.push(`exec ${id} ${options.user ?? ''} ${cmd.join(' ')}`);
-      if (!hasMv)
-        return { exitCode: 126, stdout: 'exec: "mv": executable file not found in $PATH', stderr: '' };
+      if (!programs.includes(cmd[0] ?? ''))
+        return { exitCode: 126, stdout: `exec: "${cmd[0]}": executable file not found in $PATH`, stderr: '' };
       return { exitCode: 0, stdout: '', stderr: '' };
     },
     async putArchive(id: string, path: string, stream: Readable): Promise<void> {
@@ -107,7 +107,7 @@ describe('updateFiles', () => {
   ];
 
   it('stages each file and renames it over the target as root when the image has mv', async () => {
-    const engine = fakeEngine(true);
+    const engine = fakeEngine(['mv', 'node']);
     assert.deepEqual(await updateFiles(engine.client, 'c1', files), { atomic: true, files: 2 });
     assert.deepEqual(engine.calls, [
       'exec c1 0 mv --help',
@@ -124,10 +124,21 @@ describe('updateFiles', () => {
     );
   });
 
-  it('overwrites in place when the image has no mv, and says so', async () => {
-    const engine = fakeEngine(false);
+  it('renames with node where there is no mv (devbox’s own images)', async () => {
+    const engine = fakeEngine(['node']);
+    assert.deepEqual(await updateFiles(engine.client, 'c1', files.slice(0, 1)), { atomic: true, files: 1 });
+    assert.deepEqual(engine.calls, [
+      'exec c1 0 mv --help',
+      'exec c1 0 node --version',
+      'put c1 /',
+      'exec c1 0 node -e require("fs").renameSync(process.argv[1], process.argv[2]) /etc/app/.a.yaml.devbox-new /etc/app/a.yaml',
+    ]);
+  });
+
+  it('overwrites in place when the image has neither, and says so', async () => {
+    const engine = fakeEngine([]);
     assert.deepEqual(await updateFiles(engine.client, 'c1', files), { atomic: false, files: 2 });
-    assert.deepEqual(engine.calls, ['exec c1 0 mv --help', 'put c1 /']);
+    assert.deepEqual(engine.calls, ['exec c1 0 mv --help', 'exec c1 0 node --version', 'put c1 /']);
     assert.deepEqual(
       engine.archives[0]?.map((e) => e.name),
       ['etc/app/a.yaml', 'etc/app/b.yaml'],
@@ -135,7 +146,7 @@ describe('updateFiles', () => {
   });
 
   it('a failing rename is an error naming the file', async () => {
-    const engine = fakeEngine(true);
+    const engine = fakeEngine(['mv', 'node']);
     let n = 0;
     (engine.client as unknown as { exec: DockerClient['exec'] }).exec = async () =>
       n++ === 0
@@ -148,7 +159,7 @@ describe('updateFiles', () => {
   });
 
   it('a tar stream is extracted at / as it is', async () => {
-    const engine = fakeEngine(true);
+    const engine = fakeEngine(['mv', 'node']);
     const result = await updateFiles(engine.client, 'c1', {
       tar: filesTar([{ path: '/x/..data/k', content: 'v' }]),
     });
@@ -158,7 +169,7 @@ describe('updateFiles', () => {
   });
 
   it('nothing to update, nothing done; a bad path fails before anything is sent', async () => {
-    const engine = fakeEngine(true);
+    const engine = fakeEngine(['mv', 'node']);
     assert.deepEqual(await updateFiles(engine.client, 'c1', []), { atomic: true, files: 0 });
     await assert.rejects(updateFiles(engine.client, 'c1', [{ path: 'relative', content: '' }]), /absolute/);
     assert.deepEqual(engine.calls, []);
