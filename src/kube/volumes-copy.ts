@@ -1,0 +1,225 @@
+/**
+ * Contents of emptyDir, PVC, hostPath (and other storage) mounts, copied from the pod
+ * through the agent: `GET /v1/files?path=<agentPath>` answers a tar of the agent's view of
+ * the mount (AGENT_POD_FILES_ROOT + mountPath), which is re-rooted here so that its entries
+ * land at the mount path when extracted at `/` (Docker `putArchive(container, '/', tar)`).
+ *
+ * The agent's tar names a directory's entries relative to it, with no entry for the
+ * directory itself, and a single file by its base name. Whether a hostPath or subPath
+ * mount is a file or a directory is then only known from the entries: one file entry
+ * named like the mount is taken for a file.
+ */
+import { posix } from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar, { type Header, type Pack } from 'tar-stream';
+import { DevboxError, errorText } from '../util/errors.js';
+import type { VolumeCopy } from './volumes.js';
+
+/** The tunnel call the copy needs (TunnelClient.files). */
+export interface FilesSource {
+  files(path: string, opts?: { signal?: AbortSignal; timeoutMs?: number }): Promise<Readable>;
+}
+
+export interface CopyMountOptions {
+  signal?: AbortSignal;
+  /** Clear the write bits, standing for a read-only mount. Default: the mount's `readOnly`. */
+  stripWriteBits?: boolean;
+}
+
+/** What a copy needs to know about the mount. */
+export type CopyTarget = Pick<VolumeCopy, 'agentPath' | 'mountPath' | 'readOnly'> &
+  Partial<Pick<VolumeCopy, 'kind' | 'root'>>;
+
+type TarHeader = Partial<Header> & Pick<Header, 'name'>;
+
+function relativeMountPath(mountPath: string): string {
+  const clean = posix.normalize(mountPath).replace(/\/+$/, '');
+  if (!clean.startsWith('/') || clean === '/' || clean.split('/').includes('..')) {
+    throw new DevboxError('BAD_INPUT', `mount path must be an absolute path below /: ${mountPath}`);
+  }
+  return clean.slice(1);
+}
+
+function entryName(name: string): string {
+  return name.replace(/^(\.\/)+/, '').replace(/\/+$/, '');
+}
+
+/**
+ * A tar stream of the mount's contents in the pod, named for extraction at `/`. Fails
+ * before streaming when the agent cannot read the mount (NOT_FOUND, FORBIDDEN, TUNNEL);
+ * later failures error the stream.
+ */
+export async function mountContentsTar(
+  source: FilesSource,
+  target: CopyTarget,
+  options: CopyMountOptions = {},
+): Promise<Readable> {
+  const rel = relativeMountPath(target.mountPath);
+  const strip = options.stripWriteBits ?? target.readOnly;
+  let input: Readable;
+  try {
+    input = await source.files(target.agentPath, { signal: options.signal });
+  } catch (err) {
+    throw refusal(err, target);
+  }
+  const extract = tar.extract();
+  const pack = tar.pack();
+  const out = new PassThrough();
+  const baseName = posix.basename(target.agentPath);
+
+  const header = (h: Header, name: string): TarHeader => ({
+    name,
+    type: h.type,
+    mode: strip ? h.mode & ~0o222 : h.mode,
+    uid: h.uid,
+    gid: h.gid,
+    mtime: h.mtime,
+    size: h.type === 'file' ? h.size : 0,
+    linkname: h.linkname ?? undefined,
+    uname: h.uname,
+    gname: h.gname,
+  });
+  const add = async (pk: Pack, h: TarHeader, body?: EntryBody | Buffer) => {
+    if (h.type !== 'file') {
+      await new Promise<void>((resolve, reject) => pk.entry(h, (err) => (err ? reject(err) : resolve())));
+      if (body && !Buffer.isBuffer(body)) body.resume();
+      return;
+    }
+    if (Buffer.isBuffer(body)) {
+      await new Promise<void>((resolve, reject) =>
+        pk.entry(h, body, (err) => (err ? reject(err) : resolve())),
+      );
+      return;
+    }
+    await pipeline(body as unknown as Readable, pk.entry(h));
+  };
+  const rootEntry = (mode?: number, uid?: number, gid?: number): TarHeader | undefined => {
+    const m = mode ?? target.root?.mode;
+    if (m === undefined) return undefined;
+    return {
+      name: `${rel}/`,
+      type: 'directory',
+      mode: strip ? m & ~0o222 : m,
+      uid: uid ?? target.root?.uid ?? 0,
+      gid: gid ?? target.root?.gid ?? 0,
+    };
+  };
+
+  const run = async () => {
+    const it = extract[Symbol.asyncIterator]();
+    let kind = target.kind;
+    let rootWritten = false;
+    const writeRoot = async (mode?: number, uid?: number, gid?: number) => {
+      if (rootWritten) return;
+      rootWritten = true;
+      const root = rootEntry(mode, uid, gid);
+      if (root) await add(pack, root);
+    };
+    let next = await it.next();
+    if (!next.done) {
+      const h = next.value.header;
+      const name = entryName(h.name);
+      if (name === '' && h.type === 'directory') {
+        // An agent that names the root itself: its mode and owner are the mount point's.
+        kind = 'directory';
+        await writeRoot(h.mode, h.uid, h.gid);
+        next.value.resume();
+        next = await it.next();
+      } else if (kind === undefined && h.type === 'file' && name === baseName) {
+        // One file named like the mount is the mount itself, unless more entries follow.
+        const content = await collect(next.value);
+        const second = await it.next();
+        kind = second.done ? 'file' : 'directory';
+        if (kind === 'directory') await writeRoot();
+        await add(pack, header(h, kind === 'file' ? rel : `${rel}/${name}`), content);
+        next = second;
+      }
+    }
+    if (kind !== 'file') await writeRoot();
+    for (; !next.done; next = await it.next()) {
+      const h = next.value.header;
+      const at = kind === 'file' ? rel : `${rel}/${entryName(h.name)}`;
+      await add(pack, header(h, at), next.value);
+    }
+  };
+  void pipeline(input, extract).catch((err) => pack.destroy(asCopyError(err, target)));
+  run()
+    .then(() => pack.finalize())
+    .catch((err) => pack.destroy(asCopyError(err, target)));
+  pipeline(pack, out).catch((err) => out.destroy(asCopyError(err, target)));
+  return out;
+}
+
+/** The agent's refusal as an error naming the mount. */
+function refusal(err: unknown, target: CopyTarget): Error {
+  const status = (err as { status?: unknown }).status;
+  if (status === 404) {
+    return new DevboxError(
+      'NOT_FOUND',
+      `the agent does not see ${target.agentPath} (mount ${target.mountPath})`,
+      {
+        hint: 'the agent mounts the app container volumes when it is injected; run `devbox down` then `devbox up` to re-inject it',
+        cause: err,
+      },
+    );
+  }
+  if (status === 403) {
+    return new DevboxError('FORBIDDEN', `the agent may not read ${target.mountPath} in the pod`, {
+      hint: "the agent runs as the app's user (or 65532 when the app runs as root); files that user cannot read cannot be copied",
+      cause: err,
+    });
+  }
+  return asCopyError(err, target);
+}
+
+function asCopyError(err: unknown, target: CopyTarget): Error {
+  if (err instanceof DevboxError) return err;
+  return new DevboxError('TUNNEL', `copying ${target.mountPath} from the pod failed: ${errorText(err)}`, {
+    cause: err,
+  });
+}
+
+/** An entry's content as tar-stream hands it out (a streamx Readable). */
+type EntryBody = AsyncIterable<unknown> & { resume(): unknown };
+
+async function collect(stream: EntryBody): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** One entry of a tar stream, read whole. */
+export interface TarEntry {
+  /** Absolute path (the tar name with a leading `/`, no trailing `/`). */
+  path: string;
+  type: Header['type'];
+  mode: number;
+  uid: number;
+  gid: number;
+  content?: Buffer;
+  linkname?: string;
+}
+
+/** Reads a whole tar stream into entries (small volumes, tests, diffs). */
+export async function readTarEntries(stream: Readable): Promise<TarEntry[]> {
+  const extract = tar.extract();
+  const done = pipeline(stream, extract);
+  const entries: TarEntry[] = [];
+  for await (const entry of extract) {
+    const h = entry.header;
+    const out: TarEntry = {
+      path: `/${entryName(h.name)}`,
+      type: h.type,
+      mode: h.mode,
+      uid: h.uid,
+      gid: h.gid,
+    };
+    if (h.type === 'file') out.content = await collect(entry);
+    else entry.resume();
+    if (h.linkname) out.linkname = h.linkname;
+    entries.push(out);
+  }
+  await done;
+  return entries;
+}
