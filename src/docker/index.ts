@@ -62,10 +62,11 @@ export {
   type SessionFilter,
   sidecarBundlePath,
 } from './session.js';
-export { putFiles, type UpdatedFiles, updateFiles } from './session-files.js';
+export { filesTar, putFiles, type UpdatedFiles, updateFiles } from './session-files.js';
 export { parsePublishFlag, parseVolumeFlag } from './session-flags.js';
 export { followLogs, waitExit } from './session-logs.js';
 export {
+  lastLogLines,
   type SidecarReadiness,
   type SidecarStatus,
   sidecarReadiness,
@@ -74,6 +75,7 @@ export {
 } from './session-ready.js';
 export {
   containerNames,
+  groupSessions,
   type InjectedFile,
   type InjectedFiles,
   newSessionId,
