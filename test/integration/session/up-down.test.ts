@@ -1,0 +1,171 @@
+/**
+ * Acceptance of `devbox up` / `devbox down` on the sample shop: the local
+ * container answers the cluster's requests and reaches the cluster by name,
+ * and `down` — or any failure on the way — leaves the namespace exactly as it was.
+ */
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { deployShop } from '../../../src/demo/shop.js';
+import { createKubeClient } from '../../../src/kube/index.js';
+import { clusterImages, docker, kubeconfig, kubectl, testNamespace } from '../../support/cluster.js';
+import { clusterSnapshot, devbox, finished, startDevbox, waitForOutput } from '../../support/devbox.js';
+
+const images = clusterImages();
+
+/** What the storefront pod last heard from `api` (its log line), waiting for `where`. */
+async function storefrontHears(
+  ns: string,
+  where: string,
+  timeoutMs = 30_000,
+): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    last = await kubectl(['-n', ns, 'logs', 'deploy/storefront', '--since=2s']).catch(
+      (e: Error) => e.message,
+    );
+    const line = last
+      .trim()
+      .split('\n')
+      .reverse()
+      .find((l) => l.includes(`"answeredBy":"${where}"`));
+    if (line) return JSON.parse(line) as Record<string, unknown>;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`storefront never heard from "${where}"; last log:\n${last}`);
+}
+
+describe('devbox up and down on the sample shop', { timeout: 600_000 }, () => {
+  let ns: Awaited<ReturnType<typeof testNamespace>>;
+  let pristine: Record<string, unknown>;
+
+  before(async () => {
+    ns = await testNamespace('shop');
+    const client = createKubeClient({ kubeconfig, namespace: ns.name });
+    try {
+      await deployShop(client, ns.name, images.runtime);
+    } finally {
+      client.close();
+    }
+    pristine = await clusterSnapshot(ns.name);
+  });
+
+  after(async () => {
+    await devbox(['clean', '-n', ns.name]);
+    await ns?.remove();
+  });
+
+  const assertPristine = async () => assert.deepEqual(await clusterSnapshot(ns.name), pristine);
+
+  it('refuses an unknown workload with the closest names and changes nothing', async () => {
+    const result = await devbox(['up', 'apj', '-n', ns.name, '--detach']);
+    assert.equal(result.code, 3, result.stderr);
+    assert.match(result.stderr, /deployment\/api/);
+    await assertPristine();
+  });
+
+  it('refuses a malformed -e before touching anything', async () => {
+    const result = await devbox(['up', 'api', '-n', ns.name, '--detach', '-e', '1BAD=x']);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /1BAD/);
+    await assertPristine();
+  });
+
+  it('refuses an image that is not in the local engine and changes nothing', async () => {
+    const result = await devbox(['up', 'api', '-n', ns.name, '--detach', '--image', 'devbox-missing:nope']);
+    assert.equal(result.code, 3, result.stderr);
+    assert.match(result.stderr, /devbox-missing:nope/);
+    await assertPristine();
+  });
+
+  it('undoes the agent when the published port is taken', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '0.0.0.0', r));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const result = await devbox(['up', 'api', '-n', ns.name, '--detach', '-p', `${port}:8080`]);
+      assert.equal(result.code, 5, result.stderr);
+      assert.match(result.stderr, new RegExp(String(port)));
+    } finally {
+      taken.close();
+    }
+    await assertPristine();
+    assert.equal(
+      (await docker(['ps', '-aq', '--filter', `label=devbox.namespace=${ns.name}`])).stdout.trim(),
+      '',
+    );
+  });
+
+  it('runs api locally: in-cluster requests reach it, it reaches the cluster by name', async () => {
+    assert.equal((await storefrontHears(ns.name, 'pod')).answeredBy, 'pod');
+    const result = await devbox(['up', 'api', '-n', ns.name, '--detach', '-o', 'json']);
+    assert.equal(result.code, 0, result.stderr);
+    const session = JSON.parse(result.stdout) as { workload: string; containers: { service: string } };
+    assert.equal(session.workload, 'deployment/api');
+
+    const heard = await storefrontHears(ns.name, 'local container');
+    assert.equal(heard.inventory, 'inventory', 'the local api reached inventory through cluster DNS');
+
+    const fetched = await docker([
+      'exec',
+      session.containers.service,
+      'node',
+      '-e',
+      "fetch('http://inventory.' + process.argv[1] + '.svc.cluster.local/items').then(r => r.json()).then(b => console.log(b.service))",
+      ns.name,
+    ]);
+    assert.equal(fetched.stdout.trim(), 'inventory', fetched.stderr);
+
+    const status = await devbox(['status', '-o', 'json']);
+    const mine = (JSON.parse(status.stdout) as { namespace: string; ready: boolean }[]).find(
+      (s) => s.namespace === ns.name,
+    );
+    assert.ok(mine?.ready, status.stdout);
+  });
+
+  it('refuses a second up while the session runs, naming who holds it', async () => {
+    const result = await devbox(['up', 'api', '-n', ns.name, '--detach']);
+    assert.equal(result.code, 5, result.stderr);
+    assert.match(result.stderr, /already/);
+  });
+
+  it('down restores the workload and its Services exactly and removes what devbox added', async () => {
+    const result = await devbox(['down', 'api', '-n', ns.name]);
+    assert.equal(result.code, 0, result.stderr);
+    await assertPristine();
+    assert.equal(
+      (await docker(['ps', '-aq', '--filter', `label=devbox.namespace=${ns.name}`])).stdout.trim(),
+      '',
+    );
+    assert.equal((await storefrontHears(ns.name, 'pod')).answeredBy, 'pod');
+  });
+
+  for (const step of [
+    'Installing the sidecar service account',
+    'Adding the agent',
+    'Waiting for deployment/api to roll out',
+    'Pointing service/api',
+    'Resolving the env',
+  ]) {
+    it(`leaves state that devbox down restores when the CLI is killed after "${step}"`, async () => {
+      const child = startDevbox(['up', 'api', '-n', ns.name, '--detach']);
+      await waitForOutput(child, new RegExp(`✓ ${step}`));
+      child.kill('SIGKILL');
+      await finished(child, 10_000);
+      const result = await devbox(['down', 'api', '-n', ns.name]);
+      assert.equal(result.code, 0, result.stderr);
+      await assertPristine();
+    });
+  }
+
+  it('ends the session on Ctrl-C in the foreground and restores the cluster', async () => {
+    const child = startDevbox(['up', 'api', '-n', ns.name]);
+    await waitForOutput(child, /runs locally in devbox-api/);
+    await storefrontHears(ns.name, 'local container');
+    child.kill('SIGINT');
+    const result = await finished(child, 60_000);
+    assert.equal(result.code, 130, result.stderr);
+    await assertPristine();
+  });
+});
