@@ -349,7 +349,10 @@ export async function followVolumes(
   if (options.podName) tasks.push(followPod(options.podName));
   // Token renewals need no watch: stay until stopped.
   tasks.push(
-    new Promise<void>((resolve) => stopped.signal.addEventListener('abort', () => resolve(), { once: true })),
+    new Promise<void>((resolve) => {
+      if (stopped.signal.aborted) resolve();
+      else stopped.signal.addEventListener('abort', () => resolve(), { once: true });
+    }),
   );
   await Promise.all(tasks);
   await running;

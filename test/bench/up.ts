@@ -7,7 +7,7 @@
  * kube-proxy, as any in-cluster client's would. `--json` prints one JSON object
  * on the last line.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { get } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { deployShop } from '../../src/demo/shop.js';
@@ -48,10 +48,16 @@ async function answeredFrom(ip: string, where: string, since: number): Promise<n
   throw new Error(`service never answered from ${where}`);
 }
 
+/** Starts `devbox up --detach` and polls the Service meanwhile, so the first local answer is timed as it happens. */
 async function upUntilLocal(ns: string, ip: string): Promise<number> {
   const started = performance.now();
-  const child = new Promise<number>((resolve) => resolve(devbox(['up', 'api', '-n', ns, '--detach'])));
-  const [, answered] = await Promise.all([child, answeredFrom(ip, 'local container', started)]);
+  const child = spawn(process.execPath, [cli, 'up', 'api', '-n', ns, '--detach'], { env: devboxEnv() });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<void>((resolve, reject) =>
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`devbox up failed:\n${stderr}`)))),
+  );
+  const [, answered] = await Promise.all([exited, answeredFrom(ip, 'local container', started)]);
   return answered;
 }
 

@@ -3,7 +3,7 @@
  * kubectl, and the images `cluster:up` built and loaded. A missing cluster
  * fails the test with the command to run; it never skips.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -33,7 +33,10 @@ export function clusterImages(): ClusterImages {
 }
 
 /** Runs kubectl against the local cluster and returns its stdout. */
-export async function kubectl(args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<string> {
+export async function kubectl(
+  args: string[],
+  options: { input?: string; timeoutMs?: number } = {},
+): Promise<string> {
   requireCluster();
   const child = spawn(kubectlPath, ['--kubeconfig', kubeconfig, ...args], { stdio: 'pipe' });
   const out: Buffer[] = [];
@@ -75,7 +78,10 @@ export async function portForward(
   );
   const localPort = await new Promise<number>((resolve, reject) => {
     let text = '';
-    const timer = setTimeout(() => reject(new Error(`port-forward to ${target} did not start: ${text}`)), 30_000);
+    const timer = setTimeout(
+      () => reject(new Error(`port-forward to ${target} did not start: ${text}`)),
+      30_000,
+    );
     child.stdout!.on('data', (d: Buffer) => {
       text += d.toString();
       const match = /127\.0\.0\.1:(\d+) ->/.exec(text);
@@ -90,7 +96,10 @@ export async function portForward(
   return { localPort, process: child };
 }
 
-export async function docker(args: string[], timeoutMs = 60_000): Promise<{ stdout: string; stderr: string; code: number }> {
+export async function docker(
+  args: string[],
+  timeoutMs = 60_000,
+): Promise<{ stdout: string; stderr: string; code: number }> {
   try {
     const { stdout, stderr } = await run('docker', args, { timeout: timeoutMs, maxBuffer: 16 << 20 });
     return { stdout, stderr, code: 0 };

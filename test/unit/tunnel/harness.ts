@@ -181,3 +181,8 @@ export function randomBytes(rand: (n: number) => number, length: number): Buffer
   for (let i = 0; i < length; i++) out[i] = rand(256);
   return out;
 }
+
+/** Resolves on 'close', whatever errors came first (events.once would reject on 'error'). */
+export function closeOf(emitter: NodeJS.EventEmitter): Promise<void> {
+  return new Promise((resolve) => emitter.once('close', () => resolve()));
+}
