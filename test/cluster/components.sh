@@ -126,7 +126,7 @@ JSON
   ensure_chain_jump filter FORWARD DEVBOX-ISOLATION
   ensure_chain_jump filter INPUT DEVBOX-INPUT
   local ifc
-  for ifc in docker0 br-+; do
+  for ifc in docker+ br-+; do
     ensure_rule filter DEVBOX-ISOLATION -i "$ifc" -d "$POD_CIDR" -j REJECT
     ensure_rule filter DEVBOX-ISOLATION -i "$ifc" -d "$SERVICE_CIDR" -j REJECT
     ensure_rule filter DEVBOX-ISOLATION -i "$ifc" -m conntrack --ctorigdst "$SERVICE_CIDR" -j REJECT
