@@ -50,7 +50,7 @@ async function packEntry(pack: Pack, path: string, name: string, st: Stats): Pro
     await addEntry(pack, { ...header(name, st), type: 'symlink', linkname: await readlink(path) });
   } else if (st.isFile()) {
     if (st.size === 0) {
-      await addEntry(pack, { ...header(name, st), type: 'file', size: 0 });
+      await addEntry(pack, { ...header(name, st), type: 'file', size: 0 }, Buffer.alloc(0));
     } else {
       const entry = pack.entry({ ...header(name, st), type: 'file', size: st.size });
       await pipeline(createReadStream(path, { start: 0, end: st.size - 1 }), entry);
@@ -58,8 +58,12 @@ async function packEntry(pack: Pack, path: string, name: string, st: Stats): Pro
   }
 }
 
-function addEntry(pack: Pack, headers: TarHeader): Promise<void> {
+/** Adds an entry without streamed content (a directory, a symlink, an empty file). */
+function addEntry(pack: Pack, headers: TarHeader, body?: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
-    pack.entry(headers, (err) => (err ? reject(err) : resolve()));
+    const done = (err?: Error | null) => (err ? reject(err) : resolve());
+    const sink = body ? pack.entry(headers, body, done) : pack.entry(headers, done);
+    // A destroyed pack errors its entries: keep that from becoming an uncaught exception.
+    sink.on('error', reject);
   });
 }

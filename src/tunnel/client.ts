@@ -75,6 +75,8 @@ export class UdpFlow extends EventEmitter {
       for (const d of datagrams) this.emit('message', d);
     });
     stream.on('error', () => {});
+    // The agent ends a flow (idle timeout) with END_STREAM: end ours too so that the stream closes.
+    stream.on('end', () => this.close());
     stream.on('close', () => {
       this.ended = true;
       const rst = stream.rstCode;

@@ -15,7 +15,8 @@ function isHttp2Stream(stream: Duplex): stream is Http2StreamLike {
 
 /**
  * Tears a stream down abruptly so that the far end sees a reset, not an orderly end: a TCP socket is
- * reset (RST), an HTTP/2 stream gets RST_STREAM CONNECT_ERROR, anything else is destroyed.
+ * reset (RST), an HTTP/2 stream gets RST_STREAM without END_STREAM, anything else is destroyed.
+ * Use this, not `Http2Stream.close(code)`, to reset a tunnel stream.
  */
 export function abortStream(stream: Duplex): void {
   if (stream.destroyed) return;
@@ -23,8 +24,9 @@ export function abortStream(stream: Duplex): void {
   if (stream.listenerCount('error') === 0) stream.on('error', () => {});
   try {
     if (isHttp2Stream(stream)) {
-      if (!stream.closed) stream.close(h2.NGHTTP2_CONNECT_ERROR);
-      else stream.destroy();
+      // close(code) would end the writable side first and the peer would see END_STREAM before the
+      // RST_STREAM; destroy(err) sends RST_STREAM (INTERNAL_ERROR) alone.
+      stream.destroy(new Error('stream reset'));
     } else if (
       stream instanceof Socket &&
       !stream.connecting &&
@@ -45,6 +47,24 @@ function closedCleanly(stream: Duplex): boolean {
   if (isHttp2Stream(stream) && stream.rstCode !== undefined && stream.rstCode !== h2.NGHTTP2_NO_ERROR)
     return false;
   return stream.readableEnded && stream.writableFinished;
+}
+
+/** True when an HTTP/2 stream was reset by its peer (node then still emits 'end' before 'close'). */
+function wasReset(stream: Duplex): boolean {
+  return isHttp2Stream(stream) && stream.rstCode !== undefined && stream.rstCode !== h2.NGHTTP2_NO_ERROR;
+}
+
+/** Pipes `from` into `to`; an end becomes an end, a reset becomes a reset. */
+function forward(from: Duplex, to: Duplex): void {
+  from.pipe(to, { end: false });
+  from.once('end', () => {
+    // A peer that resets with close(code) sends END_STREAM just before RST_STREAM; both arrive in
+    // the same read, so one turn of the event loop tells an end from a reset.
+    setImmediate(() => {
+      if (wasReset(from)) abortStream(to);
+      else if (!to.destroyed) to.end();
+    });
+  });
 }
 
 /** Outcome of {@link joinStreams}. */
@@ -88,8 +108,8 @@ export function joinStreams(a: Duplex, b: Duplex): Promise<JoinResult> {
     b.on('data', (chunk: Buffer) => {
       result.bToA += chunk.length;
     });
-    a.pipe(b);
-    b.pipe(a);
+    forward(a, b);
+    forward(b, a);
     watch(a, b);
     watch(b, a);
   });

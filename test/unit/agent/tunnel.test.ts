@@ -1,0 +1,710 @@
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Duplex, Readable } from 'node:stream';
+import { afterEach, describe, it } from 'node:test';
+import tar from 'tar-stream';
+import { StreamRefusedError } from '../../../src/tunnel/errors.js';
+import { abortStream, joinStreams } from '../../../src/tunnel/pipe.js';
+import { HEADERS, PATHS, PROTOCOL_VERSION } from '../../../src/tunnel/protocol.js';
+import { isDevboxError } from '../../../src/util/errors.js';
+import {
+  closeOf,
+  eventually,
+  exchange,
+  Fixtures,
+  prng,
+  randomBytes,
+  readAll,
+  sleep,
+  TEST_TOKEN,
+  within,
+} from '../tunnel/harness.js';
+
+/** Writes `data` and reads exactly `data.length` bytes back. */
+async function roundTrip(stream: Duplex, data: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const done = new Promise<void>((resolve, reject) => {
+    const onData = (c: Buffer) => {
+      chunks.push(c);
+      size += c.length;
+      if (size >= Buffer.byteLength(data)) {
+        stream.off('data', onData);
+        resolve();
+      }
+    };
+    stream.on('data', onData);
+    stream.once('error', reject);
+  });
+  stream.write(data);
+  await done;
+  return Buffer.concat(chunks).toString();
+}
+
+/** A raw HTTP/2 session to the agent, for requests the client API never sends. */
+async function rawSession(fx: Fixtures, port: number): Promise<ClientHttp2Session> {
+  const socket = await fx.socketTo(port);
+  const session = http2.connect('http://devbox', { createConnection: () => socket });
+  session.on('error', () => {});
+  fx.add(() => {
+    session.destroy();
+  });
+  return session;
+}
+
+function response(stream: ClientHttp2Stream): Promise<IncomingHttpHeaders> {
+  return within(once(stream, 'response') as Promise<[IncomingHttpHeaders]>, 5_000, 'response').then(
+    ([h]) => h,
+  );
+}
+
+async function rawHello(session: ClientHttp2Session, token = TEST_TOKEN, version = String(PROTOCOL_VERSION)) {
+  const control = session.request(
+    { ':method': 'POST', ':path': PATHS.session, [HEADERS.protocol]: version, [HEADERS.token]: token },
+    { endStream: false },
+  );
+  control.on('error', () => {});
+  const headers = await response(control);
+  return { control, headers };
+}
+
+/** A fake DNS server on one loopback port: UDP answers (optionally truncated), TCP answers in full. */
+async function fakeDns(fx: Fixtures, opts: { truncateUdp?: boolean } = {}) {
+  const answer = (query: Buffer, via: string) => {
+    const out = Buffer.concat([query, Buffer.from(`answer-via-${via}`)]);
+    out[2] = out[2]! | 0x80;
+    if (via === 'udp' && opts.truncateUdp) out[2] = out[2]! | 0x02;
+    return out;
+  };
+  const queries: string[] = [];
+  for (let attempt = 0; ; attempt++) {
+    const udp = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', resolve));
+    const port = udp.address().port;
+    const tcp = net.createServer((socket) => {
+      socket.on('error', () => {});
+      socket.once('data', (buf: Buffer) => {
+        queries.push('tcp');
+        const query = buf.subarray(2, 2 + buf.readUInt16BE(0));
+        const a = answer(query, 'tcp');
+        const prefix = Buffer.alloc(2);
+        prefix.writeUInt16BE(a.length);
+        socket.end(Buffer.concat([prefix, a]));
+      });
+    });
+    const ok = await new Promise<boolean>((resolve) => {
+      tcp.once('error', () => resolve(false));
+      tcp.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (!ok) {
+      udp.close();
+      if (attempt > 20) throw new Error('no port free for UDP and TCP');
+      continue;
+    }
+    udp.on('message', (msg, rinfo) => {
+      queries.push('udp');
+      udp.send(answer(msg, 'udp'), rinfo.port, rinfo.address);
+    });
+    fx.add(() => new Promise<void>((resolve) => udp.close(() => resolve())));
+    fx.add(() => new Promise<void>((resolve) => tcp.close(() => resolve())));
+    return { port, queries };
+  }
+}
+
+async function resolvConf(fx: Fixtures, text: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'devbox-agent-test-'));
+  fx.add(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, 'resolv.conf');
+  await writeFile(path, text);
+  return path;
+}
+
+const QUERY = Buffer.from(
+  '\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03api\x00\x00\x01\x00\x01',
+  'latin1',
+);
+
+describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
+  const fx = new Fixtures();
+  afterEach(() => fx.close());
+
+  describe('sessions', () => {
+    it('hello carries the protocol version and the bound intercepts', async () => {
+      const app = await fx.bannerServer('app');
+      const agent = await fx.agent({ intercepts: [{ listenPort: 0, appPort: app }] });
+      const client = await fx.client(agent);
+      assert.equal(client.hello.protocol, PROTOCOL_VERSION);
+      assert.deepEqual(client.hello.intercepts, agent.intercepts);
+      assert.notEqual(agent.intercepts[0]!.listenPort, 0);
+    });
+
+    it('a wrong token is refused', async () => {
+      const agent = await fx.agent();
+      const socket = await fx.socketTo(agent.tunnelPort);
+      const { TunnelClient } = await import('../../../src/tunnel/client.js');
+      await assert.rejects(TunnelClient.connect(socket, { token: 'wrong' }), (err) => {
+        assert.ok(isDevboxError(err, 'FORBIDDEN'), String(err));
+        return true;
+      });
+      // and no stream works on a connection without a session
+      const session = await rawSession(fx, agent.tunnelPort);
+      const req = session.request({ ':method': 'POST', ':path': PATHS.tcp, [HEADERS.target]: '127.0.0.1:1' });
+      req.on('error', () => {});
+      assert.equal((await response(req))[':status'], 401);
+    });
+
+    it('a version mismatch is refused with a message naming both versions', async () => {
+      const agent = await fx.agent();
+      const session = await rawSession(fx, agent.tunnelPort);
+      const { headers } = await rawHello(session, TEST_TOKEN, '99');
+      assert.equal(headers[':status'], 426);
+      const text = String(headers[HEADERS.error]);
+      assert.match(text, /\b99\b/);
+      assert.match(text, new RegExp(`\\b${PROTOCOL_VERSION}\\b`));
+    });
+
+    it('stats count streams', async () => {
+      const echo = await fx.echoServer();
+      const agent = await fx.agent();
+      const client = await fx.client(agent);
+      const stream = await client.openTcp('127.0.0.1', echo);
+      const stats = await client.stats();
+      assert.equal(stats.sessions, 1);
+      assert.equal(stats.open.tcp, 1);
+      assert.equal(stats.totals.tcpOpened, 1);
+      stream.destroy();
+    });
+
+    it('closing the agent sends GOAWAY and the client reports close', async () => {
+      const agent = await fx.agent();
+      const client = await fx.client(agent);
+      const closed = closeOf(client);
+      await agent.close();
+      await within(closed, 2_000, 'client close');
+      assert.equal(client.closed, true);
+      await assert.rejects(client.openTcp('127.0.0.1', 1), (e) => isDevboxError(e, 'TUNNEL'));
+    });
+  });
+
+  describe('outbound TCP', () => {
+    it('echoes bytes', async () => {
+      const echo = await fx.echoServer();
+      const agent = await fx.agent();
+      const client = await fx.client(agent);
+      const stream = await client.openTcp('127.0.0.1', echo);
+      assert.equal(await roundTrip(stream, 'ping'), 'ping');
+      assert.equal(await roundTrip(stream, 'pong'.repeat(10_000)), 'pong'.repeat(10_000));
+      stream.destroy();
+    });
+
+    it('half-close: our FIN reaches the target, which still answers', async () => {
+      const target = await fx.tcpServer((socket) => {
+        let n = 0;
+        socket.on('data', (d: Buffer) => {
+          n += d.length;
+        });
+        socket.on('end', () => socket.end(`got ${n} bytes after your FIN`));
+      });
+      const agent = await fx.agent();
+      const client = await fx.client(agent);
+      const stream = await client.openTcp('127.0.0.1', target);
+      stream.end('abcdef');
+      assert.equal((await within(readAll(stream), 5_000, 'answer')).toString(), 'got 6 bytes after your FIN');
+    });
+
+    it('half-close: the target FIN ends our readable side while we keep writing', async () => {
+      const received: Buffer[] = [];
+      const target = await fx.tcpServer((socket) => {
+        socket.on('data', (d: Buffer) => received.push(d));
+        socket.end('bye');
+      });
+      const agent = await fx.agent();
+      const client = await fx.client(agent);
+      const stream = await client.openTcp('127.0.0.1', target);
+      assert.equal((await readAll(stream)).toString(), 'bye');
+      stream.end('still here');
+      await eventually(
+        () => Buffer.concat(received).toString() === 'still here',
+        2_000,
+        'late write arrives',
+      );
+    });
+
+    it('a refused target fails only that stream', async () => {
+      const echo = await fx.echoServer();
+      const closedPort = await fx.freePort();
+      const agent = await fx.agent();
+      const client = await fx.client(agent);
+      const good = await client.openTcp('127.0.0.1', echo);
+      await assert.rejects(client.openTcp('127.0.0.1', closedPort), (err) => {
+        assert.ok(err instanceof StreamRefusedError, String(err));
+        assert.equal(err.remoteCode, 'ECONNREFUSED');
+        assert.equal(err.status, 502);
+        assert.match(err.message, new RegExp(`127.0.0.1:${closedPort}`));
+        return true;
+      });
+      assert.equal(client.closed, false);
+      assert.equal(await roundTrip(good, 'still fine'), 'still fine');
+      const again = await client.openTcp('127.0.0.1', echo);
+      assert.equal(await roundTrip(again, 'new one'), 'new one');
+      good.destroy();
+      again.destroy();
+    });
+
+    it('a reset by the target resets the stream; other streams live on', async () => {
+      const echo = await fx.echoServer();
+      const resetter = await fx.tcpServer((socket) => socket.once('data', () => socket.resetAndDestroy()));
+      const agent = await fx.agent();
+      const client = await fx.client(agent);
+      const good = await client.openTcp('127.0.0.1', echo);
+      const bad = await client.openTcp('127.0.0.1', resetter);
+      bad.on('error', () => {});
+      bad.resume();
+      bad.write('x');
+      await within(closeOf(bad), 2_000, 'reset');
+      assert.notEqual((bad as ClientHttp2Stream).rstCode, http2.constants.NGHTTP2_NO_ERROR);
+      assert.equal(await roundTrip(good, 'ok'), 'ok');
+      good.destroy();
+    });
+
+    it('a paused reader on one stream does not stall the others', async () => {
+      const echo = await fx.echoServer();
+      const agent = await fx.agent();
+      const client = await fx.client(agent);
+      const stalled = await client.openTcp('127.0.0.1', echo);
+      // Never read `stalled`: its echo fills its window, then the echo server, then our writes block.
+      const chunk = Buffer.alloc(1024 * 1024, 1);
+      let writtenStalled = 0;
+      let blocked = false;
+      const writer = (async () => {
+        for (let i = 0; i < 256; i++) {
+          writtenStalled += chunk.length;
+          if (!stalled.write(chunk)) {
+            const drained = await Promise.race([
+              once(stalled, 'drain').then(() => true),
+              sleep(1_000).then(() => false),
+            ]);
+            if (!drained) {
+              blocked = true;
+              return;
+            }
+          }
+        }
+      })();
+      await writer;
+      assert.ok(blocked, `the unread stream is held back by flow control (wrote ${writtenStalled} bytes)`);
+      const other = await within(
+        client.openTcp('127.0.0.1', echo),
+        2_000,
+        'open while another stream is stalled',
+      );
+      for (let i = 0; i < 20; i++) {
+        assert.equal(await within(roundTrip(other, `msg ${i}`), 1_000, 'round trip'), `msg ${i}`);
+      }
+      const big = 'z'.repeat(4 * 1024 * 1024);
+      assert.equal((await within(roundTrip(other, big), 5_000, '4 MiB round trip')).length, big.length);
+      stalled.destroy();
+      other.destroy();
+    });
+  });
+
+  describe('UDP', () => {
+    it('echoes datagrams, boundaries kept', async () => {
+      const port = await fx.udpEchoServer();
+      const agent = await fx.agent();
+      const client = await fx.client(agent);
+      const flow = await client.udpFlow('127.0.0.1', port);
+      const got: Buffer[] = [];
+      flow.on('message', (m: Buffer) => got.push(m));
+      for (const m of ['one', 'two', 'x'.repeat(1400)]) assert.ok(flow.send(Buffer.from(m)));
+      await eventually(() => got.length === 3, 2_000, 'three datagrams');
+      assert.deepEqual(
+        got.map((g) => g.toString()),
+        ['one', 'two', 'x'.repeat(1400)],
+      );
+      flow.close();
+    });
+
+    it('a flow ends after its idle timeout', async () => {
+      const port = await fx.udpEchoServer();
+      const agent = await fx.agent();
+      const client = await fx.client(agent);
+      const flow = await client.udpFlow('127.0.0.1', port, { idleMs: 1_000 });
+      const started = Date.now();
+      await within(closeOf(flow), 3_000, 'idle close');
+      assert.ok(Date.now() - started >= 900);
+      assert.equal(flow.send(Buffer.from('late')), false);
+    });
+  });
+
+  describe('DNS relay', () => {
+    it('relays a query over UDP to the resolv.conf nameserver', async () => {
+      const dns = await fakeDns(fx);
+      const agent = await fx.agent({
+        resolvConfPath: await resolvConf(fx, `nameserver 127.0.0.1:${dns.port}\n`),
+      });
+      const client = await fx.client(agent);
+      const answer = await client.dnsQuery(QUERY);
+      assert.equal(answer.readUInt16BE(0), 0x1234);
+      assert.match(answer.toString('latin1'), /answer-via-udp$/);
+      assert.deepEqual(dns.queries, ['udp']);
+    });
+
+    it('retries over TCP when the UDP answer is truncated', async () => {
+      const dns = await fakeDns(fx, { truncateUdp: true });
+      const agent = await fx.agent({
+        resolvConfPath: await resolvConf(fx, `nameserver 127.0.0.1:${dns.port}\n`),
+      });
+      const client = await fx.client(agent);
+      const answer = await client.dnsQuery(QUERY);
+      assert.match(answer.toString('latin1'), /answer-via-tcp$/);
+      assert.deepEqual(dns.queries, ['udp', 'tcp']);
+    });
+
+    it('fails the query, not the tunnel, when no nameserver answers', async () => {
+      const silent = dgram.createSocket('udp4');
+      await new Promise<void>((resolve) => silent.bind(0, '127.0.0.1', resolve));
+      fx.add(() => new Promise<void>((resolve) => silent.close(() => resolve())));
+      const conf = `nameserver 127.0.0.1:${silent.address().port}\noptions timeout:1 attempts:1\n`;
+      const agent = await fx.agent({ resolvConfPath: await resolvConf(fx, conf) });
+      const client = await fx.client(agent);
+      await assert.rejects(
+        client.dnsQuery(QUERY),
+        (err) => err instanceof StreamRefusedError && err.status === 502,
+      );
+      await assert.rejects(client.dnsQuery(Buffer.from('short')), (err) => err instanceof StreamRefusedError);
+      assert.equal(client.closed, false);
+    });
+  });
+
+  describe('files', () => {
+    it('streams a directory as tar', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'devbox-files-'));
+      fx.add(() => rm(dir, { recursive: true, force: true }));
+      await mkdir(join(dir, 'sub'));
+      await writeFile(join(dir, 'a.txt'), 'alpha');
+      await writeFile(join(dir, 'sub', 'b.bin'), Buffer.alloc(100_000, 9));
+      await writeFile(join(dir, 'empty'), '');
+      await symlink('a.txt', join(dir, 'link'));
+      const agent = await fx.agent();
+      const client = await fx.client(agent);
+      const archive = await client.files(dir);
+      const entries = new Map<string, { type: string; body: Buffer; linkname?: string }>();
+      const extract = tar.extract();
+      extract.on('entry', (header, stream, next) => {
+        readAll(stream as unknown as Readable).then((body) => {
+          entries.set(header.name, { type: header.type, body, linkname: header.linkname });
+          next();
+        });
+      });
+      archive.pipe(extract);
+      await within(once(extract, 'finish'), 5_000, 'extract');
+      assert.deepEqual([...entries.keys()].sort(), ['a.txt', 'empty', 'link', 'sub', 'sub/b.bin']);
+      assert.equal(entries.get('a.txt')!.body.toString(), 'alpha');
+      assert.equal(entries.get('sub/b.bin')!.body.length, 100_000);
+      assert.equal(entries.get('link')!.type, 'symlink');
+      assert.equal(entries.get('link')!.linkname, 'a.txt');
+      assert.equal(entries.get('sub')!.type, 'directory');
+    });
+
+    it('a client that goes away mid-archive leaves the agent serving', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'devbox-files-'));
+      fx.add(() => rm(dir, { recursive: true, force: true }));
+      for (let i = 0; i < 8; i++) await writeFile(join(dir, `f${i}`), Buffer.alloc(4 * 1024 * 1024, i));
+      await writeFile(join(dir, 'zero'), '');
+      await mkdir(join(dir, 'd'));
+      const agent = await fx.agent();
+      const first = await fx.client(agent);
+      const archive = await first.files(dir);
+      await once(archive, 'data');
+      first.destroy();
+      const second = await fx.client(agent);
+      const again = await second.files(dir);
+      archive.on('error', () => {});
+      again.resume();
+      await within(once(again, 'end'), 5_000, 'second archive');
+      const third = await fx.client(agent);
+      const partial = await third.files(dir);
+      partial.on('error', () => {});
+      await once(partial, 'data');
+      abortStream(partial as Duplex);
+      await sleep(100);
+      assert.equal((await (await fx.client(agent)).stats()).sessions, 3);
+    });
+
+    it('answers 404 for a missing path and 400 for a relative one', async () => {
+      const agent = await fx.agent();
+      const client = await fx.client(agent);
+      await assert.rejects(
+        client.files('/no/such/dir/here'),
+        (e) => e instanceof StreamRefusedError && e.status === 404,
+      );
+      await assert.rejects(
+        client.files('relative'),
+        (e) => e instanceof StreamRefusedError && e.status === 400,
+      );
+    });
+  });
+
+  describe('inbound (intercept)', () => {
+    async function interceptSetup(overrides: Parameters<Fixtures['agent']>[0] = {}) {
+      const app = await fx.bannerServer('from-app');
+      const sidecarApp = await fx.tcpServer((socket) => {
+        let body = '';
+        socket.on('data', (d: Buffer) => {
+          body += d.toString();
+        });
+        socket.on('end', () => socket.end(`from-sidecar:${body}`));
+      });
+      const agent = await fx.agent({ intercepts: [{ listenPort: 0, appPort: app }], ...overrides });
+      const port = agent.intercepts[0]!.listenPort;
+      return { app, sidecarApp, agent, port };
+    }
+
+    it('passes through to the app when no session is there', async () => {
+      const { port } = await interceptSetup();
+      assert.equal(await exchange(port), 'from-app');
+    });
+
+    it('routes connections to the sidecar through the accept pool and refills it', async () => {
+      const { sidecarApp, agent, port } = await interceptSetup();
+      const client = await fx.client(agent);
+      const infos: { clientAddress: string; interceptPort: number; appPort: number }[] = [];
+      client.startAccepting((stream, info) => {
+        infos.push(info);
+        const local = net.connect({ host: '127.0.0.1', port: sidecarApp, allowHalfOpen: true });
+        local.on('connect', () => void joinStreams(local, stream));
+      }, 3);
+      await eventually(async () => (await client.stats()).open.acceptPending === 3, 2_000, 'pool of 3');
+      const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => exchange(port, `req${i}`)));
+      assert.deepEqual(
+        answers,
+        Array.from({ length: 10 }, (_, i) => `from-sidecar:req${i}`),
+      );
+      assert.equal(infos[0]!.clientAddress, '127.0.0.1');
+      assert.equal(infos[0]!.interceptPort, port);
+      assert.equal(infos[0]!.appPort, agent.intercepts[0]!.appPort);
+      await eventually(async () => (await client.stats()).open.acceptPending === 3, 2_000, 'pool refilled');
+      assert.equal(agent.stats().totals.intercepted, 10);
+    });
+
+    it('a sidecar that cannot reach its local app resets only that connection', async () => {
+      const { agent, port } = await interceptSetup();
+      const client = await fx.client(agent);
+      const dead = await fx.freePort();
+      client.startAccepting((stream) => {
+        const local = net.connect({ host: '127.0.0.1', port: dead, allowHalfOpen: true });
+        local.on('error', () => (stream as ClientHttp2Stream).close(http2.constants.NGHTTP2_CONNECT_ERROR));
+        local.on('connect', () => void joinStreams(local, stream));
+      }, 2);
+      await eventually(async () => (await client.stats()).open.acceptPending === 2, 2_000, 'pool');
+      const socket = net.connect({ host: '127.0.0.1', port });
+      socket.resume();
+      const [err] = await within(once(socket, 'error'), 2_000, 'reset');
+      assert.equal((err as NodeJS.ErrnoException).code, 'ECONNRESET');
+      assert.equal(client.closed, false);
+    });
+
+    it('stop() hands traffic back to the app', async () => {
+      const { sidecarApp, agent, port } = await interceptSetup();
+      const client = await fx.client(agent);
+      const handle = client.startAccepting((stream) => {
+        const local = net.connect({ host: '127.0.0.1', port: sidecarApp, allowHalfOpen: true });
+        local.on('connect', () => void joinStreams(local, stream));
+      }, 2);
+      await eventually(async () => (await client.stats()).open.acceptPending === 2, 2_000, 'pool');
+      assert.equal(await exchange(port, 'a'), 'from-sidecar:a');
+      handle.stop();
+      await eventually(async () => (await exchange(port, 'b')) === 'from-app', 2_000, 'back to app');
+    });
+
+    it('passes through within 2 s after the sidecar side is destroyed', async () => {
+      const { sidecarApp, agent, port } = await interceptSetup();
+      const client = await fx.client(agent);
+      client.startAccepting((stream) => {
+        const local = net.connect({ host: '127.0.0.1', port: sidecarApp, allowHalfOpen: true });
+        local.on('connect', () => void joinStreams(local, stream));
+      }, 2);
+      await eventually(async () => (await client.stats()).open.acceptPending === 2, 2_000, 'pool');
+      assert.equal(await exchange(port, 'x'), 'from-sidecar:x');
+      client.destroy();
+      const t0 = Date.now();
+      await eventually(
+        async () => (await exchange(port, 'y', 500).catch(() => '')) === 'from-app',
+        2_000,
+        'pass-through',
+      );
+      assert.ok(Date.now() - t0 < 2_000);
+    });
+
+    it('passes through within 2 s after the sidecar goes silent (no close seen)', async () => {
+      const { sidecarApp, agent, port } = await interceptSetup();
+      // A proxy between client and agent that can freeze: bytes stop, sockets stay open.
+      let frozen = false;
+      const proxy = await fx.tcpServer((downstream) => {
+        const upstream = net.connect({ host: '127.0.0.1', port: agent.tunnelPort });
+        upstream.on('error', () => {});
+        fx.add(() => {
+          upstream.destroy();
+        });
+        downstream.on('data', (d: Buffer) => {
+          if (!frozen) upstream.write(d);
+        });
+        upstream.on('data', (d: Buffer) => {
+          if (!frozen) downstream.write(d);
+        });
+      });
+      const socket = await fx.socketTo(proxy);
+      const { TunnelClient } = await import('../../../src/tunnel/client.js');
+      const client = await TunnelClient.connect(socket, { token: TEST_TOKEN, pingIntervalMs: 0 });
+      fx.add(() => client.destroy());
+      client.startAccepting((stream) => {
+        const local = net.connect({ host: '127.0.0.1', port: sidecarApp, allowHalfOpen: true });
+        local.on('connect', () => void joinStreams(local, stream));
+      }, 2);
+      await eventually(async () => (await client.stats()).open.acceptPending === 2, 2_000, 'pool');
+      assert.equal(await exchange(port, 'x'), 'from-sidecar:x');
+      frozen = true;
+      const t0 = Date.now();
+      await eventually(
+        async () => (await exchange(port, 'y', 400).catch(() => '')) === 'from-app',
+        2_500,
+        'pass-through',
+      );
+      const elapsed = Date.now() - t0;
+      assert.ok(elapsed < 2_000, `pass-through after ${elapsed} ms`);
+    });
+
+    it('queues connections while the pool is empty, bounded, then passes through', async () => {
+      const { agent, port } = await interceptSetup({ acceptQueueMax: 1, acceptWaitMs: 400 });
+      const session = await rawSession(fx, agent.tunnelPort);
+      await rawHello(session);
+      const acceptReq = () => {
+        const s = session.request(
+          { ':method': 'POST', ':path': PATHS.accept, [HEADERS.acceptGeneration]: '1' },
+          { endStream: false },
+        );
+        s.on('error', () => {});
+        return s;
+      };
+      const first = acceptReq();
+      await eventually(() => agent.stats().open.acceptPending === 1, 2_000, 'pending accept');
+      const c1 = exchange(port, 'one');
+      assert.equal((await response(first))[':status'], 200);
+      first.end('to-one');
+      assert.equal(await c1, 'to-one');
+      // Accepting, pool empty: the next connection waits in the queue, the one after overflows.
+      const c2Socket = net.connect({ host: '127.0.0.1', port });
+      c2Socket.on('error', () => {});
+      await eventually(() => agent.stats().queued === 1, 2_000, 'queued');
+      assert.equal(await exchange(port), 'from-app', 'overflow passes through at once');
+      assert.equal(agent.stats().totals.queueOverflows, 1);
+      // A new accept stream takes the queued connection.
+      const second = acceptReq();
+      assert.equal((await response(second))[':status'], 200);
+      second.end('to-two');
+      assert.equal((await readAll(c2Socket)).toString(), 'to-two');
+      // Without a new accept stream, a queued connection passes through after the wait.
+      const t0 = Date.now();
+      assert.equal(await exchange(port), 'from-app');
+      assert.ok(Date.now() - t0 >= 350, 'waited for an accept stream first');
+    });
+  });
+
+  describe('hostile input', () => {
+    it('garbage on the tunnel port closes that connection; the agent serves on', async () => {
+      const echo = await fx.echoServer();
+      const agent = await fx.agent();
+      const rand = prng(42);
+      const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+      for (let i = 0; i < 30; i++) {
+        const socket = await fx.socketTo(agent.tunnelPort);
+        socket.on('error', () => {});
+        socket.resume();
+        const junk = randomBytes(rand, 1 + rand(3000));
+        socket.end(i % 2 ? Buffer.concat([preface, junk]) : junk);
+        await within(closeOf(socket), 5_000, 'agent closes garbage connection');
+      }
+      const client = await fx.client(agent);
+      const stream = await client.openTcp('127.0.0.1', echo);
+      assert.equal(await roundTrip(stream, 'alive'), 'alive');
+      stream.destroy();
+    });
+
+    it('a malformed control line closes only that session', async () => {
+      const echo = await fx.echoServer();
+      const agent = await fx.agent();
+      const bystander = await fx.client(agent);
+      const session = await rawSession(fx, agent.tunnelPort);
+      const { control } = await rawHello(session);
+      control.resume();
+      const closed = closeOf(session);
+      control.write('{"type": this is not json}\n');
+      await within(closed, 2_000, 'session closed');
+      const stream = await bystander.openTcp('127.0.0.1', echo);
+      assert.equal(await roundTrip(stream, 'alive'), 'alive');
+      assert.ok(agent.stats().totals.protocolErrors >= 1);
+      stream.destroy();
+    });
+
+    it('an over-long control line closes the session without buffering it', async () => {
+      const agent = await fx.agent();
+      const session = await rawSession(fx, agent.tunnelPort);
+      const { control } = await rawHello(session);
+      control.resume();
+      const closed = closeOf(session);
+      const chunk = Buffer.alloc(16 * 1024, 0x61);
+      for (let i = 0; i < 8 && !session.destroyed; i++) control.write(chunk);
+      await within(closed, 2_000, 'session closed');
+    });
+
+    it('bad headers and unknown paths get error statuses', async () => {
+      const agent = await fx.agent();
+      const session = await rawSession(fx, agent.tunnelPort);
+      await rawHello(session);
+      const cases: [Record<string, string>, number][] = [
+        [{ ':path': PATHS.tcp }, 400],
+        [{ ':path': PATHS.tcp, [HEADERS.target]: 'nonsense' }, 400],
+        [{ ':path': PATHS.udp, [HEADERS.target]: '[::1]' }, 400],
+        [{ ':path': '/v9/what' }, 404],
+        [{ ':path': PATHS.session }, 409],
+      ];
+      for (const [headers, status] of cases) {
+        const req = session.request({ ':method': 'POST', ...headers }, { endStream: true });
+        req.on('error', () => {});
+        assert.equal((await response(req))[':status'], status, JSON.stringify(headers));
+      }
+    });
+
+    it('random bytes on a UDP flow are framed or refused, never fatal', async () => {
+      const port = await fx.udpEchoServer();
+      const agent = await fx.agent();
+      const session = await rawSession(fx, agent.tunnelPort);
+      await rawHello(session);
+      const rand = prng(5);
+      for (let i = 0; i < 10; i++) {
+        const req = session.request(
+          { ':method': 'POST', ':path': PATHS.udp, [HEADERS.target]: `127.0.0.1:${port}` },
+          { endStream: false },
+        );
+        req.on('error', () => {});
+        req.resume();
+        assert.equal((await response(req))[':status'], 200);
+        req.end(randomBytes(rand, rand(5000)));
+        await within(closeOf(req), 5_000, 'flow closes');
+      }
+      const client = await fx.client(agent);
+      const flow = await client.udpFlow('127.0.0.1', port);
+      flow.send(Buffer.from('alive'));
+      const [msg] = await within(once(flow, 'message'), 2_000, 'echo');
+      assert.equal(msg.toString(), 'alive');
+      flow.close();
+    });
+  });
+});
