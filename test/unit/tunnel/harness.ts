@@ -186,3 +186,66 @@ export function randomBytes(rand: (n: number) => number, length: number): Buffer
 export function closeOf(emitter: NodeJS.EventEmitter): Promise<void> {
   return new Promise((resolve) => emitter.once('close', () => resolve()));
 }
+
+/**
+ * A stand-in for the API server's pod port-forward: a WebSocket server on 127.0.0.1:0 speaking
+ * v4.channel.k8s.io that joins each WebSocket to a TCP connection to `targetPort`, with backpressure.
+ * Returns its base URL and a function that kills every bridged connection abruptly.
+ */
+export async function portForwardBridge(
+  fx: Fixtures,
+  targetPort: number,
+  tls?: { cert: string; key: string },
+): Promise<{ server: string; killAll(): void }> {
+  const { WebSocketServer } = await import('ws');
+  const http = await import('node:http');
+  const https = await import('node:https');
+  const wss = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    handleProtocols: (p) => (p.has('v4.channel.k8s.io') ? 'v4.channel.k8s.io' : false),
+  });
+  const server = tls ? https.createServer(tls) : http.createServer();
+  const tcps = new Set<net.Socket>();
+  server.on('upgrade', (req, socket, head) => {
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('error', () => {});
+      const prefix = Buffer.from([targetPort & 0xff, targetPort >> 8]);
+      ws.send(Buffer.concat([Buffer.from([0]), prefix]));
+      ws.send(Buffer.concat([Buffer.from([1]), prefix]));
+      const tcp = net.connect(targetPort, '127.0.0.1');
+      tcps.add(tcp);
+      tcp.on('error', () => {});
+      tcp.on('data', (d: Buffer) => {
+        ws.send(Buffer.concat([Buffer.from([0]), d]), () => {
+          if (tcp.isPaused() && ws.bufferedAmount < 256 * 1024) tcp.resume();
+        });
+        if (ws.bufferedAmount > 1024 * 1024) tcp.pause();
+      });
+      ws.on('message', (m: Buffer) => {
+        if (!tcp.write(m.subarray(1))) ws.pause();
+      });
+      tcp.on('drain', () => ws.resume());
+      tcp.on('close', () => {
+        tcps.delete(tcp);
+        ws.close(1000);
+      });
+      ws.on('close', () => tcp.destroy());
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const killAll = () => {
+    for (const ws of wss.clients) ws.terminate();
+    for (const tcp of tcps) tcp.destroy();
+  };
+  fx.add(
+    () =>
+      new Promise<void>((resolve) => {
+        killAll();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  const { port } = server.address() as AddressInfo;
+  return { server: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`, killAll };
+}
