@@ -87,9 +87,15 @@ export class Interceptor {
         }
         return;
       }
+      const conn = this.queue[0]!;
+      if (conn.socket.destroyed) {
+        this.queue.shift();
+        clearTimeout(conn.timer);
+        continue;
+      }
       const stream = this.opts.source.takeAcceptStream();
       if (!stream) return;
-      const conn = this.queue.shift()!;
+      this.queue.shift();
       clearTimeout(conn.timer);
       this.toSession(conn, stream);
     }
@@ -149,11 +155,6 @@ export class Interceptor {
 
   private toSession(conn: InboundConnection, stream: ServerHttp2Stream): void {
     const { socket, spec } = conn;
-    if (socket.destroyed) {
-      // The stream is still good; hand it back by closing nothing and routing the next connection.
-      stream.close();
-      return;
-    }
     const info: InboundInfo = {
       clientAddress: normalizeAddress(socket.remoteAddress),
       clientPort: socket.remotePort ?? 0,

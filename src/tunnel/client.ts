@@ -116,7 +116,11 @@ export class TunnelClient extends EventEmitter {
   private pingTimer: NodeJS.Timeout | undefined;
   private nextStatsId = 1;
   private acceptGeneration = 0;
-  private readonly statsWaiters = new Map<number, (stats: AgentStats) => void>();
+  private readonly statsWaiters = new Map<
+    number,
+    { resolve(stats: AgentStats): void; reject(err: Error): void }
+  >();
+  private readonly acceptHandles = new Set<AcceptHandle>();
   private closeError: Error | undefined;
   private isClosed = false;
 
@@ -150,38 +154,63 @@ export class TunnelClient extends EventEmitter {
    */
   static connect(transport: Duplex, opts: TunnelClientOptions): Promise<TunnelClient> {
     return new Promise<TunnelClient>((resolve, reject) => {
+      const helloTimeoutMs = opts.helloTimeoutMs ?? 15_000;
       let settled = false;
+      let client: TunnelClient | undefined;
       const session = http2.connect('http://devbox', {
         createConnection: () => transport,
         settings: H2_SETTINGS,
         maxSessionMemory: H2_MAX_SESSION_MEMORY_MB,
       });
+      let control: ClientHttp2Stream | undefined;
+      const cleanup = () => {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        session.off('error', onSessionError);
+        session.off('close', onSessionClose);
+        control?.off('error', onControlError);
+        control?.off('response', onResponse);
+      };
       const fail = (err: Error) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
-        opts.signal?.removeEventListener('abort', onAbort);
+        cleanup();
+        session.on('error', () => {});
         session.destroy();
         transport.destroy();
         reject(err);
       };
       const timer = setTimeout(
-        () =>
-          fail(
-            new DevboxError('TIMEOUT', `the agent did not answer within ${opts.helloTimeoutMs ?? 15_000} ms`),
-          ),
-        opts.helloTimeoutMs ?? 15_000,
+        () => fail(new DevboxError('TIMEOUT', `the agent did not answer within ${helloTimeoutMs} ms`)),
+        helloTimeoutMs,
       );
       const onAbort = () => fail(new DevboxError('TUNNEL', 'tunnel connect aborted'));
+      const onSessionError = (err: Error) =>
+        fail(new DevboxError('TUNNEL', `tunnel failed: ${errorText(err)}`, { cause: err }));
+      const onSessionClose = () =>
+        fail(new DevboxError('TUNNEL', 'the tunnel closed before the agent answered'));
+      const onControlError = (err: Error) =>
+        fail(new DevboxError('TUNNEL', `session stream failed: ${errorText(err)}`, { cause: err }));
+      const onResponse = (headers: IncomingHttpHeaders) => {
+        const status = Number(headers[':status']);
+        if (status !== 200) fail(sessionRefused(status, headers));
+      };
+      const onHello = (hello: HelloMessage) => {
+        if (settled) return;
+        settled = true;
+        cleanup();
+        const ctl = control!;
+        client = new TunnelClient(session, ctl, hello, opts);
+        session.on('error', (err) => client?.destroy(err));
+        ctl.on('error', () => {});
+        ctl.on('close', () => client?.destroy(new DevboxError('TUNNEL', 'the agent closed the session')));
+        resolve(client);
+      };
+
       if (opts.signal?.aborted) return onAbort();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
-
-      session.on('error', (err) =>
-        fail(new DevboxError('TUNNEL', `tunnel failed: ${errorText(err)}`, { cause: err })),
-      );
-      session.on('close', () =>
-        fail(new DevboxError('TUNNEL', 'the tunnel closed before the agent answered')),
-      );
+      session.on('error', onSessionError);
+      session.on('close', onSessionClose);
       session.on('connect', () => {
         try {
           session.setLocalWindowSize(H2_CONNECTION_WINDOW);
@@ -189,47 +218,26 @@ export class TunnelClient extends EventEmitter {
           // Only throws on a destroyed session, which fails the connect anyway.
         }
       });
-      const control = session.request(
-        {
-          ':method': 'POST',
-          ':path': PATHS.session,
-          [HEADERS.protocol]: String(PROTOCOL_VERSION),
-          [HEADERS.token]: opts.token,
-        },
-        { endStream: false },
-      );
-      control.on('error', (err) =>
-        fail(new DevboxError('TUNNEL', `session stream failed: ${errorText(err)}`)),
-      );
-      control.on('response', (headers) => {
-        const status = Number(headers[':status']);
-        if (status === 200) return;
-        const text = typeof headers[HEADERS.error] === 'string' ? (headers[HEADERS.error] as string) : '';
-        if (status === 403) {
-          fail(
-            new DevboxError('FORBIDDEN', 'the agent refused the session token', {
-              hint: 'the agent was probably re-injected with a new token; run `devbox up` again',
-            }),
-          );
-        } else if (status === 426) {
-          fail(
-            new DevboxError(
-              'PROTOCOL',
-              text || `tunnel protocol mismatch: sidecar speaks ${PROTOCOL_VERSION}`,
-              {
-                hint: 'use the same devbox version for the agent and the sidecar (`devbox down` then `devbox up`)',
-              },
-            ),
-          );
-        } else {
-          fail(
-            new DevboxError('TUNNEL', `the agent refused the session (${status}${text ? `: ${text}` : ''})`),
-          );
-        }
-      });
+      try {
+        control = session.request(
+          {
+            ':method': 'POST',
+            ':path': PATHS.session,
+            [HEADERS.protocol]: String(PROTOCOL_VERSION),
+            [HEADERS.token]: opts.token,
+          },
+          { endStream: false },
+        );
+      } catch (err) {
+        // e.g. a token that is not a valid header value
+        return fail(
+          new DevboxError('BAD_INPUT', `cannot open the session: ${errorText(err)}`, { cause: err }),
+        );
+      }
+      control.on('error', onControlError);
+      control.on('response', onResponse);
       const decoder = new ControlDecoder();
-      let client: TunnelClient | undefined;
-      const onData = (chunk: Buffer) => {
+      control.on('data', (chunk: Buffer) => {
         let messages: ControlMessage[];
         try {
           messages = decoder.push(chunk);
@@ -241,29 +249,14 @@ export class TunnelClient extends EventEmitter {
         for (const message of messages) {
           if (client) {
             client.onControl(message);
-            continue;
-          }
-          if (message.type !== 'hello' || (message as HelloMessage).protocol !== PROTOCOL_VERSION) {
+          } else if (message.type === 'hello' && message.protocol === PROTOCOL_VERSION) {
+            onHello(message);
+          } else {
             fail(new DevboxError('PROTOCOL', `the agent's first control message is not a valid hello`));
             return;
           }
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          opts.signal?.removeEventListener('abort', onAbort);
-          session.removeAllListeners('error');
-          session.removeAllListeners('close');
-          control.removeAllListeners('error');
-          client = new TunnelClient(session, control, message as HelloMessage, opts);
-          session.on('error', (err) => client?.destroy(err));
-          control.on('error', () => {});
-          control.on('close', () =>
-            client?.destroy(new DevboxError('TUNNEL', 'the agent closed the session')),
-          );
-          resolve(client);
         }
-      };
-      control.on('data', onData);
+      });
     });
   }
 
@@ -372,19 +365,22 @@ export class TunnelClient extends EventEmitter {
       backoff.unref();
     };
     for (let i = 0; i < poolSize; i++) open();
-    return {
+    const handle: AcceptHandle = {
       get pending() {
         return pending.size;
       },
       stop: () => {
         if (!active) return;
         active = false;
+        this.acceptHandles.delete(handle);
         clearTimeout(backoff);
         this.sendControl({ type: 'accept-stop', generation });
         for (const stream of pending) stream.close(http2.constants.NGHTTP2_CANCEL);
         pending.clear();
       },
     };
+    this.acceptHandles.add(handle);
+    return handle;
   }
 
   /** The agent's counters. */
@@ -396,13 +392,15 @@ export class TunnelClient extends EventEmitter {
         this.statsWaiters.delete(id);
         reject(new DevboxError('TIMEOUT', 'the agent did not answer the stats request'));
       }, timeoutMs);
-      this.statsWaiters.set(id, (stats) => {
-        clearTimeout(timer);
-        resolve(stats);
-      });
-      this.once('close', () => {
-        clearTimeout(timer);
-        if (this.statsWaiters.delete(id)) reject(this.closedError());
+      this.statsWaiters.set(id, {
+        resolve: (stats) => {
+          clearTimeout(timer);
+          resolve(stats);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
       });
       this.sendControl({ type: 'stats-request', id });
     });
@@ -413,6 +411,7 @@ export class TunnelClient extends EventEmitter {
     if (this.isClosed) return Promise.resolve();
     return new Promise((resolve) => {
       this.once('close', () => resolve());
+      for (const handle of this.acceptHandles) handle.stop();
       this.control.end();
       this.session.close();
     });
@@ -430,7 +429,11 @@ export class TunnelClient extends EventEmitter {
     if (this.isClosed) return;
     this.isClosed = true;
     clearInterval(this.pingTimer);
+    for (const handle of this.acceptHandles) handle.stop();
     if (!this.session.destroyed) this.session.destroy();
+    const closedError = this.closedError();
+    for (const waiter of this.statsWaiters.values()) waiter.reject(closedError);
+    this.statsWaiters.clear();
     if (this.closeError && this.listenerCount('error') > 0) this.emit('error', this.closeError);
     this.emit('close', this.closeError);
   }
@@ -461,7 +464,7 @@ export class TunnelClient extends EventEmitter {
       const waiter = this.statsWaiters.get(message.id);
       if (waiter && typeof message.stats === 'object' && message.stats !== null) {
         this.statsWaiters.delete(message.id);
-        waiter(message.stats);
+        waiter.resolve(message.stats);
       }
     }
   }
@@ -480,6 +483,26 @@ export class TunnelClient extends EventEmitter {
       // Too many outstanding pings: the timeout above decides.
     }
   }
+}
+
+/** The error for a non-200 answer to the session request. */
+function sessionRefused(status: number, headers: IncomingHttpHeaders): DevboxError {
+  const text = typeof headers[HEADERS.error] === 'string' ? (headers[HEADERS.error] as string) : '';
+  if (status === 403) {
+    return new DevboxError('FORBIDDEN', 'the agent refused the session token', {
+      hint: 'the agent was probably re-injected with a new token; run `devbox up` again',
+    });
+  }
+  if (status === 426) {
+    return new DevboxError(
+      'PROTOCOL',
+      text || `tunnel protocol mismatch: the sidecar speaks ${PROTOCOL_VERSION}`,
+      {
+        hint: 'use the same devbox version for the agent and the sidecar (`devbox down`, then `devbox up`)',
+      },
+    );
+  }
+  return new DevboxError('TUNNEL', `the agent refused the session (${status}${text ? `: ${text}` : ''})`);
 }
 
 /** Waits for a stream's response headers; rejects unless the status is 200. */

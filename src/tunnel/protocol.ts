@@ -103,6 +103,8 @@ export const H2_SETTINGS = {
   initialWindowSize: 4 * 1024 * 1024,
   maxFrameSize: 64 * 1024,
   enablePush: false,
+  /** Bounds what one peer can make the other hold; far above any real use. */
+  maxConcurrentStreams: 16_384,
 } as const;
 
 /** Connection-level receive window, applied with `session.setLocalWindowSize()` by both ends. */
