@@ -182,8 +182,9 @@ export class TunnelServer {
             for (let stream = s.takeAccept(); stream; stream = s.takeAccept()) {
               stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
             }
-            s.control?.end();
+            // GOAWAY first: the sidecar then knows that the end of the control stream is a drain.
             s.h2.close();
+            s.control?.end();
           }),
       ),
     );

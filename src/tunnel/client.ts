@@ -104,8 +104,10 @@ export class UdpFlow extends EventEmitter {
 
 /**
  * The sidecar's end of the tunnel: an HTTP/2 client over any Duplex (a port-forward, or a TCP socket
- * in tests). Emits `close` (Error | undefined) once when the tunnel is gone; `error` is emitted only
- * when someone listens for it. Every open* call fails fast once the tunnel is closed.
+ * in tests). Emits `goaway` when the agent starts shutting down (open streams may finish, new ones
+ * fail: connect to the replacement pod now), and `close` (Error | undefined) once when the tunnel is
+ * gone; `error` is emitted only when someone listens for it. Every open* call fails fast once the
+ * tunnel is closed.
  */
 export class TunnelClient extends EventEmitter {
   /** The agent's hello: its protocol version, hostname and intercepts. */
@@ -123,6 +125,7 @@ export class TunnelClient extends EventEmitter {
   private readonly acceptHandles = new Set<AcceptHandle>();
   private closeError: Error | undefined;
   private isClosed = false;
+  private isDraining = false;
 
   private constructor(
     session: ClientHttp2Session,
@@ -141,6 +144,10 @@ export class TunnelClient extends EventEmitter {
       this.pingTimer.unref();
     }
     session.on('close', () => this.finish());
+    session.on('goaway', () => {
+      this.isDraining = true;
+      this.emit('goaway');
+    });
     if (opts.signal) {
       const onAbort = () => this.destroy(new DevboxError('TUNNEL', 'tunnel closed: aborted'));
       if (opts.signal.aborted) onAbort();
@@ -203,7 +210,12 @@ export class TunnelClient extends EventEmitter {
         client = new TunnelClient(session, ctl, hello, opts);
         session.on('error', (err) => client?.destroy(err));
         ctl.on('error', () => {});
-        ctl.on('close', () => client?.destroy(new DevboxError('TUNNEL', 'the agent closed the session')));
+        // The agent ends its side when it shuts down (after GOAWAY): end ours so the stream closes,
+        // and let the other streams drain. A control stream lost any other way ends the tunnel.
+        ctl.on('end', () => ctl.end());
+        ctl.on('close', () => {
+          if (!client?.draining) client?.destroy(new DevboxError('TUNNEL', 'the agent closed the session'));
+        });
         resolve(client);
       };
 
@@ -263,6 +275,11 @@ export class TunnelClient extends EventEmitter {
   /** True once the tunnel is gone. */
   get closed(): boolean {
     return this.isClosed;
+  }
+
+  /** True once the agent sent GOAWAY: no new stream will be accepted. */
+  get draining(): boolean {
+    return this.isDraining || this.isClosed;
   }
 
   /** Opens a TCP connection from the pod to `host:port`; resolves with its stream once connected. */

@@ -181,6 +181,25 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
       stream.destroy();
     });
 
+    it('shutdown drains: open streams finish, new ones are refused, then the tunnel closes', async () => {
+      const echo = await fx.echoServer();
+      const agent = await fx.agent({ shutdownGraceMs: 3_000 });
+      const client = await fx.client(agent);
+      const stream = await client.openTcp('127.0.0.1', echo);
+      const goaway = once(client, 'goaway');
+      const clientClosed = closeOf(client);
+      const started = Date.now();
+      const stopped = agent.close();
+      await within(goaway, 1_000, 'goaway');
+      assert.equal(client.draining, true);
+      assert.equal(await roundTrip(stream, 'still served'), 'still served');
+      await assert.rejects(client.openTcp('127.0.0.1', echo));
+      stream.end();
+      await within(stopped, 2_000, 'agent stops once the stream ends');
+      await within(clientClosed, 1_000, 'client closed');
+      assert.ok(Date.now() - started < 2_500, 'did not wait for the whole grace period');
+    });
+
     it('closing the agent sends GOAWAY and the client reports close', async () => {
       const agent = await fx.agent();
       const client = await fx.client(agent);
