@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { cleanCommand } from './clean.js';
+import { devcontainerCommand } from './devcontainer.js';
 import { doctorCommand } from './doctor.js';
 import { downCommand } from './down.js';
 import { envCommand } from './env.js';
@@ -36,6 +37,7 @@ for (const command of [
   envCommand(),
   cleanCommand(),
   doctorCommand(),
+  devcontainerCommand(),
 ]) {
   program.addCommand(command.exitOverride());
 }

@@ -3,6 +3,7 @@ import { connectDocker, followLogs, waitExit } from '../docker/index.js';
 import { down } from '../session/down.js';
 import { settings } from '../session/settings.js';
 import { type UpResult, up } from '../session/up.js';
+import { DevboxError } from '../util/errors.js';
 import { createProgress } from '../util/progress.js';
 import { kubeTarget, withKubeFlags } from './kube-flags.js';
 import { collect, outputFormat, printJson } from './output.js';
@@ -33,6 +34,13 @@ export function upCommand(): Command {
     )
     .option('-w, --workdir <dir>', 'working directory inside the container')
     .option('-d, --detach', 'return once the session is ready instead of following the logs')
+    .option(
+      '--devcontainer [path]',
+      "run the project's devcontainer.json (folder or file, default .) joined to the session",
+    )
+    .option('--sidecar-only', 'start the session without its container, for an editor-made dev container')
+    .option('--env-file <file>', "with --sidecar-only: write the pod's env there (0600, git-ignored)")
+    .option('--label-file <file>', "with --sidecar-only: write the session's labels there")
     .option('--agent-image <image>', 'image of the agent in the pod', settings().agentImage)
     .option('--timeout <seconds>', 'how long to wait for the rollout and the tunnel', '120')
     .option('-o, --output <format>', 'text or json', 'text')
@@ -44,12 +52,15 @@ Examples:
   devbox up api -n shop --detach -o json         # print the session as JSON once it is ready
   devbox up api --image api:dev -v $PWD:/app -w /app -- npm run dev
   devbox up sts/db -p 5432:5432                  # also reachable on localhost:5432
+  devbox up api --devcontainer --detach          # this project's devcontainer.json, joined to the session
 
 The workload's Services send their traffic to the local container while the
 session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
     )
     .action(async (workload: string, command: string[], flags) => {
       const format = outputFormat(flags.output);
+      checkModes(flags, command);
+      if (flags.sidecarOnly) flags.detach = true;
       const controller = new AbortController();
       let interrupts = 0;
       const onSignal = () => {
@@ -80,6 +91,10 @@ session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
         rolloutTimeoutMs: timeoutMs,
         readyTimeoutMs: timeoutMs,
         tty: !flags.detach && Boolean(process.stdin.isTTY && process.stdout.isTTY),
+        ...(flags.devcontainer
+          ? { devcontainer: { path: flags.devcontainer === true ? '.' : flags.devcontainer } }
+          : {}),
+        ...(flags.sidecarOnly ? { sidecarOnly: { envFile: flags.envFile, labelFile: flags.labelFile } } : {}),
         progress,
         signal: controller.signal,
       });
@@ -114,6 +129,38 @@ session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
     });
 }
 
+/** Options that cannot go together, refused before anything starts. */
+function checkModes(flags: Record<string, unknown>, command: string[]): void {
+  const problems: string[] = [];
+  if (flags.devcontainer) {
+    for (const [flag, set] of [
+      ['--image', flags.image],
+      ['--build', flags.build],
+      ['--sidecar-only', flags.sidecarOnly],
+      ['-w', flags.workdir],
+      ['a command after --', command.length > 0],
+    ] as const)
+      if (set)
+        problems.push(
+          `--devcontainer takes the image, command and workspace from devcontainer.json: drop ${flag}`,
+        );
+  }
+  if (flags.sidecarOnly) {
+    if (!flags.envFile || !flags.labelFile)
+      problems.push(
+        '--sidecar-only needs --env-file and --label-file (where the dev container reads the env and labels)',
+      );
+    if (flags.image || flags.build || command.length)
+      problems.push('--sidecar-only starts no container: drop --image, --build and the command');
+  } else if (flags.envFile || flags.labelFile) {
+    problems.push('--env-file and --label-file go with --sidecar-only');
+  }
+  if (problems.length)
+    throw new DevboxError('BAD_INPUT', problems.join('\n'), {
+      hint: '`devbox devcontainer init <workload>` writes a dev container configuration that uses --sidecar-only.',
+    });
+}
+
 function printSummary(r: UpResult): void {
   const lines = [
     `${r.workload} runs locally in ${r.containers.service} (session ${r.session}, namespace ${r.namespace}).`,
@@ -122,6 +169,14 @@ function printSummary(r: UpResult): void {
     lines.push(`  service/${p.service}:${p.port}/${p.protocol} → local port ${p.appPort}`);
   }
   if (r.resumed) lines.push('  (reused the agent already in the pods)');
+  if (r.devcontainer)
+    lines.push(
+      `  dev container ${r.containers.service} (user ${r.devcontainer.remoteUser}, workspace ${r.devcontainer.remoteWorkspaceFolder}): attach your editor to it, or \`docker exec -it ${r.containers.service} sh\``,
+    );
+  if (r.files)
+    lines.push(
+      `  sidecar only: the dev container joins ${r.containers.sidecar} (env in ${r.files.envFile}, labels in ${r.files.labelFile})`,
+    );
   lines.push(`End it with: devbox down ${r.workload} -n ${r.namespace}`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }

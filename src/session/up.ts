@@ -5,8 +5,16 @@
  * or Ctrl-C at any step leaves nothing behind (and a killed CLI leaves records
  * `devbox down`/`clean` restore from).
  */
+import { promises as fs } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import type { V1Container } from '@kubernetes/client-node';
+import {
+  createDevcontainerSession,
+  createSidecarOnlySession,
+  placeWorkspace,
+  prepareDevcontainer,
+  type SidecarOnlyFiles,
+} from '../devcontainer/index.js';
 import {
   buildDirectory,
   containerNames,
@@ -20,6 +28,7 @@ import {
   readSidecarBundle,
   removeSession,
   resolveBindMounts,
+  type SessionSpec,
   waitSidecarReady,
 } from '../docker/index.js';
 import {
@@ -55,10 +64,12 @@ import {
   writeAgentObjects,
 } from './agent-objects.js';
 import { apiAddressForContainer } from './api-address.js';
+import { openAgentTunnel } from './agent-tunnel.js';
 import { readAgentBundle } from './bundles.js';
 import { connectCluster, connectToDocker } from './connect.js';
 import { podDnsSettings } from './dns-settings.js';
 import { parseEnvFlags } from './flags.js';
+import { podFilesTar, resolvePodFiles } from './pod-files.js';
 import { waitForRollout } from './rollout.js';
 
 export interface UpOptions {
@@ -81,12 +92,18 @@ export interface UpOptions {
   readyTimeoutMs: number;
   /** Run the service container with a TTY (foreground on a terminal). */
   tty: boolean;
+  /** The project's devcontainer.json (folder or file) runs as the service container. */
+  devcontainer?: { path: string; onOutput?: (line: string) => void };
+  /** No service container: an editor creates the dev container from these files (see `devbox devcontainer init`). */
+  sidecarOnly?: SidecarOnlyFiles;
   progress: Progress;
   signal: AbortSignal;
 }
 
 export interface UpResult {
   session: string;
+  /** The pod's container the session stands for (unknown when a running sidecar was reused). */
+  container?: string;
   workload: string;
   namespace: string;
   context: string;
@@ -95,6 +112,10 @@ export interface UpResult {
   /** True when an agent left in place by this user was reused (no rollout). */
   resumed: boolean;
   warnings: string[];
+  /** With `devcontainer`: what the Dev Containers CLI reported. */
+  devcontainer?: { configFile: string; remoteUser: string; remoteWorkspaceFolder: string };
+  /** With `sidecarOnly`: where the env and labels were written. */
+  files?: SidecarOnlyFiles;
 }
 
 /** The sidecar's status endpoint inside the session's network namespace. */
@@ -130,6 +151,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
   const env = parseEnvFlags(options.env);
   const publish = options.publish.map(parsePublishFlag);
   const volumes = options.volumes.map(parseVolumeFlag);
+  const devcontainer = options.devcontainer && (await prepareDevcontainer(options.devcontainer.path));
 
   const client = await connectCluster(options.target, progress);
   const docker = await connectToDocker(progress);
@@ -152,6 +174,15 @@ export async function up(options: UpOptions): Promise<UpResult> {
     const resume = holder !== undefined && isSameHolder(holder, me);
     if (!resume) assertNotIntercepted(workload);
     const running = await findSessions(docker, { workload: label, namespace });
+    if (options.sidecarOnly) {
+      const live = running.find((s) => s.sidecar?.state === 'running');
+      if (live && (await filesExist(options.sidecarOnly)))
+        return reusedSidecar(live, label, namespace, client.cluster.context, options.sidecarOnly);
+      if (live) {
+        await removeSession(docker, live.id);
+        running.splice(running.indexOf(live), 1);
+      }
+    }
     if (running.some((s) => s.state !== 'stopped')) {
       throw new DevboxError('CONFLICT', `${label} already runs locally (session ${running[0]!.id})`, {
         hint: `see it with \`devbox status\`; end it with \`devbox down ${name} -n ${namespace}\``,
@@ -160,8 +191,14 @@ export async function up(options: UpOptions): Promise<UpResult> {
     for (const stale of running) await removeSession(docker, stale.id);
 
     const bind = await resolveBindMounts(docker, volumes);
-    const serviceImage = await prepareServiceImage(docker, options, app, progress);
+    const serviceImage =
+      devcontainer || options.sidecarOnly ? '' : await prepareServiceImage(docker, options, app, progress);
     const runtime = await step('Preparing the sidecar image', () => ensureRuntimeImage(docker));
+    const workspace =
+      devcontainer &&
+      (await step('Checking how the Docker engine sees the workspace', () =>
+        placeWorkspace(docker, devcontainer.loaded, runtime.tag),
+      ));
     const [sidecarBundle, agentBundle] = await Promise.all([readSidecarBundle(), readAgentBundle()]);
     const warnings = [...bind.notes];
 
@@ -272,49 +309,92 @@ export async function up(options: UpOptions): Promise<UpResult> {
 
     const names = containerNames(name);
     const serviceEnv = mergeEnv(podEnv.vars, env, sessionId);
-    undo.push('removing the local containers', () => removeSession(docker, sessionId));
-    const created = await step('Starting the sidecar and the service container', () =>
-      createSession(
-        docker,
-        {
-          session: { id: sessionId, workload: label, namespace, context: client.cluster.context },
-          sidecar: {
-            image: runtime.tag,
-            bundle: sidecarBundle,
-            config: sidecarConfig,
-            files: [{ path: '/devbox/token', content: sidecarToken.token, mode: 0o600 }],
-            dnsSearch: dns.search,
-            dnsOptions: dns.options,
-            extraHosts: api.extraHosts,
-            ports: publish,
-            hostname: name,
-            name: names.sidecar,
-          },
-          service: {
-            image: serviceImage,
-            ...(options.command.length
-              ? { entrypoint: options.command.slice(0, 1), cmd: options.command.slice(1) }
-              : commandOf(app)),
-            env: serviceEnv,
-            ...((options.workdir ?? app.workingDir) ? { workingDir: options.workdir ?? app.workingDir } : {}),
-            mounts: bind.mounts,
-            tty: options.tty,
-            openStdin: options.tty,
-            init: true,
-            name: names.service,
-          },
-        },
-        {
-          signal,
-          beforeService: async (sidecar) => {
-            await waitSidecarReady(docker, sidecar.id, { timeoutMs: options.readyTimeoutMs, signal });
-          },
-        },
-      ),
+    const podFiles = await step(`Reading the volumes of ${app.name}`, () =>
+      resolvePodFiles(client, workload, app.name, serviceEnv),
     );
+    warnings.push(...podFiles.layout.warnings);
+    const agentTunnel = podFiles.layout.copies.length
+      ? await openAgentTunnel(client, workload, tunnelPort, token, signal).catch((err) => {
+          warnings.push(`volume contents not copied: ${errorText(err)}`);
+          return undefined;
+        })
+      : undefined;
+    undo.push('removing the local containers', () => removeSession(docker, sessionId));
+    const spec: SessionSpec = {
+      session: { id: sessionId, workload: label, namespace, context: client.cluster.context },
+      sidecar: {
+        image: runtime.tag,
+        bundle: sidecarBundle,
+        config: sidecarConfig,
+        files: [{ path: '/devbox/token', content: sidecarToken.token, mode: 0o600 }],
+        dnsSearch: dns.search,
+        dnsOptions: dns.options,
+        extraHosts: api.extraHosts,
+        ports: publish,
+        hostname: name,
+        name: names.sidecar,
+      },
+      service: {
+        image: serviceImage,
+        ...(options.command.length
+          ? { entrypoint: options.command.slice(0, 1), cmd: options.command.slice(1) }
+          : commandOf(app)),
+        env: serviceEnv,
+        files: { tar: podFilesTar(podFiles.layout, agentTunnel, warnings) },
+        ...((options.workdir ?? app.workingDir) ? { workingDir: options.workdir ?? app.workingDir } : {}),
+        mounts: bind.mounts,
+        tty: options.tty,
+        openStdin: options.tty,
+        init: true,
+        name: names.service,
+      },
+    };
+    const waitReady = async (sidecar: { id: string }) => {
+      await waitSidecarReady(docker, sidecar.id, { timeoutMs: options.readyTimeoutMs, signal });
+    };
+    let extra: Pick<UpResult, 'devcontainer' | 'files'> = {};
+    let created: { sidecar: { name: string }; service: { id: string; name: string } };
+    if (devcontainer && workspace) {
+      const made = await step('Starting the sidecar and the dev container', () =>
+        createDevcontainerSession(docker, spec, {
+          devcontainer,
+          workspace,
+          beforeJoin: waitReady,
+          signal,
+          ...(options.devcontainer?.onOutput ? { onOutput: options.devcontainer.onOutput } : {}),
+        }),
+      );
+      warnings.push(...made.warnings);
+      created = made;
+      extra = {
+        devcontainer: {
+          configFile: devcontainer.loaded.configFile,
+          remoteUser: made.remoteUser,
+          remoteWorkspaceFolder: made.remoteWorkspaceFolder,
+        },
+      };
+    } else if (options.sidecarOnly) {
+      const made = await step('Starting the sidecar', () =>
+        createSidecarOnlySession(docker, spec, {
+          files: options.sidecarOnly!,
+          mountPaths: (app.volumeMounts ?? []).map((m) => m.mountPath),
+          beforeJoin: waitReady,
+          signal,
+        }),
+      );
+      warnings.push(...made.warnings);
+      created = { sidecar: made.sidecar, service: { id: '', name: made.service } };
+      extra = { files: options.sidecarOnly };
+    } else {
+      created = await step('Starting the sidecar and the service container', () =>
+        createSession(docker, spec, { signal, beforeService: waitReady }),
+      );
+    }
 
+    await agentTunnel?.close();
     return {
       session: sessionId,
+      container: app.name,
       workload: label,
       namespace,
       context: client.cluster.context,
@@ -326,6 +406,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
       intercepted,
       resumed: resume,
       warnings,
+      ...extra,
     };
   } catch (err) {
     const failures = await undo.unwind(progress);
@@ -339,6 +420,41 @@ export async function up(options: UpOptions): Promise<UpResult> {
   } finally {
     client.close();
   }
+}
+
+/** True when both files of a sidecar-only session exist. */
+async function filesExist(files: SidecarOnlyFiles): Promise<boolean> {
+  const exists = (p: string) =>
+    fs.stat(p).then(
+      () => true,
+      () => false,
+    );
+  return (await exists(files.envFile)) && (await exists(files.labelFile));
+}
+
+/** A sidecar-only session already running: the editor's dev container joins it again. */
+function reusedSidecar(
+  live: { id: string; sidecar?: { name: string }; service?: { id: string; name: string } },
+  workload: string,
+  namespace: string,
+  context: string,
+  files: SidecarOnlyFiles,
+): UpResult {
+  return {
+    session: live.id,
+    workload,
+    namespace,
+    context,
+    containers: {
+      sidecar: live.sidecar?.name ?? '',
+      service: live.service?.name ?? '',
+      serviceId: live.service?.id ?? '',
+    },
+    intercepted: [],
+    resumed: true,
+    warnings: [`the sidecar of session ${live.id} already runs; it is reused with the env written before`],
+    files,
+  };
 }
 
 async function prepareServiceImage(

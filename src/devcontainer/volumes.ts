@@ -1,0 +1,72 @@
+/**
+ * A dev container that an editor creates (not devbox) receives the pod's
+ * volumes with `--volumes-from <sidecar>`: the sidecar is created with one
+ * named volume per mount of the pod, filled by tar through the engine before
+ * it starts, so the dev container sees the files at the pod's paths on any
+ * engine, remote ones included.
+ */
+import { posix } from 'node:path';
+import type { InjectedFiles } from '../docker/index.js';
+import { SERVICE_ACCOUNT_MOUNT_PATH } from '../kube/volumes.js';
+
+/** Paths a volume must not cover: the sidecar's own files and the system it runs on. */
+const RESERVED = ['/', '/devbox', '/bin', '/sbin', '/lib', '/lib64', '/usr', '/etc', '/proc', '/sys', '/dev'];
+
+export interface VolumeRoots {
+  /** Directories that become volumes, outermost only, sorted. */
+  roots: string[];
+  /** Why some files cannot be shared this way. */
+  warnings: string[];
+}
+
+const inside = (path: string, dir: string) => path === dir || path.startsWith(dir === '/' ? '/' : `${dir}/`);
+
+/**
+ * The directories to make volumes of, for `files` laid out under the pod
+ * container's `mountPaths`. A file mounted on its own (`subPath`) cannot be a
+ * volume and is reported; a file outside every mount (the service-account
+ * token of a pod template) gets its own directory.
+ */
+export function volumeRoots(files: InjectedFiles | undefined, mountPaths: readonly string[]): VolumeRoots {
+  const warnings: string[] = [];
+  const mounts = [...new Set(mountPaths.map((p) => posix.normalize(p).replace(/(.)\/$/, '$1')))];
+  const candidates = new Set<string>();
+  const reserved = (root: string) => RESERVED.includes(root);
+  if (!files) return { roots: [], warnings };
+  if (!Array.isArray(files)) {
+    for (const m of [...mounts, SERVICE_ACCOUNT_MOUNT_PATH]) candidates.add(m);
+  } else {
+    for (const file of files) {
+      const mount = mounts.filter((m) => inside(file.path, m)).sort((a, b) => b.length - a.length)[0];
+      if (mount === file.path) {
+        warnings.push(
+          `${file.path} is mounted on its own (subPath) in the pod and cannot be shared with an editor-made dev container; read it from the session sidecar or use \`devbox up --devcontainer\``,
+        );
+        continue;
+      }
+      const root =
+        mount ??
+        (inside(file.path, SERVICE_ACCOUNT_MOUNT_PATH)
+          ? SERVICE_ACCOUNT_MOUNT_PATH
+          : posix.dirname(file.path));
+      candidates.add(root);
+    }
+  }
+  const roots: string[] = [];
+  for (const root of [...candidates].sort()) {
+    if (reserved(root)) {
+      warnings.push(
+        `the pod mounts a volume at ${root}, which the dev container cannot share; its files are left out`,
+      );
+      continue;
+    }
+    if (roots.some((r) => inside(root, r))) continue;
+    roots.push(root);
+  }
+  return { roots, warnings };
+}
+
+/** Volume name for the `index`-th root of a session. */
+export function sessionVolumeName(sessionId: string, index: number): string {
+  return `devbox-${sessionId}-pod-${index}`;
+}
