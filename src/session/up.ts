@@ -63,8 +63,8 @@ import {
   readAgentToken,
   writeAgentObjects,
 } from './agent-objects.js';
-import { apiAddressForContainer } from './api-address.js';
 import { openAgentTunnel } from './agent-tunnel.js';
+import { apiAddressForContainer } from './api-address.js';
 import { readAgentBundle } from './bundles.js';
 import { connectCluster, connectToDocker } from './connect.js';
 import { podDnsSettings } from './dns-settings.js';
