@@ -1,0 +1,96 @@
+/**
+ * The pod's volumes for the local container: ConfigMap, Secret, downward API,
+ * projected and service-account token files as the kubelet lays them out, and
+ * the contents of emptyDir / PVC / hostPath mounts copied from a running pod
+ * through the agent. Everything travels as one tar stream into the container
+ * (never a bind mount), so a remote Docker engine works the same.
+ */
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import type { InjectedFile } from '../docker/index.js';
+import type { KubeClient, Workload } from '../kube/index.js';
+import {
+  type ResolveVolumesInput,
+  resolveVolumes,
+  type VolumeFile,
+  type VolumeLayout,
+} from '../kube/volumes.js';
+import { type FilesSource, mountContentsTar } from '../kube/volumes-copy.js';
+import { clusterVolumeLookup, workloadVolumesInput } from '../kube/volumes-live.js';
+import { errorText } from '../util/errors.js';
+
+export interface PodFiles {
+  input: ResolveVolumesInput;
+  layout: VolumeLayout;
+  podName: string | undefined;
+}
+
+export async function resolvePodFiles(
+  client: KubeClient,
+  workload: Workload,
+  container: string,
+  env: Record<string, string>,
+): Promise<PodFiles> {
+  const { input, pod, warnings } = await workloadVolumesInput(client, workload, container, { env });
+  const layout = await resolveVolumes(input, clusterVolumeLookup(client));
+  layout.warnings.push(...warnings);
+  return { input, layout, podName: pod?.metadata?.name };
+}
+
+export function injectedFiles(files: readonly VolumeFile[]): InjectedFile[] {
+  return files.map((f) => ({ path: f.path, content: f.content, mode: f.mode, uid: f.uid, gid: f.gid }));
+}
+
+/**
+ * One tar of the layout's files and directories, followed by the contents of
+ * each copied mount read through `source` (an agent tunnel). A mount that
+ * cannot be read adds a warning instead of failing the session.
+ */
+export function podFilesTar(
+  layout: VolumeLayout,
+  source: FilesSource | undefined,
+  warnings: string[],
+): Readable {
+  const pack = tar.pack();
+  const out = new PassThrough();
+  void (async () => {
+    for (const d of layout.directories) {
+      pack.entry({ name: d.path.slice(1), type: 'directory', mode: d.mode, uid: d.uid, gid: d.gid });
+    }
+    for (const f of layout.files) {
+      pack.entry(
+        { name: f.path.slice(1), mode: f.mode, uid: f.uid, gid: f.gid, size: f.content.length },
+        f.content,
+      );
+    }
+    for (const copy of layout.copies) {
+      if (!source) {
+        warnings.push(`${copy.mountPath}: no agent to copy the ${copy.type} contents from; it starts empty`);
+        continue;
+      }
+      try {
+        await appendTar(pack, await mountContentsTar(source, copy));
+      } catch (err) {
+        warnings.push(`${copy.mountPath}: contents not copied (${errorText(err)}); it starts empty`);
+      }
+    }
+    pack.finalize();
+  })().catch((err) => out.destroy(err as Error));
+  pack.pipe(out);
+  return out;
+}
+
+async function appendTar(pack: tar.Pack, input: Readable): Promise<void> {
+  const extract = tar.extract();
+  const done = pipeline(input, extract);
+  for await (const entry of extract) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of entry) chunks.push(chunk as Buffer);
+    const body = Buffer.concat(chunks);
+    await new Promise<void>((resolve, reject) =>
+      pack.entry({ ...entry.header, size: body.length }, body, (err) => (err ? reject(err) : resolve())),
+    );
+  }
+  await done;
+}
