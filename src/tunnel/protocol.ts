@@ -49,6 +49,15 @@
  * `GET /v1/files?path=/abs/path`: a tar stream (ustar/pax) of the directory or file at `path` in the
  *   agent's file system; 404 when absent. An error mid-way resets the stream.
  *
+ * How a stream closes
+ * -------------------
+ * Orderly: each side sends END_STREAM when its TCP peer sent FIN (or its UDP flow / body is done);
+ * the stream closes once both have. Abortive: RST_STREAM with a non-zero code, sent without a
+ * preceding END_STREAM (`abortStream()`); the receiver resets its TCP socket. Because
+ * `Http2Stream.close(code)` emits END_STREAM just before RST_STREAM, a receiver waits one event-loop
+ * turn after END_STREAM before turning it into a FIN (`joinStreams()`). A refused open is a non-200
+ * answer, never a reset.
+ *
  * Control messages
  * ----------------
  * JSON objects with a string `type`, one per line, each line at most {@link CONTROL_LINE_MAX} bytes.

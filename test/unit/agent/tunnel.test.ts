@@ -292,6 +292,28 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
       good.destroy();
     });
 
+    it('carries many concurrent streams', async () => {
+      const echo = await fx.echoServer();
+      const agent = await fx.agent();
+      const client = await fx.client(agent);
+      const payload = Buffer.alloc(64 * 1024);
+      for (let i = 0; i < payload.length; i++) payload[i] = i % 251;
+      const results = await within(
+        Promise.all(
+          Array.from({ length: 300 }, async () => {
+            const stream = await client.openTcp('127.0.0.1', echo);
+            stream.end(payload);
+            return readAll(stream);
+          }),
+        ),
+        20_000,
+        '300 streams',
+      );
+      for (const r of results) assert.ok(r.equals(payload));
+      await eventually(() => agent.stats().open.tcp === 0, 2_000, 'all streams closed at the agent');
+      assert.equal(agent.stats().totals.tcpOpened, 300);
+    });
+
     it('a paused reader on one stream does not stall the others', async () => {
       const echo = await fx.echoServer();
       const agent = await fx.agent();

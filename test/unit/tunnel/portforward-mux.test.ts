@@ -4,7 +4,7 @@ import { afterEach, describe, it } from 'node:test';
 import { TunnelClient } from '../../../src/tunnel/client.js';
 import { openPortForward } from '../../../src/tunnel/portforward.js';
 import { isDevboxError } from '../../../src/util/errors.js';
-import { Fixtures, portForwardBridge, readAll, TEST_TOKEN, within } from './harness.js';
+import { eventually, Fixtures, portForwardBridge, readAll, TEST_TOKEN, within } from './harness.js';
 
 // Self-signed, valid until 2126, SANs kubernetes.default.svc and localhost only (no IP): connecting
 // to 127.0.0.1 needs the server name override, as with a rewritten host-gateway address.
@@ -77,6 +77,11 @@ describe('tunnel over the port-forward client', () => {
       }),
     );
     for (const e of echoed) assert.ok(e.equals(payload));
+    // Destroying a client releases its port-forward.
+    const other = await openPortForward({ server: bridge.server, namespace: 'shop', pod: 'api-0', port: agent.tunnelPort });
+    const otherClient = await TunnelClient.connect(other, { token: TEST_TOKEN });
+    otherClient.destroy();
+    await eventually(() => other.destroyed, 1_000, 'port-forward released');
     const closed = new Promise<Error | undefined>((resolve) => client.once('close', resolve));
     bridge.killAll();
     const err = await within(closed, 5_000, 'client close');
