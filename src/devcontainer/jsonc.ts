@@ -36,10 +36,11 @@ export function positionAt(text: string, offset: number): Position {
   return { line, column: end - lineStart + 1 };
 }
 
-/** `file:line:column` of a JSON path in the document (the file alone when the path is absent). */
+/** `file:line:column` of a JSON path in the document (its property name for a property; the file alone when absent). */
 export function locate(doc: JsoncDocument, path: (string | number)[]): string {
-  const node = doc.tree ? findNodeAtLocation(doc.tree, path) : undefined;
-  if (!node) return doc.file;
+  const found = doc.tree ? findNodeAtLocation(doc.tree, path) : undefined;
+  if (!found) return doc.file;
+  const node = found.parent?.type === 'property' ? found.parent : found;
   const { line, column } = positionAt(doc.text, node.offset);
   return `${doc.file}:${line}:${column}`;
 }

@@ -84,7 +84,7 @@ function pod(container: Partial<V1Container>, spec: Partial<V1PodSpec> = {}): V1
       serviceAccountName: 'api-sa',
       ...spec,
     },
-    status: { podIP: '10.244.1.7', hostIP: '172.18.0.2' },
+    status: { podIP: '10.244.1.7', hostIP: '172.18.0.2', startTime: '2026-05-01T10:00:00Z' as unknown as Date },
   };
 }
 
@@ -323,10 +323,17 @@ describe('downwardAPI volumes', () => {
     const layout = await layoutOf(mounted(volume));
     const files = summary(layout.files);
     assert.deepEqual(files['/etc/app/labels'], ['app="api"\npod-template-hash="7d9f"', '644']);
+    // The kubelet's own copy of the pod carries two more annotations.
     assert.deepEqual(files['/etc/app/annotations'], [
-      'example.com/owner="team-a"\nnote="say \\"hi\\"\\nbye"',
+      [
+        'example.com/owner="team-a"',
+        'kubernetes.io/config.seen="2026-05-01T10:00:00Z"',
+        'kubernetes.io/config.source="api"',
+        'note="say \\"hi\\"\\nbye"',
+      ].join('\n'),
       '644',
     ]);
+    assert.ok(layout.warnings.some((w) => /config\.seen annotation is approximated/.test(w)));
     assert.deepEqual(files['/etc/app/owner'], ['team-a', '644']);
     assert.deepEqual(files['/etc/app/name'], ['api-7d9f-abcde', '644']);
     assert.deepEqual(files['/etc/app/ns'], [NS, '644']);
