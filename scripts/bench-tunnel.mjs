@@ -46,11 +46,21 @@ const source = net.createServer((s) => {
 const sinkPort = await listen(sink);
 const sourcePort = await listen(source);
 
-const agent = await startAgent({ ...AGENT_DEFAULTS, token: TOKEN, tunnelPort: 0, intercepts: [], interceptHost: '127.0.0.1' });
+const agent = await startAgent({
+  ...AGENT_DEFAULTS,
+  token: TOKEN,
+  tunnelPort: 0,
+  intercepts: [],
+  interceptHost: '127.0.0.1',
+});
 
 // A stand-in for the API server's port-forward: WebSocket v4 on one side, the agent's port on the other.
 const bridge = http.createServer();
-const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, handleProtocols: () => 'v4.channel.k8s.io' });
+const wss = new WebSocketServer({
+  noServer: true,
+  perMessageDeflate: false,
+  handleProtocols: () => 'v4.channel.k8s.io',
+});
 bridge.on('upgrade', (req, socket, head) => {
   wss.handleUpgrade(req, socket, head, (ws) => {
     const port = agent.tunnelPort;
@@ -85,7 +95,12 @@ async function connect(transport) {
   const duplex =
     transport === 'tcp'
       ? net.connect(agent.tunnelPort, '127.0.0.1')
-      : await openPortForward({ server: `http://127.0.0.1:${bridgePort}`, namespace: 'bench', pod: 'bench', port: agent.tunnelPort });
+      : await openPortForward({
+          server: `http://127.0.0.1:${bridgePort}`,
+          namespace: 'bench',
+          pod: 'bench',
+          port: agent.tunnelPort,
+        });
   return TunnelClient.connect(duplex, { token: TOKEN });
 }
 
