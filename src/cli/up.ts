@@ -39,8 +39,14 @@ export function upCommand(): Command {
       "run the project's devcontainer.json (folder or file, default .) joined to the session",
     )
     .option('--sidecar-only', 'start the session without its container, for an editor-made dev container')
-    .option('--env-file <file>', "with --sidecar-only: write the pod's env there (0600, git-ignored)")
-    .option('--label-file <file>', "with --sidecar-only: write the session's labels there")
+    .option(
+      '--write-env <file>',
+      "with --sidecar-only: write the pod's env there, for docker run --env-file (0600, git-ignored)",
+    )
+    .option(
+      '--write-labels <file>',
+      "with --sidecar-only: write the session's labels there, for docker run --label-file",
+    )
     .option('--agent-image <image>', 'image of the agent in the pod', settings().agentImage)
     .option('--timeout <seconds>', 'how long to wait for the rollout and the tunnel', '120')
     .option('-o, --output <format>', 'text or json', 'text')
@@ -94,7 +100,9 @@ session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
         ...(flags.devcontainer
           ? { devcontainer: { path: flags.devcontainer === true ? '.' : flags.devcontainer } }
           : {}),
-        ...(flags.sidecarOnly ? { sidecarOnly: { envFile: flags.envFile, labelFile: flags.labelFile } } : {}),
+        ...(flags.sidecarOnly
+          ? { sidecarOnly: { envFile: flags.writeEnv, labelFile: flags.writeLabels } }
+          : {}),
         progress,
         signal: controller.signal,
       });
@@ -146,14 +154,14 @@ function checkModes(flags: Record<string, unknown>, command: string[]): void {
         );
   }
   if (flags.sidecarOnly) {
-    if (!flags.envFile || !flags.labelFile)
+    if (!flags.writeEnv || !flags.writeLabels)
       problems.push(
-        '--sidecar-only needs --env-file and --label-file (where the dev container reads the env and labels)',
+        '--sidecar-only needs --write-env and --write-labels (where the dev container reads the env and labels)',
       );
     if (flags.image || flags.build || command.length)
       problems.push('--sidecar-only starts no container: drop --image, --build and the command');
-  } else if (flags.envFile || flags.labelFile) {
-    problems.push('--env-file and --label-file go with --sidecar-only');
+  } else if (flags.writeEnv || flags.writeLabels) {
+    problems.push('--write-env and --write-labels go with --sidecar-only');
   }
   if (problems.length)
     throw new DevboxError('BAD_INPUT', problems.join('\n'), {

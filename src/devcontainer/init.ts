@@ -125,7 +125,8 @@ export function initializeCommand(options: {
   if (options.kubeconfig) args.push('--kubeconfig', options.kubeconfig);
   if (options.container) args.push('-c', options.container);
   for (const p of options.publish) args.push('-p', p);
-  args.push('--sidecar-only', '--env-file', options.envFile, '--label-file', options.labelFile);
+  // Not --env-file: Node 20 reads that option anywhere on its command line, even after the script.
+  args.push('--sidecar-only', '--write-env', options.envFile, '--write-labels', options.labelFile);
   return args;
 }
 

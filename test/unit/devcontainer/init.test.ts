@@ -62,9 +62,9 @@ describe('devcontainer init pieces', () => {
         '-p',
         '127.0.0.1:3000:3000',
         '--sidecar-only',
-        '--env-file',
+        '--write-env',
         'E',
-        '--label-file',
+        '--write-labels',
         'L',
       ],
     );
