@@ -31,5 +31,5 @@ export {
   type SidecarOnlyFiles,
   type SidecarOnlyOptions,
 } from './session.js';
-export { volumeRoots } from './volumes.js';
+export { type PodMount, volumeRoots } from './volumes.js';
 export { placeWorkspace, type WorkspacePlacement, workspaceTarget } from './workspace.js';

@@ -47,6 +47,14 @@ export interface InitResult {
   warnings: string[];
 }
 
+/** The session's container names, as `devbox up` gives them (the workload and its namespace). */
+export function sessionContainerNames(
+  workload: string,
+  namespace: string,
+): { sidecar: string; service: string } {
+  return containerNames(`${workload}.${namespace}`);
+}
+
 /** Where the configuration for `workload` goes in `folder`. */
 export function initPaths(folder: string, workloadName: string) {
   const dirName = `devbox-${containerNames(workloadName).service.slice('devbox-'.length)}`;
@@ -196,7 +204,7 @@ export async function initDevcontainer(options: InitOptions): Promise<InitResult
     const env = await progress.step(`Reading the env of ${app.name}`, () =>
       resolveWorkloadEnv(client, workload, app.name),
     );
-    const names = containerNames(name);
+    const names = sessionContainerNames(name, namespace);
     const joined = joinedConfig(base, runArgs, {
       sidecar: names.sidecar,
       name: names.service,

@@ -36,7 +36,7 @@ import { type LoadedDevcontainer, loadDevcontainer } from './config.js';
 import { formatEnvFile, formatLabelFile, writePrivateFile } from './env-file.js';
 import { assertJoinable, type JoinPlan, planJoin } from './join-plan.js';
 import { joinedConfig } from './override.js';
-import { sessionVolumeName, volumeRoots } from './volumes.js';
+import { type PodMount, sessionVolumeName, volumeRoots } from './volumes.js';
 import type { WorkspacePlacement } from './workspace.js';
 
 const log = debugLogger('devcontainer');
@@ -260,8 +260,8 @@ export interface SidecarOnlyFiles {
 
 export interface SidecarOnlyOptions {
   files: SidecarOnlyFiles;
-  /** Mount paths of the pod's container (its volumeMounts), for the volumes shared with `--volumes-from`. */
-  mountPaths: readonly string[];
+  /** The pod container's volumeMounts, for the volumes shared with `--volumes-from`. */
+  podMounts: readonly PodMount[];
   beforeJoin?: (sidecar: SessionContainer) => Promise<void>;
   signal?: AbortSignal;
 }
@@ -290,7 +290,7 @@ export async function createSidecarOnlySession(
   const sidecarName = sidecarContainerSpec(spec).name ?? '';
   const serviceName = spec.service.name ?? '';
   await claimNames(docker, [sidecarName, serviceName], spec.session.workload);
-  const { roots, warnings } = volumeRoots(spec.service.files, options.mountPaths);
+  const { roots, warnings } = volumeRoots(spec.service.files, options.podMounts);
   const volumes = roots.map((path, i) => ({ name: sessionVolumeName(sessionId, i), path }));
   try {
     for (const volume of volumes) {

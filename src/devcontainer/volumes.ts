@@ -21,40 +21,55 @@ export interface VolumeRoots {
 
 const inside = (path: string, dir: string) => path === dir || path.startsWith(dir === '/' ? '/' : `${dir}/`);
 
+/** A mount of the pod's container, as in its `volumeMounts`. */
+export interface PodMount {
+  mountPath: string;
+  subPath?: string;
+  subPathExpr?: string;
+}
+
 /**
  * The directories to make volumes of, for `files` laid out under the pod
- * container's `mountPaths`. A file mounted on its own (`subPath`) cannot be a
- * volume and is reported; a file outside every mount (the service-account
- * token of a pod template) gets its own directory.
+ * container's `mounts`. A mount of part of a volume (`subPath`) may be a
+ * single file, which cannot be a volume: it is reported and left out. A file
+ * outside every mount (the service-account token of a pod template) gets its
+ * own directory.
  */
-export function volumeRoots(files: InjectedFiles | undefined, mountPaths: readonly string[]): VolumeRoots {
+export function volumeRoots(files: InjectedFiles | undefined, podMounts: readonly PodMount[]): VolumeRoots {
   const warnings: string[] = [];
-  const mounts = [...new Set(mountPaths.map((p) => posix.normalize(p).replace(/(.)\/$/, '$1')))];
+  const clean = (p: string) => posix.normalize(p).replace(/(.)\/$/, '$1');
+  const whole = [
+    ...new Set(podMounts.filter((m) => !m.subPath && !m.subPathExpr).map((m) => clean(m.mountPath))),
+  ];
+  const partial = [
+    ...new Set(podMounts.filter((m) => m.subPath || m.subPathExpr).map((m) => clean(m.mountPath))),
+  ];
+  for (const path of partial)
+    warnings.push(
+      `${path} mounts part of a volume (subPath) and cannot be shared with an editor-made dev container; \`devbox up --devcontainer\` copies it in`,
+    );
   const candidates = new Set<string>();
-  const reserved = (root: string) => RESERVED.includes(root);
-  if (!files) return { roots: [], warnings };
+  if (!files) return { roots: [], warnings: [] };
   if (!Array.isArray(files)) {
-    for (const m of [...mounts, SERVICE_ACCOUNT_MOUNT_PATH]) candidates.add(m);
+    for (const m of [...whole, SERVICE_ACCOUNT_MOUNT_PATH]) candidates.add(m);
   } else {
     for (const file of files) {
-      const mount = mounts.filter((m) => inside(file.path, m)).sort((a, b) => b.length - a.length)[0];
-      if (mount === file.path) {
-        warnings.push(
-          `${file.path} is mounted on its own (subPath) in the pod and cannot be shared with an editor-made dev container; read it from the session sidecar or use \`devbox up --devcontainer\``,
-        );
-        continue;
-      }
-      const root =
+      const within = (list: string[]) =>
+        list.filter((m) => inside(file.path, m)).sort((a, b) => b.length - a.length)[0];
+      const mount = within(whole);
+      const part = within(partial);
+      if (part && (!mount || part.length > mount.length)) continue;
+      candidates.add(
         mount ??
-        (inside(file.path, SERVICE_ACCOUNT_MOUNT_PATH)
-          ? SERVICE_ACCOUNT_MOUNT_PATH
-          : posix.dirname(file.path));
-      candidates.add(root);
+          (inside(file.path, SERVICE_ACCOUNT_MOUNT_PATH)
+            ? SERVICE_ACCOUNT_MOUNT_PATH
+            : posix.dirname(file.path)),
+      );
     }
   }
   const roots: string[] = [];
   for (const root of [...candidates].sort()) {
-    if (reserved(root)) {
+    if (RESERVED.includes(root)) {
       warnings.push(
         `the pod mounts a volume at ${root}, which the dev container cannot share; its files are left out`,
       );

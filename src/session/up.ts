@@ -377,7 +377,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
       const made = await step('Starting the sidecar', () =>
         createSidecarOnlySession(docker, spec, {
           files: options.sidecarOnly!,
-          mountPaths: (app.volumeMounts ?? []).map((m) => m.mountPath),
+          podMounts: app.volumeMounts ?? [],
           beforeJoin: waitReady,
           signal,
         }),
