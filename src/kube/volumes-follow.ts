@@ -87,6 +87,21 @@ function sameVersion<T extends { metadata?: { resourceVersion?: string } }>(
   return before.metadata?.resourceVersion === next.metadata?.resourceVersion;
 }
 
+/**
+ * A subPath mount once its volume changed. The kubelet never updates subPath mounts: the
+ * container keeps the file or directory it bind-mounted from the volume's old `..data`
+ * generation. A single file keeps its content; a directory loses its files, because the
+ * kubelet deletes the old generation once the new one is in place.
+ */
+function subPathAfterUpdate(before: MountLayout, now: MountLayout): MountLayout {
+  if (before.volumeDigest === undefined || before.volumeDigest === now.volumeDigest) {
+    return { ...before, volumeDigest: now.volumeDigest };
+  }
+  const root = before.directories.find((d) => d.path === d.mountPath);
+  if (!root) return { ...before, volumeDigest: now.volumeDigest };
+  return { ...before, files: [], tokens: [], directories: [root], volumeDigest: now.volumeDigest };
+}
+
 function sameFile(a: VolumeFile, b: VolumeFile): boolean {
   return a.mode === b.mode && a.uid === b.uid && a.gid === b.gid && a.content.equals(b.content);
 }
@@ -189,8 +204,7 @@ export async function followVolumes(
         warn(`${m.error.message}; the files of ${m.mount.mountPath} stay as they were`);
         return before ?? { ...m, files: [], directories: [], tokens: [] };
       }
-      // The kubelet never updates a subPath mount after the container started.
-      if (before && (m.mount.subPath || m.mount.subPathExpr)) return before;
+      if (before && (m.mount.subPath || m.mount.subPathExpr)) return subPathAfterUpdate(before, m);
       return m;
     });
     if (previousMounts.size === 0 && options.initial) {

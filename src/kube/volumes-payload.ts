@@ -29,6 +29,8 @@ export interface Projection {
   mode: number;
   /** From a Secret or a service-account token. */
   secret: boolean;
+  /** Owner when not root (tokens, with the pod's common runAsUser). */
+  uid?: number;
 }
 
 /** A volume's files by path relative to its root ("a.txt", "conf/app.yaml"). */
@@ -171,6 +173,11 @@ export function downwardPayload(
       if (!ctx.live && (field === 'metadata.labels' || field === 'metadata.annotations')) {
         warnings.push(
           `downward API file ${path}: ${field} read from the pod template, without what controllers add to a running pod`,
+        );
+      }
+      if (ctx.live && (field === 'metadata.annotations' || field.includes("['kubernetes.io/config.seen']"))) {
+        warnings.push(
+          `downward API file ${path}: the kubelet's kubernetes.io/config.seen annotation is approximated by the pod's start time`,
         );
       }
       value = fieldRefValue(item.fieldRef, ctx.pod);

@@ -19,6 +19,7 @@
  * would keep the pod from starting (a missing non-optional ConfigMap, Secret or key) is
  * an error naming the volume and the object, worded like the kubelet's event.
  */
+import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import type {
   V1ConfigMap,
@@ -43,6 +44,7 @@ import {
   downwardPayload,
   NESTED_DIRECTORY_MODE,
   type Payload,
+  type Projection,
   secretPayload,
   volumeRootMode,
   withFsGroup,
@@ -160,6 +162,8 @@ export interface MountLayout {
   tokens: VolumeToken[];
   /** Set when the kubelet would fail to mount the volume. */
   error?: DevboxError;
+  /** Identifies the volume's whole content: the kubelet rewrites a volume (new `..data`) when it changes. */
+  volumeDigest?: string;
 }
 
 /** The ConfigMaps, Secrets and ServiceAccounts the container's volumes read. */
@@ -219,6 +223,21 @@ function copiedType(volume: V1Volume): string | undefined {
 
 function findContainer(spec: V1PodSpec | undefined, name: string): V1Container | undefined {
   return spec?.containers?.find((c) => c.name === name) ?? spec?.initContainers?.find((c) => c.name === name);
+}
+
+/**
+ * The uid every init and regular container runs as, when they all name the same one in
+ * their spec (the kubelet's FsUserFrom); undefined otherwise.
+ */
+export function podFsUser(spec: V1PodSpec): number | undefined {
+  let fsUser: number | undefined;
+  for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? [])]) {
+    const uid = c.securityContext?.runAsUser ?? spec.securityContext?.runAsUser;
+    if (uid === undefined || uid === null) return undefined;
+    if (fsUser !== undefined && fsUser !== uid) return undefined;
+    fsUser = uid;
+  }
+  return fsUser;
 }
 
 /** The pod's service account, as the API server defaults it. */
@@ -287,10 +306,30 @@ async function mountsWithServiceAccount(
   return { mounts, volumes };
 }
 
+/** Annotations the kubelet adds to its own copy of every pod it gets from the API server. */
+export const KUBELET_SEEN_ANNOTATION = 'kubernetes.io/config.seen';
+export const KUBELET_SOURCE_ANNOTATION = 'kubernetes.io/config.source';
+
+/**
+ * The pod as its kubelet sees it: downward API files of annotations read the kubelet's copy,
+ * which carries when it first saw the pod (RFC 3339 with nanoseconds; approximated here by
+ * the pod's start time, which the kubelet sets in the same sync) and where it came from.
+ */
+function withKubeletAnnotations(pod: PodFields & { status?: { startTime?: Date | string } }): PodFields {
+  if (!pod.metadata?.uid) return pod;
+  const seen = pod.status?.startTime ?? pod.metadata.creationTimestamp;
+  const annotations = { ...(pod.metadata.annotations ?? {}) };
+  annotations[KUBELET_SOURCE_ANNOTATION] ??= 'api';
+  if (seen !== undefined)
+    annotations[KUBELET_SEEN_ANNOTATION] ??= new Date(seen).toISOString().replace('.000Z', 'Z');
+  return { ...pod, metadata: { ...pod.metadata, annotations } };
+}
+
 /** A volume's files and the tokens among them, computed once per volume. */
 interface VolumeContents {
   type: GeneratedType;
   payload: Payload;
+  digest: string;
   tokens: {
     path: string;
     serviceAccount: string;
@@ -397,9 +436,11 @@ async function volumeContents(
           const expirationSeconds = tp.expirationSeconds ?? 3600;
           const minted = await mintToken(ctx, account, audiences, expirationSeconds);
           const path = cleanVolumePath(tp.path);
-          // The kubelet writes tokens 0600 when fsGroup is set and lets the ownership pass add group read.
-          const mode = ctx.fsGroup !== undefined ? 0o600 : defaultMode;
-          payload.set(path, { content: Buffer.from(minted.token, 'utf8'), mode, secret: true });
+          // With fsGroup or a common runAsUser the kubelet writes tokens 0600, owned by that user;
+          // the fsGroup ownership pass then adds group read.
+          const fsUser = podFsUser(ctx.spec);
+          const mode = ctx.fsGroup !== undefined || fsUser !== undefined ? 0o600 : defaultMode;
+          payload.set(path, { content: Buffer.from(minted.token, 'utf8'), mode, secret: true, uid: fsUser });
           tokens.push({
             path,
             serviceAccount: account,
@@ -420,7 +461,17 @@ async function volumeContents(
     }
     if (errors.length) throw mountError(volume.name, errors);
   }
-  return { type, payload, tokens };
+  return { type, payload, tokens, digest: payloadDigest(payload) };
+}
+
+function payloadDigest(payload: Payload): string {
+  const hash = createHash('sha256');
+  for (const path of [...payload.keys()].sort()) {
+    const p = payload.get(path) as Projection;
+    hash.update(`${path}\0${p.mode}\0${p.uid ?? ''}\0${p.content.length}\0`);
+    hash.update(p.content);
+  }
+  return hash.digest('hex');
 }
 
 /** Directories implied by nested payload paths ("a/b/c" → "a", "a/b"). */
@@ -463,6 +514,7 @@ function placeContents(
     if (!p) return;
     files.push({
       ...base,
+      uid: p.uid ?? 0,
       path: at,
       content: p.content,
       mode: withFsGroup(p.mode, false, ctx.fsGroup),
@@ -566,7 +618,9 @@ export async function resolveMounts(
   }
   const warnings: string[] = [];
   const live = input.livePod ?? (isAdmittedPod(input.pod) ? input.pod : undefined);
-  const fieldPod: PodFields = live ?? { ...input.pod, metadata: { namespace, ...input.pod.metadata } };
+  const fieldPod: PodFields = live
+    ? withKubeletAnnotations(live)
+    : { ...input.pod, metadata: { namespace, ...input.pod.metadata } };
   const ctx: Context = {
     namespace,
     spec,
@@ -635,6 +689,7 @@ export async function resolveMounts(
       layout.files = placed.files;
       layout.directories = placed.directories;
       layout.tokens = placed.tokens;
+      layout.volumeDigest = (await pending).digest;
       if (placed.createdSubPath) {
         const set = created.get(volume.name) ?? new Set();
         set.add(placed.createdSubPath);
@@ -686,7 +741,7 @@ export function assembleLayout(mounts: readonly MountLayout[], warnings: readonl
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   directories.sort((a, b) => depth(a.path) - depth(b.path) || (a.path < b.path ? -1 : 1));
   copies.sort((a, b) => depth(a.mountPath) - depth(b.mountPath));
-  return { files, directories, copies, tokens, warnings: [...warnings] };
+  return { files, directories, copies, tokens, warnings: [...new Set(warnings)] };
 }
 
 /** What the mounted volumes read, for following them. */

@@ -34,25 +34,42 @@ export async function containerEnv(
 /** One path as the container sees it (symlinks followed, as the app opening it does). */
 export interface SeenEntry {
   path: string;
-  type: 'file' | 'directory' | 'other';
+  type: 'file' | 'directory' | 'symlink' | 'other';
   mode: number;
   uid: number;
   gid: number;
   /** base64, files only. */
   content?: string;
+  linkname?: string;
+  /** Set when the container's user may not read it (EACCES): its mode and owner are still known. */
+  unreadable?: string;
 }
 
-// Walks each root (following symlinks; the kubelet's `..data` internals are skipped) and prints JSON.
+// Walks each root and prints JSON: through symlinks as the app opens paths (the kubelet's
+// `..data` internals skipped), or with lstat to see links themselves.
 const walkScript = `
 const fs = require('fs'), path = require('path');
 const out = [];
+const lstat = process.argv[2] === 'lstat';
 const seen = (p) => {
-  const s = fs.statSync(p);
-  const type = s.isFile() ? 'file' : s.isDirectory() ? 'directory' : 'other';
+  const s = lstat ? fs.lstatSync(p) : fs.statSync(p);
+  const type = s.isFile() ? 'file' : s.isDirectory() ? 'directory' : s.isSymbolicLink() ? 'symlink' : 'other';
   const e = { path: p, type, mode: s.mode & 0o7777, uid: s.uid, gid: s.gid };
-  if (type === 'file') e.content = fs.readFileSync(p).toString('base64');
+  try {
+    if (type === 'file') e.content = fs.readFileSync(p).toString('base64');
+  } catch (err) {
+    e.unreadable = err.code;
+  }
+  if (type === 'symlink') e.linkname = fs.readlinkSync(p);
   out.push(e);
-  if (type === 'directory') for (const n of fs.readdirSync(p).sort()) if (!n.startsWith('..')) seen(path.join(p, n));
+  if (type !== 'directory') return;
+  let names = [];
+  try {
+    names = fs.readdirSync(p).sort();
+  } catch (err) {
+    e.unreadable = err.code;
+  }
+  for (const n of names) if (!n.startsWith('..')) seen(path.join(p, n));
 };
 for (const root of JSON.parse(process.argv[1])) { try { seen(root); } catch (err) { out.push({ path: root, error: err.code }); } }
 process.stdout.write(JSON.stringify(out));
@@ -64,9 +81,11 @@ export async function containerFiles(
   pod: string,
   container: string,
   roots: string[],
+  options: { lstat?: boolean } = {},
 ): Promise<Map<string, SeenEntry>> {
+  const args = [JSON.stringify(roots), options.lstat ? 'lstat' : 'stat'];
   const out = await kubectl(
-    ['-n', namespace, 'exec', pod, '-c', container, '--', 'node', '-e', walkScript, JSON.stringify(roots)],
+    ['-n', namespace, 'exec', pod, '-c', container, '--', 'node', '-e', walkScript, ...args],
     { timeoutMs: 60_000 },
   );
   const entries = JSON.parse(out) as (SeenEntry & { error?: string })[];

@@ -117,6 +117,7 @@ function livePod(): V1Pod {
           volumeMounts: [
             { name: 'cfg', mountPath: '/etc/app' },
             { name: 'cfg', mountPath: '/etc/level', subPath: 'level' },
+            { name: 'cfg-items', mountPath: '/srv/conf', subPath: 'conf' },
             { name: 'creds', mountPath: '/etc/creds' },
             { name: 'info', mountPath: '/etc/info' },
             { name: 'tok', mountPath: '/var/run/tok' },
@@ -125,6 +126,10 @@ function livePod(): V1Pod {
       ],
       volumes: [
         { name: 'cfg', configMap: { name: 'app-config' } },
+        {
+          name: 'cfg-items',
+          configMap: { name: 'app-config', items: [{ key: 'app.yaml', path: 'conf/app.yaml' }] },
+        },
         { name: 'creds', secret: { secretName: 'db', optional: true } },
         {
           name: 'info',
@@ -215,6 +220,9 @@ describe('followVolumes', () => {
     // The subPath mount keeps what the container started with, as in the pod.
     assert.equal(contentOf(change, '/etc/level'), undefined);
     assert.equal(change.layout.files.find((f) => f.path === '/etc/level')?.content.toString(), 'debug');
+    // A subPath directory loses its files: the kubelet deletes the volume's old generation it points into.
+    assert.deepEqual(change.removed, ['/srv/conf/app.yaml']);
+    assert.ok(change.layout.directories.some((d) => d.path === '/srv/conf'));
     stop.abort();
     await done;
   });
@@ -320,6 +328,7 @@ describe('followVolumes', () => {
         '/etc/creds/user',
         '/etc/info/labels',
         '/etc/level',
+        '/srv/conf/app.yaml',
         '/var/run/tok/token',
       ],
     );

@@ -84,7 +84,11 @@ function pod(container: Partial<V1Container>, spec: Partial<V1PodSpec> = {}): V1
       serviceAccountName: 'api-sa',
       ...spec,
     },
-    status: { podIP: '10.244.1.7', hostIP: '172.18.0.2', startTime: '2026-05-01T10:00:00Z' as unknown as Date },
+    status: {
+      podIP: '10.244.1.7',
+      hostIP: '172.18.0.2',
+      startTime: '2026-05-01T10:00:00Z' as unknown as Date,
+    },
   };
 }
 
@@ -436,6 +440,37 @@ describe('projected volumes', () => {
     );
     const layout = await layoutOf(p);
     assert.deepEqual(summary(layout.files)['/etc/app/token'], [`token:${NS}:api-sa::3600`, '640']);
+  });
+
+  it('writes tokens 0600 owned by the pod user when every container runs as the same uid', async () => {
+    const p = mounted(
+      {
+        name: 'tok',
+        projected: {
+          sources: [{ serviceAccountToken: { path: 'token' } }, { configMap: { name: 'app-config' } }],
+        },
+      },
+      {},
+      { securityContext: { runAsUser: 1000 } },
+    );
+    const layout = await layoutOf(p, appConfig);
+    const token = layout.files.find((f) => f.path === '/etc/app/token');
+    assert.equal(token?.mode, 0o600);
+    assert.equal(token?.uid, 1000);
+    // Only tokens take the user; other files stay root's.
+    assert.equal(layout.files.find((f) => f.path === '/etc/app/log.level')?.uid, 0);
+    // Containers naming different users: no common user, the default mode.
+    const mixed = mounted(
+      { name: 'tok', projected: { sources: [{ serviceAccountToken: { path: 'token' } }] } },
+      {},
+      {
+        securityContext: { runAsUser: 1000 },
+        initContainers: [{ name: 'init', image: 'i', securityContext: { runAsUser: 2000 } }],
+      },
+    );
+    const other = (await layoutOf(mixed)).files[0];
+    assert.equal(other?.mode, 0o644);
+    assert.equal(other?.uid, 0);
   });
 
   it('reports all failing sources of a volume together', async () => {
