@@ -14,7 +14,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar, { type Header, type Pack } from 'tar-stream';
 import { DevboxError, errorText } from '../util/errors.js';
-import type { VolumeCopy } from './volumes.js';
+import type { VolumeCopy, VolumeLayout } from './volumes.js';
 
 /** The tunnel call the copy needs (TunnelClient.files). */
 export interface FilesSource {
@@ -187,6 +187,46 @@ async function collect(stream: EntryBody): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
+}
+
+/**
+ * The generated part of a layout (directories with their modes and owners, then files) as a
+ * tar stream named for extraction at `/`, for Docker's `putArchive(container, '/', tar)`.
+ */
+export function layoutTar(
+  layout: Pick<VolumeLayout, 'files' | 'directories'>,
+  options: { mtime?: Date } = {},
+): Readable {
+  const mtime = options.mtime ?? new Date();
+  const pack = tar.pack();
+  for (const d of layout.directories) {
+    pack.entry({
+      name: `${relativeMountPath(d.path)}/`,
+      type: 'directory',
+      mode: d.mode,
+      uid: d.uid,
+      gid: d.gid,
+      mtime,
+    });
+  }
+  for (const f of layout.files) {
+    pack.entry(
+      {
+        name: relativeMountPath(f.path),
+        type: 'file',
+        size: f.content.length,
+        mode: f.mode,
+        uid: f.uid,
+        gid: f.gid,
+        mtime,
+      },
+      f.content,
+    );
+  }
+  pack.finalize();
+  const out = new PassThrough();
+  pipeline(pack, out).catch((err) => out.destroy(err));
+  return out;
 }
 
 /** One entry of a tar stream, read whole. */

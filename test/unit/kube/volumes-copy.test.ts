@@ -5,7 +5,12 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, describe, it } from 'node:test';
 import { packPath } from '../../../src/agent/files.js';
-import { type FilesSource, mountContentsTar, readTarEntries } from '../../../src/kube/volumes-copy.js';
+import {
+  type FilesSource,
+  layoutTar,
+  mountContentsTar,
+  readTarEntries,
+} from '../../../src/kube/volumes-copy.js';
 import { isDevboxError } from '../../../src/util/errors.js';
 import { Fixtures } from '../tunnel/harness.js';
 
@@ -171,6 +176,38 @@ describe('copying mount contents', () => {
     await assert.rejects(
       mountContentsTar(localAgent, { agentPath: '/x', mountPath: '/', readOnly: false }),
       (err) => isDevboxError(err, 'BAD_INPUT'),
+    );
+  });
+
+  it('packs a generated layout with directory and file modes and owners', async () => {
+    const base = { volume: 'v', mountPath: '/etc/app', readOnly: true, live: true, secret: false };
+    const entries = await readTarEntries(
+      layoutTar({
+        directories: [
+          { path: '/etc/app', mode: 0o3777, uid: 0, gid: 2000, volume: 'v', mountPath: '/etc/app' },
+          { path: '/etc/app/db', mode: 0o2755, uid: 0, gid: 2000, volume: 'v', mountPath: '/etc/app' },
+        ],
+        files: [
+          {
+            ...base,
+            path: '/etc/app/db/password',
+            content: Buffer.from('pw'),
+            mode: 0o440,
+            uid: 0,
+            gid: 2000,
+          },
+          { ...base, path: '/etc/app/token', content: Buffer.from('jwt'), mode: 0o640, uid: 1000, gid: 2000 },
+        ],
+      }),
+    );
+    assert.deepEqual(
+      entries.map((e) => [e.path, e.type, e.mode.toString(8), e.uid, e.gid, e.content?.toString() ?? '']),
+      [
+        ['/etc/app', 'directory', '3777', 0, 2000, ''],
+        ['/etc/app/db', 'directory', '2755', 0, 2000, ''],
+        ['/etc/app/db/password', 'file', '440', 0, 2000, 'pw'],
+        ['/etc/app/token', 'file', '640', 1000, 2000, 'jwt'],
+      ],
     );
   });
 });
