@@ -59,6 +59,7 @@ export interface FollowVolumesOptions {
 }
 
 const DAY_MS = 24 * 3600 * 1000;
+const TOKEN_RETRY_MS = 10_000;
 
 interface CachedToken {
   minted: MintedToken;
@@ -143,7 +144,6 @@ export async function followVolumes(
       },
       Math.max(0, at - Date.now()),
     );
-    timer.unref();
     timers.add(timer);
   };
   const lookup: VolumeLookup = {
@@ -163,7 +163,14 @@ export async function followVolumes(
       const cached = tokens.get(key);
       if (cached && Date.now() < cached.renewAt) return cached.minted;
       const issuedAt = Date.now();
-      const minted = await direct.requestToken(ns, account, opts);
+      let minted: MintedToken;
+      try {
+        minted = await direct.requestToken(ns, account, opts);
+      } catch (err) {
+        // The old token stays in the files (the volume keeps its last content); try again soon.
+        scheduleTokenRenewal(Date.now() + TOKEN_RETRY_MS);
+        throw err;
+      }
       const renewAt = renewTime(issuedAt, minted.expiresAt, opts.expirationSeconds, fraction);
       tokens.set(key, { minted, renewAt });
       scheduleTokenRenewal(renewAt);

@@ -31,6 +31,7 @@ import type {
   V1VolumeMount,
 } from '@kubernetes/client-node';
 import { DevboxError, errorText } from '../util/errors.js';
+import { KubeApiError } from './api-errors.js';
 import type { MintedToken } from './client.js';
 import type { PodFields, ResourceList } from './downward.js';
 import type { PodLike } from './env.js';
@@ -434,8 +435,18 @@ async function volumeContents(
           const account = serviceAccountOf(ctx.spec);
           const audiences = tp.audience ? [tp.audience] : [];
           const expirationSeconds = tp.expirationSeconds ?? 3600;
-          const minted = await mintToken(ctx, account, audiences, expirationSeconds);
           const path = cleanVolumePath(tp.path);
+          let minted: MintedToken;
+          try {
+            minted = await mintToken(ctx, account, audiences, expirationSeconds);
+          } catch (err) {
+            // devbox's own permissions, not the pod's: the rest of the volume is still right.
+            if (!(err instanceof KubeApiError && (err.status === 403 || err.status === 401))) throw err;
+            warnings.push(
+              `volume ${volume.name}: no token for ServiceAccount ${ctx.namespace}/${account} (create serviceaccounts/token is not allowed); ${path} is left out`,
+            );
+            continue;
+          }
           // With fsGroup or a common runAsUser the kubelet writes tokens 0600, owned by that user;
           // the fsGroup ownership pass then adds group read.
           const fsUser = podFsUser(ctx.spec);

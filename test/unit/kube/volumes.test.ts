@@ -10,6 +10,7 @@ import type {
   V1Volume,
   V1VolumeMount,
 } from '@kubernetes/client-node';
+import { KubeApiError } from '../../../src/kube/api-errors.js';
 import {
   type ResolveVolumesInput,
   resolveVolumes,
@@ -471,6 +472,28 @@ describe('projected volumes', () => {
     const other = (await layoutOf(mixed)).files[0];
     assert.equal(other?.mode, 0o644);
     assert.equal(other?.uid, 0);
+  });
+
+  it('leaves a token out, with a warning, when devbox may not mint it', async () => {
+    const { lookup } = fakeLookup(appConfig);
+    lookup.requestToken = async () => {
+      throw new KubeApiError(403, 'Forbidden', 'serviceaccounts "api-sa" is forbidden');
+    };
+    const p = mounted({
+      name: 'tok',
+      projected: {
+        sources: [{ serviceAccountToken: { path: 'token' } }, { configMap: { name: 'app-config' } }],
+      },
+    });
+    const layout = await resolveVolumes({ pod: p, container: 'app' }, lookup);
+    assert.deepEqual(Object.keys(summary(layout.files)), ['/etc/app/app.yaml', '/etc/app/log.level']);
+    assert.ok(
+      layout.warnings.some((w) =>
+        /^volume tok: no token for ServiceAccount shop\/api-sa \(create serviceaccounts\/token is not allowed\); token is left out$/.test(
+          w,
+        ),
+      ),
+    );
   });
 
   it('reports all failing sources of a volume together', async () => {
