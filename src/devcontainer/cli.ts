@@ -144,16 +144,14 @@ export function logText(line: string): string | undefined {
 
 /** The last meaningful lines of a log, for an error message. */
 export function logTail(lines: readonly string[], count = 15): string[] {
+  const banner =
+    /^DEPRECATED: The legacy builder|^\s+(Install the buildx|https:\/\/docs\.docker\.com\/go\/buildx)/;
+  // The CLI's own stack trace of the command that failed says nothing the build output does not.
+  const rethrow = /^\s+at |^Error: Command failed: /;
   const useful = lines
     .flatMap((l) => l.split('\n'))
     .map((l) => l.trimEnd())
-    .filter(
-      (l) =>
-        l.trim() &&
-        !/^DEPRECATED: The legacy builder|^\s+(Install the buildx|https:\/\/docs\.docker\.com\/go\/buildx)/.test(
-          l,
-        ),
-    );
+    .filter((l) => l.trim() && !banner.test(l) && !rethrow.test(l));
   return useful.slice(-count);
 }
 

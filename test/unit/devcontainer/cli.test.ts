@@ -38,12 +38,13 @@ describe('Dev Containers CLI output', () => {
     assert.equal(logText('not json'), 'not json');
   });
 
-  it('keeps the last useful lines, without the legacy builder banner', () => {
+  it('keeps the last useful lines, without the legacy builder banner or the CLI stack trace', () => {
     const tail = logTail([
       'DEPRECATED: The legacy builder is deprecated\n            Install the buildx component to build images with BuildKit:\n',
       'Step 1/2 : FROM x\n',
       '\n',
       "The command '/bin/sh -c false' returned a non-zero code: 1\n",
+      'Error: Command failed: docker build -f x\n    at IW (/x/devContainersSpecCLI.js:470:2009)\n',
     ]);
     assert.deepEqual(tail, [
       'Step 1/2 : FROM x',
