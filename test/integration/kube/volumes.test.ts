@@ -297,7 +297,7 @@ describe('volumes as the kubelet lays them out', { timeout: 600_000 }, () => {
     );
   });
 
-  it('follows a ConfigMap change within 5 s, and matches the pod once the kubelet caught up', async () => {
+  it('follows a ConfigMap change within 5 s, and matches the pod once the kubelet caught up', async (t) => {
     const pod = await readyPod(ns.name, 'app=vol-plain');
     const live = (await client.get('Pod', ns.name, pod)) as V1Pod;
     const input = await podVolumesInput(client, live, 'app');
@@ -337,6 +337,7 @@ describe('volumes as the kubelet lays them out', { timeout: 600_000 }, () => {
       }
       const report = changes.find((c) => c.change.files.some((f) => f.path === '/etc/app/level'));
       assert.ok(report && report.at - changedAt < 5000);
+      t.diagnostic(`change reported ${report.at - changedAt} ms after kubectl patch started`);
       const changedPaths = report.change.files.map((f) => f.path).sort();
       // Whole-volume mounts change; the subPath mount keeps its first content, as in the pod.
       assert.deepEqual(changedPaths, ['/etc/app/level', '/etc/items/level']);
