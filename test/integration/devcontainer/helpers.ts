@@ -8,7 +8,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { shopManifests } from '../../../src/demo/shop.js';
@@ -123,7 +123,15 @@ RUN mkdir -p /usr/local/share /usr/local/lib /home/node && adduser -D -u 1000 -h
   }
 }
 
-/** A project folder with the given files (paths relative to it); removed by `remove`. */
+/** Removes the images the Dev Containers CLI built for the project folder `dir` (`vsc-<folder>-…`). */
+export async function removeBuiltImages(dir: string): Promise<void> {
+  const prefix = `vsc-${basename(dir).toLowerCase()}-`;
+  const { stdout } = await docker(['images', '--format', '{{.Repository}}:{{.Tag}}']);
+  const mine = stdout.split('\n').filter((ref) => ref.startsWith(prefix));
+  if (mine.length) await docker(['rmi', '-f', ...mine]);
+}
+
+/** A project folder with the given files (paths relative to it); `remove` deletes it and the images built for it. */
 export async function project(
   files: Record<string, string>,
 ): Promise<{ dir: string; remove: () => Promise<void> }> {
@@ -132,7 +140,13 @@ export async function project(
     await fs.mkdir(dirname(join(dir, path)), { recursive: true });
     await fs.writeFile(join(dir, path), content);
   }
-  return { dir, remove: () => fs.rm(dir, { recursive: true, force: true }) };
+  return {
+    dir,
+    remove: async () => {
+      await removeBuiltImages(dir);
+      await fs.rm(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** A local Feature that writes its option into /usr/local/share/hello (proves features and their options run). */

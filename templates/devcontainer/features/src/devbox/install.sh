@@ -16,7 +16,7 @@ fail() {
 }
 
 command -v node >/dev/null 2>&1 ||
-  fail "Node.js 20 or newer must be in the image: add the Feature ghcr.io/devcontainers/features/node (it installs first) or start from a Node.js image."
+  fail "Node.js 20 or newer must be in the image: start from a Node.js image, or add the Feature ghcr.io/devcontainers/features/node before this one (first in \"features\", or with overrideFeatureInstallOrder)."
 node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
   fail "devbox needs Node.js 20 or newer; the image has $(node --version)."
 
