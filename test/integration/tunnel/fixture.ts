@@ -12,6 +12,7 @@ import { createCipheriv, createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import type { SidecarStatus } from '../../../src/sidecar/sidecar.js';
 import {
   clusterDir,
   clusterImages,
@@ -175,7 +176,7 @@ spec:
 export interface World {
   ns: string;
   app: string;
-  /** `devbox-<app>`: the local service container. */
+  /** The local service container (`devbox up` names it). */
   service: string;
   sidecar: string;
   /** Runs `node -e script args…` in the local service container; rejects on a non-zero exit. */
@@ -184,6 +185,8 @@ export interface World {
   inPod(script: string, args?: string[], timeoutMs?: number): Promise<string>;
   /** Starts `node -e script args…` in the client pod and hands over its stdout lines as they come. */
   streamInPod(script: string, args: string[]): LineStream;
+  /** The sidecar's status document (`sidecar.mjs status`). */
+  sidecarStatus(): Promise<SidecarStatus>;
   /** `devbox down` (once). */
   down(): Promise<void>;
   /** `devbox down` unless done, then the namespace goes. Safe to call twice. */
@@ -206,6 +209,19 @@ export async function devbox(args: string[], timeoutMs = 240_000): Promise<strin
   }
 }
 
+/** Names of a session's local containers. */
+export interface LocalContainers {
+  service: string;
+  sidecar: string;
+}
+
+/** `devbox up <workload> -n <ns> --detach`; the containers' names as it reports them. */
+export async function devboxUp(workload: string, ns: string): Promise<LocalContainers> {
+  const out = await devbox(['up', workload, '-n', ns, '--detach', '-o', 'json']);
+  const result = JSON.parse(out) as { containers: LocalContainers };
+  return { service: result.containers.service, sidecar: result.containers.sidecar };
+}
+
 /**
  * Creates the namespace and the world, waits for it, and runs `devbox up <app> --detach`
  * with the app server as the local command. A failure on the way tears down what exists.
@@ -214,6 +230,7 @@ export async function startWorld(prefix: string, app: string): Promise<World> {
   const namespace = await testNamespace(prefix);
   const ns = namespace.name;
   let upDone = false;
+  let containers: LocalContainers = { service: '', sidecar: '' };
   const down = async () => {
     if (!upDone) return;
     upDone = false;
@@ -236,17 +253,17 @@ export async function startWorld(prefix: string, app: string): Promise<World> {
       }),
     ]);
     upDone = true;
-    await devbox(['up', app, '-n', ns, '--detach']);
+    containers = await devboxUp(app, ns);
   } catch (err) {
     await teardown().catch(() => undefined);
     throw err;
   }
-  const service = `devbox-${app}`;
+  const { service, sidecar } = containers;
   return {
     ns,
     app,
     service,
-    sidecar: `${service}-sidecar`,
+    sidecar,
     down,
     teardown,
     async local(script, args = [], timeoutMs = 30_000) {
@@ -258,6 +275,18 @@ export async function startWorld(prefix: string, app: string): Promise<World> {
     },
     inPod(script, args = [], timeoutMs = 30_000) {
       return kubectl(['-n', ns, 'exec', 'client', '--', 'node', '-e', script, ...args], { timeoutMs });
+    },
+    async sidecarStatus() {
+      const result = await docker([
+        'exec',
+        sidecar,
+        'node',
+        '/devbox/sidecar.mjs',
+        'status',
+        '/devbox/config.json',
+      ]);
+      if (result.code !== 0) throw new Error(`sidecar status failed: ${result.stderr}${result.stdout}`);
+      return JSON.parse(result.stdout) as SidecarStatus;
     },
     streamInPod(script, args) {
       return streamLines(join(clusterDir, 'bin', 'kubectl'), [

@@ -182,3 +182,22 @@ const tick = setInterval(() => {
   req.on('error', (e) => report({ error: e.code || e.message }));
 }, 50);
 `;
+
+/**
+ * Arguments: host, port, count, how (`end`: half-close, `destroy`: close). Opens `count`
+ * connections that send nothing and close at once, like a TCP health check; prints
+ * `{ closed }`, the number also closed by the far side, once all are or after 5 s.
+ */
+export const SILENT_CLOSE_PROBE = `
+const net = require('node:net');
+const [host, port, count, how] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3]), process.argv[4]];
+let closed = 0;
+const report = () => { console.log(JSON.stringify({ closed })); process.exit(0); };
+for (let i = 0; i < count; i++) {
+  const socket = net.connect({ host, port });
+  socket.on('error', () => {});
+  socket.on('close', () => { if (++closed === count) report(); });
+  socket.on('connect', () => (how === 'end' ? socket.end() : socket.destroy()));
+}
+setTimeout(report, 5000);
+`;

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { kubectl } from '../../support/cluster.js';
 import { BYTES_PORT, clusterIP, ECHO_PORT, expectedBytesDigest, startWorld, type World } from './fixture.js';
-import { DOWNLOAD_PROBE, TCP_ECHO_PROBE, UDP_ECHO_PROBE, WHERE_PROBE } from './probes.js';
+import { DOWNLOAD_PROBE, SILENT_CLOSE_PROBE, TCP_ECHO_PROBE, UDP_ECHO_PROBE, WHERE_PROBE } from './probes.js';
 
 const LARGE = 64 * 1024 * 1024;
 const LARGE_LIMIT_MS = 60_000;
@@ -66,6 +66,31 @@ describe('traffic through the tunnel', { timeout: 400_000 }, () => {
   it("answers an in-cluster client's requests to the workload's Service from the local container", async () => {
     const out = await world.inPod(WHERE_PROBE, [`http://${world.app}/`, '20']);
     assert.deepEqual(JSON.parse(out).answers, Array(20).fill('local'));
+  });
+
+  // Regression: an inbound stream whose END_STREAM arrived before the local connection was up never
+  // passed the end on, so such connections (TCP health checks among them) stayed open for good.
+  it('closes connections that send nothing, both ways, as the pod does, and keeps no stream open', async () => {
+    for (const how of ['end', 'destroy']) {
+      const args = (host: string, port: number) => [host, String(port), '20', how];
+      const closed = async (run: Promise<string>) => (JSON.parse(await run) as { closed: number }).closed;
+      const inbound = {
+        toPodApp: await closed(world.inPod(SILENT_CLOSE_PROBE, args('echo', 80))),
+        toLocalApp: await closed(world.inPod(SILENT_CLOSE_PROBE, args(world.app, 80))),
+      };
+      assert.deepEqual({ how, ...inbound }, { how, toPodApp: 20, toLocalApp: 20 });
+      const outbound = await closed(world.local(SILENT_CLOSE_PROBE, args('echo', ECHO_PORT)));
+      assert.deepEqual({ how, outbound }, { how, outbound: 20 });
+    }
+    // The agent's own TCP readiness probe goes the same way every 2 s: wait for a quiet moment.
+    let open: unknown;
+    for (let i = 0; i < 20; i++) {
+      const status = await world.sidecarStatus();
+      open = { streams: status.streamsOpen, inbound: status.inbound.open, outbound: status.outbound.tcpOpen };
+      if (status.streamsOpen + status.inbound.open + status.outbound.tcpOpen === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    assert.deepEqual(open, { streams: 0, inbound: 0, outbound: 0 });
   });
 
   it(`carries a ${LARGE >> 20} MB response from a cluster Service to the local container intact`, async (t) => {
