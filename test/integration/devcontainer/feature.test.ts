@@ -9,7 +9,6 @@ import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { findOnPath, writeDockerWrapper } from '../../../src/devcontainer/cli.js';
 import { parseJsonc } from '../../../src/devcontainer/jsonc.js';
 import { clusterImages, docker } from '../../support/cluster.js';
 import { devcontainer, devImage, execIn, removeBuiltImages, repoRoot, suffix, upOutcome } from './helpers.js';
@@ -122,17 +121,7 @@ describe('the devbox Feature and Template', { timeout: 900_000 }, () => {
         features: { './devbox': { package: './devbox.tgz' } },
       }),
     );
-    // As devbox runs it: failed legacy builds remove their containers (--force-rm).
-    const wrapper = await writeDockerWrapper(work, (await findOnPath('docker')) ?? 'docker');
-    const result = await devcontainer([
-      'up',
-      '--workspace-folder',
-      dir,
-      '--docker-path',
-      wrapper,
-      '--log-format',
-      'json',
-    ]);
+    const result = await devcontainer(['up', '--workspace-folder', dir, '--log-format', 'json']);
     assert.equal(upOutcome(result.stdout).outcome, 'error');
     assert.match(result.stderr, /Node\.js 20 or newer must be in the image/);
   });

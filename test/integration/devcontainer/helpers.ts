@@ -6,12 +6,13 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { promises as fs, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { shopManifests } from '../../../src/demo/shop.js';
+import { findOnPath, writeDockerWrapper } from '../../../src/devcontainer/cli.js';
 import { createKubeClient, type Workload } from '../../../src/kube/index.js';
 import { waitForRollout } from '../../../src/session/rollout.js';
 import { clusterImages, docker, kubeconfig, kubectl } from '../../support/cluster.js';
@@ -100,7 +101,7 @@ export async function clusterHears(
  */
 export async function devImage(): Promise<string> {
   const { runtime, busybox } = clusterImages();
-  const tag = `devbox-devcontainer-test:${createHash('sha256').update(`${runtime}\n${busybox}\n2`).digest('hex').slice(0, 12)}`;
+  const tag = `devbox-devcontainer-test:${createHash('sha256').update(`${runtime}\n${busybox}\n3`).digest('hex').slice(0, 12)}`;
   if ((await docker(['image', 'inspect', tag])).code === 0) return tag;
   const dir = await fs.mkdtemp(join(tmpdir(), 'devbox-dcimg-'));
   try {
@@ -112,7 +113,7 @@ COPY --from=node /usr/local/bin/node /usr/local/bin/node
 COPY --from=node /lib /lib
 COPY --from=node /lib64 /lib64
 COPY --from=node /etc/ssl /etc/ssl
-RUN mkdir -p /usr/local/share /usr/local/lib /home/node && adduser -D -u 1000 -h /home/node node 2>/dev/null || true
+RUN mkdir -p /usr/local/share /usr/local/lib /usr/bin /home/node && ln -sf /bin/env /usr/bin/env && (adduser -D -u 1000 -h /home/node node 2>/dev/null || true)
 `,
     );
     const built = await docker(['build', '--force-rm', '-q', '-t', tag, dir], 300_000);
@@ -174,12 +175,24 @@ export function devboxWith(
   return collect(child, options.timeoutMs ?? 300_000);
 }
 
+let wrapperDir: Promise<string> | undefined;
+/** A docker wrapper adding --force-rm to legacy builds, as devbox uses (failed test builds leave no container). */
+function dockerWrapper(): Promise<string> {
+  wrapperDir ??= (async () => {
+    const dir = await fs.mkdtemp(join(tmpdir(), 'devbox-dc-docker-'));
+    process.once('exit', () => void rmSync(dir, { recursive: true, force: true }));
+    return writeDockerWrapper(dir, (await findOnPath('docker')) ?? 'docker');
+  })();
+  return wrapperDir;
+}
+
 /** Runs the Dev Containers CLI itself, as an editor would. */
-export function devcontainer(
+export async function devcontainer(
   args: string[],
   options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
 ): Promise<RunResult> {
-  const child = spawn(devcontainerBin, args, {
+  const full = args.includes('--docker-path') ? args : [...args, '--docker-path', await dockerWrapper()];
+  const child = spawn(devcontainerBin, full, {
     env: { ...devboxEnv(), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
