@@ -32,4 +32,10 @@ export {
   type SidecarOnlyOptions,
 } from './session.js';
 export { type PodMount, volumeRoots } from './volumes.js';
-export { placeWorkspace, type WorkspacePlacement, workspaceTarget } from './workspace.js';
+export {
+  placeFolder,
+  placeWorkspace,
+  type WorkspaceInput,
+  type WorkspacePlacement,
+  workspaceTarget,
+} from './workspace.js';

@@ -8,17 +8,18 @@
  * Code or Codespaces is then all it takes.
  */
 import { promises as fs } from 'node:fs';
-import { dirname, isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
-import { containerNames } from '../docker/index.js';
+import { basename, dirname, isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
+import { containerNames, ensureRuntimeImage } from '../docker/index.js';
 import { findWorkload, pickContainer, resolveWorkloadEnv } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
-import { connectCluster } from '../session/connect.js';
+import { connectCluster, connectToDocker } from '../session/connect.js';
 import { DevboxError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import { type DevcontainerConfig, loadDevcontainer } from './config.js';
 import { gitIgnoreBeside } from './env-file.js';
 import { assertJoinable, planJoin } from './join-plan.js';
 import { joinedConfig } from './override.js';
+import { placeFolder } from './workspace.js';
 
 export interface InitOptions {
   target: KubeTarget;
@@ -204,6 +205,29 @@ export async function initDevcontainer(options: InitOptions): Promise<InitResult
     const env = await progress.step(`Reading the env of ${app.name}`, () =>
       resolveWorkloadEnv(client, workload, app.name),
     );
+
+    // The editor mounts the folder itself, unless the engine cannot see it (a remote engine,
+    // or this runs in a container): then the configuration names a translated path or a copy.
+    await fs.mkdir(paths.dir, { recursive: true });
+    for (const file of [paths.envFile, paths.labelFile]) await gitIgnoreBeside(file);
+    const docker = await connectToDocker(progress);
+    const runtime = await progress.step('Preparing the sidecar image', () => ensureRuntimeImage(docker));
+    const workspace = await progress.step('Checking how the Docker engine sees the project', () =>
+      placeFolder(
+        docker,
+        {
+          folder,
+          sample: join(paths.dir, '.gitignore'),
+          target:
+            typeof base.workspaceFolder === 'string' && base.workspaceFolder.startsWith('/')
+              ? base.workspaceFolder
+              : `/workspaces/${basename(folder)}`,
+          userMount: typeof base.workspaceMount === 'string',
+        },
+        runtime.tag,
+      ),
+    );
+    warnings.push(...workspace.notes);
     const names = sessionContainerNames(name, namespace);
     const joined = joinedConfig(base, runArgs, {
       sidecar: names.sidecar,
@@ -212,6 +236,7 @@ export async function initDevcontainer(options: InitOptions): Promise<InitResult
       envFile: paths.inWorkspace(paths.envFile),
       labelFile: paths.inWorkspace(paths.labelFile),
       envFileKeys: env.vars.map((v) => v.name),
+      ...(workspace.mode === 'as-is' ? {} : { workspace }),
     });
     for (const key of joined.replaced) warnings.push(`containerEnv ${key} is left out: the pod sets it`);
     const command = initializeCommand({
@@ -232,9 +257,7 @@ export async function initDevcontainer(options: InitOptions): Promise<InitResult
         base.initializeCommand === undefined ? command : { project: base.initializeCommand, devbox: command },
     };
 
-    await fs.mkdir(paths.dir, { recursive: true });
     await fs.writeFile(paths.configFile, renderConfig(config, { label, namespace, basedOn, folder }));
-    for (const file of [paths.envFile, paths.labelFile]) await gitIgnoreBeside(file);
     return {
       configFile: paths.configFile,
       ...(basedOn ? { basedOn } : {}),

@@ -44,24 +44,55 @@ export function workspaceTarget(loaded: LoadedDevcontainer): string {
     : `/workspaces/${basename(loaded.workspaceFolder)}`;
 }
 
+/** A project folder to get into a dev container. */
+export interface WorkspaceInput {
+  /** The folder on this machine. */
+  folder: string;
+  /** A file in it, read back through the engine to tell whether the engine sees the folder. */
+  sample: string;
+  /** Where it appears in the container. */
+  target: string;
+  /** The configuration sets its own workspaceMount: it is used as it is. */
+  userMount: boolean;
+}
+
 /**
- * Decides how the workspace reaches the dev container on `docker`'s engine.
- * `probeImage` is any image present on the engine (the runtime image).
+ * Decides how the workspace of a devcontainer.json reaches the dev container
+ * on `docker`'s engine. `probeImage` is any image present on the engine (the
+ * runtime image).
  */
-export async function placeWorkspace(
+export function placeWorkspace(
   docker: DockerClient,
   loaded: LoadedDevcontainer,
   probeImage: string,
 ): Promise<WorkspacePlacement> {
-  if (typeof loaded.config.workspaceMount === 'string') return { mode: 'as-is', notes: [] };
-  const folder = workspaceTarget(loaded);
-  const sample = relative(loaded.workspaceFolder, loaded.configFile).split(sep).join('/');
-  const expected = await fs.readFile(loaded.configFile);
+  return placeFolder(
+    docker,
+    {
+      folder: loaded.workspaceFolder,
+      sample: loaded.configFile,
+      target: workspaceTarget(loaded),
+      userMount: typeof loaded.config.workspaceMount === 'string',
+    },
+    probeImage,
+  );
+}
 
-  let hostPath: string | undefined = loaded.workspaceFolder;
+/** Decides how `input.folder` reaches a container on `docker`'s engine (see the module comment). */
+export async function placeFolder(
+  docker: DockerClient,
+  input: WorkspaceInput,
+  probeImage: string,
+): Promise<WorkspacePlacement> {
+  if (input.userMount) return { mode: 'as-is', notes: [] };
+  const { folder: local, target: folder } = input;
+  const sample = relative(local, input.sample).split(sep).join('/');
+  const expected = await fs.readFile(input.sample);
+
+  let hostPath: string | undefined = local;
   let translated = false;
   try {
-    const resolved = await resolveBindMounts(docker, [{ source: loaded.workspaceFolder, target: folder }]);
+    const resolved = await resolveBindMounts(docker, [{ source: local, target: folder }]);
     hostPath = resolved.mounts[0]?.source;
     translated = resolved.mode === 'container';
   } catch (err) {
@@ -75,10 +106,10 @@ export async function placeWorkspace(
       mode: 'translated',
       mount: `type=bind,source=${hostPath},target=${folder}`,
       folder,
-      notes: [`the workspace ${loaded.workspaceFolder} is mounted from the engine's path ${hostPath}`],
+      notes: [`the workspace ${local} is mounted from the engine's path ${hostPath}`],
     };
   }
-  const copy = await copyWorkspace(docker, loaded.workspaceFolder, probeImage);
+  const copy = await copyWorkspace(docker, local, probeImage);
   const where = isRemoteEngine(docker.endpoint)
     ? `the engine at ${docker.endpoint.host}`
     : `the engine (${docker.endpoint.host})`;
@@ -88,8 +119,8 @@ export async function placeWorkspace(
     folder,
     notes: [
       copy.created
-        ? `${where} cannot see ${loaded.workspaceFolder}: it was copied into the volume ${copy.volume}; edits in the dev container stay there`
-        : `${where} cannot see ${loaded.workspaceFolder}: using its copy in the volume ${copy.volume} (remove the volume to copy the folder afresh)`,
+        ? `${where} cannot see ${local}: it was copied into the volume ${copy.volume}; edits in the dev container stay there`
+        : `${where} cannot see ${local}: using its copy in the volume ${copy.volume} (remove the volume to copy the folder afresh)`,
     ],
   };
 }
