@@ -152,20 +152,23 @@ async function startSidecar(
   return sidecar;
 }
 
-/** Removes everything of the session; the original error is what the caller sees. */
-async function rollBack(docker: DockerClient, sessionId: string, err: unknown): Promise<never> {
+/**
+ * Removes everything of the session and returns the error to throw: the
+ * original one, with a note when the clean-up failed too.
+ */
+async function rollBack(docker: DockerClient, sessionId: string, err: unknown): Promise<unknown> {
   try {
     await removeSession(docker, sessionId, { timeoutSeconds: 2 });
+    return err;
   } catch (cleanup) {
     const note = `Containers of session ${sessionId} may be left behind (${errorText(cleanup)}); remove them with \`devbox clean\`.`;
     if (isDevboxError(err))
-      throw new DevboxError(err.code, err.message, {
+      return new DevboxError(err.code, err.message, {
         hint: err.hint ? `${err.hint}\n${note}` : note,
         cause: err,
       });
-    throw new DevboxError('INTERNAL', errorText(err), { hint: note, cause: err });
+    return new DevboxError('INTERNAL', errorText(err), { hint: note, cause: err });
   }
-  throw err;
 }
 
 /**
@@ -242,9 +245,12 @@ export async function createDevcontainerSession(
       warnings,
     };
   } catch (err) {
-    if (options.signal?.aborted && !isDevboxError(err))
-      return rollBack(docker, sessionId, options.signal.reason);
-    return rollBack(docker, sessionId, err);
+    // Awaited here, not returned: a rejected promise held across `finally` would go unhandled.
+    throw await rollBack(
+      docker,
+      sessionId,
+      options.signal?.aborted && !isDevboxError(err) ? options.signal.reason : err,
+    );
   } finally {
     await fs.rm(workDir, { recursive: true, force: true });
   }
@@ -315,8 +321,11 @@ export async function createSidecarOnlySession(
     );
     return { id: sessionId, sidecar, service: serviceName, volumes, warnings };
   } catch (err) {
-    if (options.signal?.aborted && !isDevboxError(err))
-      return rollBack(docker, sessionId, options.signal.reason);
-    return rollBack(docker, sessionId, err);
+    // Awaited here, not returned: a rejected promise held across `finally` would go unhandled.
+    throw await rollBack(
+      docker,
+      sessionId,
+      options.signal?.aborted && !isDevboxError(err) ? options.signal.reason : err,
+    );
   }
 }
