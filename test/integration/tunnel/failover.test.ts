@@ -40,6 +40,8 @@ describe('failover to the in-pod app', { timeout: 300_000 }, () => {
   });
 
   after(async () => {
+    // A test that failed mid-way may leave the sidecar frozen; Docker removes no paused container.
+    if (world) await docker(['unpause', world.sidecar]);
     await world?.teardown();
   });
 
