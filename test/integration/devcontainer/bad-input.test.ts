@@ -15,6 +15,7 @@ import {
   project,
   sessionContainers,
   sessionVolumes,
+  settled,
   suffix,
 } from './helpers.js';
 
@@ -47,6 +48,7 @@ describe('devbox up --devcontainer with bad input', { timeout: 900_000 }, () => 
   const assertNothingLeft = async () => {
     assert.deepEqual(await clusterSnapshot(ns.name), pristine);
     assert.deepEqual(await sessionContainers(ns.name), []);
+    await settled(ns.name, api);
   };
 
   it('a folder without devcontainer.json: where devbox looked and what to do', async () => {

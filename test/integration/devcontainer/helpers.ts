@@ -63,6 +63,15 @@ export async function deployShopAs(namespace: string, apiName: string): Promise<
   }
 }
 
+/**
+ * Waits until the workload's rollout is complete. A restore (down, or the undo
+ * of a failed up) starts a rollout whose status updates would race the next
+ * `devbox up`'s write of the workload.
+ */
+export async function settled(namespace: string, workload: string): Promise<void> {
+  await kubectl(['-n', namespace, 'rollout', 'status', `deployment/${workload}`, '--timeout=120s']);
+}
+
 /** What an in-cluster client (the inventory pod) gets from `http://<service>/`. */
 export async function askFromCluster(namespace: string, service: string): Promise<Record<string, unknown>> {
   const out = await kubectl([

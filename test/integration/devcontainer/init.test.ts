@@ -24,6 +24,7 @@ import {
   helloFeature,
   project,
   sessionContainers,
+  settled,
   suffix,
   upOutcome,
 } from './helpers.js';
@@ -163,6 +164,7 @@ describe('devbox devcontainer init, then an editor opens the folder', { timeout:
       assert.notEqual((await docker(['volume', 'inspect', v.Name!])).code, 0, `volume ${v.Name} is left`);
     }
     assert.deepEqual(await clusterSnapshot(ns.name), pristine);
+    await settled(ns.name, api);
   });
 
   it('the next open starts a new session', async () => {

@@ -7,7 +7,12 @@
  * mount of devbox's own files.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { clusterImages, testNamespace } from '../../support/cluster.js';
 import { clusterSnapshot } from '../../support/devbox.js';
 import {
@@ -21,10 +26,13 @@ import {
   helloFeature,
   project,
   sessionContainers,
+  settled,
   suffix,
   upOutcome,
 } from '../devcontainer/helpers.js';
 import { type SecondEngine, startSecondEngine } from './dockerd.js';
+
+const execFileP = promisify(execFile);
 
 describe('devbox with DOCKER_HOST=tcp://127.0.0.1 on an engine with its own file system', {
   timeout: 1_200_000,
@@ -56,6 +64,7 @@ describe('devbox with DOCKER_HOST=tcp://127.0.0.1 on an engine with its own file
   const assertClean = async () => {
     assert.deepEqual(await sessionContainers(ns.name, engine.env), []);
     assert.deepEqual(await clusterSnapshot(ns.name), pristine);
+    await settled(ns.name, api);
   };
 
   it('the engine is separate: its own bridge, and this machine’s /tmp is not its /tmp', async () => {
@@ -148,6 +157,37 @@ describe('devbox with DOCKER_HOST=tcp://127.0.0.1 on an engine with its own file
     await assertClean();
     const kept = await engine.docker(['volume', 'ls', '-q', '--filter', 'label=devbox.workspace']);
     assert.match(kept.stdout, /devbox-workspace-/, 'the copy (with any edits) outlives the session');
+  });
+
+  it('a Docker context naming the engine works as DOCKER_HOST does, for devbox and the Dev Containers CLI', async () => {
+    const proj = await project({ '.devcontainer/devcontainer.json': JSON.stringify({ image }) });
+    projects.push(proj);
+    // A CLI configuration of the test's own: the user's ~/.docker is not touched.
+    const config = await mkdtemp(join(tmpdir(), 'devbox-docker-config-'));
+    try {
+      const env = { ...process.env, DOCKER_CONFIG: config, DOCKER_HOST: '' };
+      const cli = (args: string[]) => execFileP('docker', args, { env });
+      await cli(['context', 'create', 'second-engine', '--docker', `host=${engine.host}`]);
+      await cli(['context', 'use', 'second-engine']);
+      const result = await devboxWith(
+        ['up', api, '-n', ns.name, '--detach', '--devcontainer', proj.dir, '-o', 'json'],
+        {
+          env: { DOCKER_CONFIG: config, DOCKER_HOST: '' },
+        },
+      );
+      assert.equal(result.code, 0, result.stderr);
+      const session = JSON.parse(result.stdout) as Record<string, any>;
+      const found = await engine.docker(['inspect', '-f', '{{.Config.Labels}}', session.containers.service]);
+      assert.equal(found.code, 0, 'the dev container is on the engine the context names');
+      assert.deepEqual(await sessionContainers(ns.name), [], 'nothing on the first engine');
+      const down = await devboxWith(['down', api, '-n', ns.name], {
+        env: { DOCKER_CONFIG: config, DOCKER_HOST: '' },
+      });
+      assert.equal(down.code, 0, down.stderr);
+      await assertClean();
+    } finally {
+      await rm(config, { recursive: true, force: true });
+    }
   });
 
   it('an editor-made dev container from devbox devcontainer init works there too', async () => {
