@@ -1,9 +1,10 @@
 import { Command } from 'commander';
 import { connectDocker, followLogs, waitExit } from '../docker/index.js';
 import { down } from '../session/down.js';
+import { followPodFiles } from '../session/follow.js';
 import { settings } from '../session/settings.js';
 import { type UpResult, up } from '../session/up.js';
-import { DevboxError } from '../util/errors.js';
+import { DevboxError, errorText } from '../util/errors.js';
 import { createProgress } from '../util/progress.js';
 import { kubeTarget, withKubeFlags } from './kube-flags.js';
 import { collect, outputFormat, printJson } from './output.js';
@@ -125,6 +126,19 @@ session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
         controller.signal,
       );
       const exit = waitExit(docker, result.containers.serviceId, controller.signal).catch(() => undefined);
+      if (result.container) {
+        followPodFiles({
+          target: kubeTarget(flags),
+          workload: result.workload,
+          namespace: result.namespace,
+          container: result.container,
+          serviceId: result.containers.serviceId,
+          signal: controller.signal,
+          onWarning: (text) => process.stderr.write(`warning: ${text}\n`),
+        }).catch((err) =>
+          process.stderr.write(`warning: volumes no longer follow the cluster: ${errorText(err)}\n`),
+        );
+      }
       const code = await Promise.race([
         exit,
         new Promise<undefined>((r) => controller.signal.addEventListener('abort', () => r(undefined))),

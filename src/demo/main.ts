@@ -133,7 +133,7 @@ async function main(): Promise<void> {
     );
     say(
       'Try it yourself while it runs:\n' +
-        `  docker exec devbox-api node -e "fetch('http://inventory/items').then(r => r.text()).then(console.log)"\n` +
+        `  docker exec devbox-api.${NAMESPACE} node -e "fetch('http://inventory/items').then(r => r.text()).then(console.log)"\n` +
         '  devbox status',
     );
 

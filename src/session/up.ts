@@ -307,7 +307,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
       statusPort: SIDECAR_STATUS_PORT,
     };
 
-    const names = containerNames(name);
+    const names = containerNames(`${name}.${namespace}`);
     const serviceEnv = mergeEnv(podEnv.vars, env, sessionId);
     const podFiles = await step(`Reading the volumes of ${app.name}`, () =>
       resolvePodFiles(client, workload, app.name, serviceEnv),

@@ -57,14 +57,17 @@ function wasReset(stream: Duplex): boolean {
 /** Pipes `from` into `to`; an end becomes an end, a reset becomes a reset. */
 function forward(from: Duplex, to: Duplex): void {
   from.pipe(to, { end: false });
-  from.once('end', () => {
+  const onEnd = () => {
     // A peer that resets with close(code) sends END_STREAM just before RST_STREAM; both arrive in
     // the same read, so one turn of the event loop tells an end from a reset.
     setImmediate(() => {
       if (wasReset(from)) abortStream(to);
       else if (!to.destroyed) to.end();
     });
-  });
+  };
+  // An HTTP/2 stream that got END_STREAM with no data ends before anyone reads it: it may be over already.
+  if (from.readableEnded) onEnd();
+  else from.once('end', onEnd);
 }
 
 /** Outcome of {@link joinStreams}. */

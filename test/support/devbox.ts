@@ -60,10 +60,12 @@ export function waitForOutput(
       if (pattern.test(child.output.stderr) || pattern.test(child.output.stdout)) {
         clearTimeout(timer);
         child.stderr!.off('data', check);
+        child.stdout!.off('data', check);
         resolve();
       }
     };
     child.stderr!.on('data', check);
+    child.stdout!.on('data', check);
     child.on('close', () => reject(new Error(`exited before ${pattern}:\n${child.output.stderr}`)));
     check();
   });

@@ -161,8 +161,44 @@ describe('devbox up and down on the sample shop', { timeout: 600_000 }, () => {
 
   it('ends the session on Ctrl-C in the foreground and restores the cluster', async () => {
     const child = startDevbox(['up', 'api', '-n', ns.name]);
-    await waitForOutput(child, /runs locally in devbox-api/);
+    await waitForOutput(child, /runs locally in devbox-api\./);
     await storefrontHears(ns.name, 'local container');
+
+    // A ConfigMap change reaches the local container within 5 s, as the kubelet's refresh would.
+    await kubectl([
+      '-n',
+      ns.name,
+      'patch',
+      'configmap',
+      'shop-settings',
+      '-p',
+      '{"data":{"greeting":"changed"}}',
+    ]);
+    const deadline = Date.now() + 5000;
+    let seen = '';
+    while (Date.now() < deadline && seen !== 'changed') {
+      seen = (
+        await docker([
+          'exec',
+          `devbox-api.${ns.name}`,
+          'node',
+          '-e',
+          "process.stdout.write(require('fs').readFileSync('/etc/shop/greeting','utf8'))",
+        ])
+      ).stdout;
+      if (seen !== 'changed') await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(seen, 'changed', 'the new greeting reached the local container within 5 s');
+    await kubectl([
+      '-n',
+      ns.name,
+      'patch',
+      'configmap',
+      'shop-settings',
+      '-p',
+      '{"data":{"greeting":"hello from the shop"}}',
+    ]);
+
     child.kill('SIGINT');
     const result = await finished(child, 60_000);
     assert.equal(result.code, 130, result.stderr);
