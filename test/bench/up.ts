@@ -69,7 +69,9 @@ async function main() {
     const client = createKubeClient({ kubeconfig, namespace: ns.name });
     await deployShop(client, ns.name, clusterImages().runtime);
     client.close();
-    const ip = (await kubectl(['-n', ns.name, 'get', 'svc', 'api', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+    const ip = (
+      await kubectl(['-n', ns.name, 'get', 'svc', 'api', '-o', 'jsonpath={.spec.clusterIP}'])
+    ).trim();
     const cold: number[] = [];
     const warm: number[] = [];
     const downs: number[] = [];
@@ -80,7 +82,11 @@ async function main() {
       downs.push(devbox(['down', 'api', '-n', ns.name]));
       await answeredFrom(ip, 'pod', performance.now());
     }
-    const result = { upColdMs: Math.round(median(cold)), upWarmMs: Math.round(median(warm)), downMs: Math.round(median(downs)) };
+    const result = {
+      upColdMs: Math.round(median(cold)),
+      upWarmMs: Math.round(median(warm)),
+      downMs: Math.round(median(downs)),
+    };
     const row = (name: string, xs: number[], target: string) =>
       `${name.padEnd(34)}${xs.map((x) => `${Math.round(x)}`.padStart(7)).join('')}${`${Math.round(median(xs))}`.padStart(9)}   ${target}`;
     process.stdout.write(

@@ -3,11 +3,18 @@
  * outside it as a laptop does: every later test of devbox relies on both.
  */
 import assert from 'node:assert/strict';
-import { get } from 'node:http';
-import { after, before, describe, it } from 'node:test';
-import { clusterDir, clusterImages, docker, kubectl, portForward, testNamespace } from '../../support/cluster.js';
 import { readFileSync } from 'node:fs';
+import { get } from 'node:http';
 import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import {
+  clusterDir,
+  clusterImages,
+  docker,
+  kubectl,
+  portForward,
+  testNamespace,
+} from '../../support/cluster.js';
 
 const images = clusterImages();
 
@@ -82,7 +89,6 @@ spec:
 `;
 }
 
-
 describe('local cluster', { timeout: 300_000 }, () => {
   let ns: Awaited<ReturnType<typeof testNamespace>>;
   let webIP: string;
@@ -97,10 +103,27 @@ describe('local cluster', { timeout: 300_000 }, () => {
     await kubectl(['-n', ns.name, 'wait', '--for=condition=Ready', 'pod/client', '--timeout=180s']);
     webIP = (await kubectl(['-n', ns.name, 'get', 'svc', 'web', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
     nodePort = Number(
-      await kubectl(['-n', ns.name, 'get', 'svc', 'web-nodeport', '-o', 'jsonpath={.spec.ports[0].nodePort}']),
+      await kubectl([
+        '-n',
+        ns.name,
+        'get',
+        'svc',
+        'web-nodeport',
+        '-o',
+        'jsonpath={.spec.ports[0].nodePort}',
+      ]),
     );
     webPodIP = (
-      await kubectl(['-n', ns.name, 'get', 'pods', '-l', 'app=web', '-o', 'jsonpath={.items[0].status.podIP}'])
+      await kubectl([
+        '-n',
+        ns.name,
+        'get',
+        'pods',
+        '-l',
+        'app=web',
+        '-o',
+        'jsonpath={.items[0].status.podIP}',
+      ])
     ).trim();
   });
 
@@ -126,7 +149,15 @@ describe('local cluster', { timeout: 300_000 }, () => {
   });
 
   it('makes a 2-replica Deployment from a loaded image Available', async () => {
-    const available = await kubectl(['-n', ns.name, 'get', 'deploy', 'web', '-o', 'jsonpath={.status.availableReplicas}']);
+    const available = await kubectl([
+      '-n',
+      ns.name,
+      'get',
+      'deploy',
+      'web',
+      '-o',
+      'jsonpath={.status.availableReplicas}',
+    ]);
     assert.equal(available, '2');
   });
 
@@ -142,7 +173,9 @@ describe('local cluster', { timeout: 300_000 }, () => {
   });
 
   it('resolves a headless StatefulSet pod name (db-0.db)', async () => {
-    const dbPodIP = (await kubectl(['-n', ns.name, 'get', 'pod', 'db-0', '-o', 'jsonpath={.status.podIP}'])).trim();
+    const dbPodIP = (
+      await kubectl(['-n', ns.name, 'get', 'pod', 'db-0', '-o', 'jsonpath={.status.podIP}'])
+    ).trim();
     assert.equal(await resolve('db-0.db', 5432), dbPodIP);
     assert.equal((await inClient('sh', '-c', 'nc db-0.db 5432 </dev/null')).trim(), 'db');
   });
@@ -180,8 +213,16 @@ describe('local cluster', { timeout: 300_000 }, () => {
         let body = ''; res.on('data', (d) => body += d); res.on('end', () => console.log(res.statusCode, JSON.parse(body).gitVersion));
       }).on('error', (e) => { console.error(e.message); process.exit(1); });`;
     const result = await docker([
-      'run', '--rm', '--add-host', 'host.docker.internal:host-gateway', '-e', `CA=${ca}`,
-      images.runtime, 'node', '-e', script,
+      'run',
+      '--rm',
+      '--add-host',
+      'host.docker.internal:host-gateway',
+      '-e',
+      `CA=${ca}`,
+      images.runtime,
+      'node',
+      '-e',
+      script,
     ]);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout.trim(), /^200 v1\.\d+\.\d+/);
@@ -195,8 +236,14 @@ describe('local cluster', { timeout: 300_000 }, () => {
       `http://10.199.0.1:${nodePort}/`,
     ];
     // The same targets answer from inside the cluster, so a refusal here is the isolation at work.
-    assert.match(await inClient('timeout', '5', 'wget', '-qO-', `http://${webPodIP}:8080/`), /^hello from web-/);
-    assert.match(await inClient('timeout', '5', 'wget', '-qO-', `http://10.199.0.1:${nodePort}/`), /^hello from web-/);
+    assert.match(
+      await inClient('timeout', '5', 'wget', '-qO-', `http://${webPodIP}:8080/`),
+      /^hello from web-/,
+    );
+    assert.match(
+      await inClient('timeout', '5', 'wget', '-qO-', `http://10.199.0.1:${nodePort}/`),
+      /^hello from web-/,
+    );
     for (const url of targets) {
       const result = await docker(['run', '--rm', images.busybox, 'timeout', '5', 'wget', '-qO-', url]);
       assert.notEqual(result.code, 0, `${url} answered a plain container: ${result.stdout}`);

@@ -78,7 +78,12 @@ describe('tunnel over the port-forward client', () => {
     );
     for (const e of echoed) assert.ok(e.equals(payload));
     // Destroying a client releases its port-forward.
-    const other = await openPortForward({ server: bridge.server, namespace: 'shop', pod: 'api-0', port: agent.tunnelPort });
+    const other = await openPortForward({
+      server: bridge.server,
+      namespace: 'shop',
+      pod: 'api-0',
+      port: agent.tunnelPort,
+    });
     const otherClient = await TunnelClient.connect(other, { token: TEST_TOKEN });
     otherClient.destroy();
     await eventually(() => other.destroyed, 1_000, 'port-forward released');
