@@ -7,7 +7,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
-import type { V1Container } from '@kubernetes/client-node';
+import type { V1Container, V1Service } from '@kubernetes/client-node';
 import {
   createDevcontainerSession,
   createSidecarOnlySession,
@@ -200,7 +200,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
         placeWorkspace(docker, devcontainer.loaded, runtime.tag),
       ));
     const [sidecarBundle, agentBundle] = await Promise.all([readSidecarBundle(), readAgentBundle()]);
-    const warnings = [...bind.notes];
+    const warnings = [...bind.notes, ...portClashes(app, services)];
 
     const sessionId = resume ? holder!.id : newSessionId();
     const sessionHolder: SessionHolder = resume
@@ -512,6 +512,28 @@ function interceptedFromAgent(agent: V1Container): UpResult['intercepted'] {
       const appPort = Number(pair.split(':')[1]);
       return { service: '', port: appPort, protocol: 'TCP', appPort };
     });
+}
+
+/**
+ * The local app and the sidecar's Service listeners share one network
+ * namespace: a Service port equal to a port the app binds cannot be served to
+ * the local container (and an app binding it on all addresses fails to start).
+ */
+export function portClashes(app: V1Container, services: readonly V1Service[]): string[] {
+  const appPorts = new Set((app.ports ?? []).map((p) => p.containerPort));
+  const out: string[] = [];
+  for (const svc of services) {
+    if (!svc.spec?.clusterIP || svc.spec.clusterIP === 'None') continue;
+    for (const port of svc.spec.ports ?? []) {
+      if (!appPorts.has(port.port)) continue;
+      out.push(
+        `service/${svc.metadata?.name} uses port ${port.port}, which ${app.name} listens on too: both share the ` +
+          `local network, so ${svc.metadata?.name}:${port.port} cannot be reached from the local container ` +
+          `(bind the app to 127.0.0.1:${port.port}, or run it on another port with -e/--)`,
+      );
+    }
+  }
+  return out;
 }
 
 function dedupe(values: number[]): number[] {
