@@ -34,6 +34,7 @@ import {
   resourceFieldRefValue,
 } from './downward.js';
 import { expandReferences, referencedNames } from './expansion.js';
+import { findContainer, podContainer } from './pod-container.js';
 import { MASTER_SERVICE, serviceLinkVariables, servicesVisibleToPod } from './service-env.js';
 
 /** Where the env reads cluster objects from. Missing objects resolve to `undefined`. */
@@ -111,10 +112,6 @@ export function envFromKeyRuleFor(kubeletVersion: string): EnvFromKeyRule {
   return major > 1 || minor >= 32 ? 'relaxed' : 'strict';
 }
 
-function findContainer(spec: V1PodSpec | undefined, name: string): V1Container | undefined {
-  return spec?.containers?.find((c) => c.name === name) ?? spec?.initContainers?.find((c) => c.name === name);
-}
-
 function decodeSecretValue(data: string): string {
   return Buffer.from(data, 'base64').toString('utf8');
 }
@@ -164,16 +161,7 @@ class ObjectCache {
  * the container, with the kubelet's wording.
  */
 export async function resolveEnv(input: ResolveEnvInput, lookup: EnvLookup): Promise<ResolvedEnv> {
-  const spec = input.pod.spec;
-  const namespace = input.namespace ?? input.pod.metadata?.namespace ?? input.livePod?.metadata?.namespace;
-  if (!namespace) throw new DevboxError('BAD_INPUT', 'resolveEnv needs a namespace');
-  const container = findContainer(spec, input.container);
-  if (!spec || !container) {
-    const names = [...(spec?.containers ?? []), ...(spec?.initContainers ?? [])].map((c) => c.name);
-    throw new DevboxError('NOT_FOUND', `container "${input.container}" not found`, {
-      hint: names.length ? `containers: ${names.join(', ')}` : undefined,
-    });
-  }
+  const { spec, container, namespace } = podContainer(input, 'resolveEnv');
   const warnings: string[] = [];
   const keyRule = input.envFromKeys === 'strict' ? strictEnvName : relaxedEnvName;
   const live = input.livePod ?? (input.pod.status ? input.pod : undefined);

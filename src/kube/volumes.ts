@@ -37,6 +37,7 @@ import type { PodFields, ResourceList } from './downward.js';
 import type { PodLike } from './env.js';
 import { expandReferences } from './expansion.js';
 import { AGENT_POD_FILES_ROOT } from './intercept.js';
+import { podContainer } from './pod-container.js';
 import {
   cleanVolumePath,
   configMapPayload,
@@ -220,10 +221,6 @@ function generatedType(volume: V1Volume): GeneratedType | undefined {
 function copiedType(volume: V1Volume): string | undefined {
   const v = volume as unknown as Record<string, unknown>;
   return copiedTypes.find((t) => v[t] !== undefined && v[t] !== null);
-}
-
-function findContainer(spec: V1PodSpec | undefined, name: string): V1Container | undefined {
-  return spec?.containers?.find((c) => c.name === name) ?? spec?.initContainers?.find((c) => c.name === name);
 }
 
 /**
@@ -617,16 +614,7 @@ export async function resolveMounts(
   input: ResolveVolumesInput,
   lookup: VolumeLookup,
 ): Promise<{ mounts: MountLayout[]; warnings: string[]; references: VolumeReferences }> {
-  const spec = input.pod.spec;
-  const namespace = input.namespace ?? input.pod.metadata?.namespace ?? input.livePod?.metadata?.namespace;
-  if (!namespace) throw new DevboxError('BAD_INPUT', 'resolveVolumes needs a namespace');
-  const container = findContainer(spec, input.container);
-  if (!spec || !container) {
-    const names = [...(spec?.containers ?? []), ...(spec?.initContainers ?? [])].map((c) => c.name);
-    throw new DevboxError('NOT_FOUND', `container "${input.container}" not found`, {
-      hint: names.length ? `containers: ${names.join(', ')}` : undefined,
-    });
-  }
+  const { spec, container, namespace } = podContainer(input, 'resolveVolumes');
   const warnings: string[] = [];
   const live = input.livePod ?? (isAdmittedPod(input.pod) ? input.pod : undefined);
   const fieldPod: PodFields = live
