@@ -168,12 +168,18 @@ export function devcontainerCli(options: CliOptions): DevcontainerCli {
     return dockerPath;
   };
 
+  // The CLI keeps a copy of every Feature it builds under $TMPDIR/devcontainercli-<user> and
+  // never removes it; in the work directory it goes away with the rest.
+  let tmp: Promise<string> | undefined;
   const run = async (args: string[], what: string, opts: CliRunOptions = {}) => {
     const path = await docker();
+    tmp ??= fs
+      .mkdir(join(options.workDir, 'tmp'), { recursive: true })
+      .then(() => join(options.workDir, 'tmp'));
     const full = [...args, ...(path ? ['--docker-path', path] : [])];
     return runCli(options.cliPath ?? installedCliPath(), full, what, {
       ...opts,
-      env: options.env ?? process.env,
+      env: { ...(options.env ?? process.env), TMPDIR: await tmp },
     });
   };
 

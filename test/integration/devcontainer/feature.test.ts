@@ -11,7 +11,16 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseJsonc } from '../../../src/devcontainer/jsonc.js';
 import { clusterImages, docker } from '../../support/cluster.js';
-import { devcontainer, devImage, execIn, removeBuiltImages, repoRoot, suffix, upOutcome } from './helpers.js';
+import {
+  devcontainer,
+  devImage,
+  execIn,
+  removeBuiltImages,
+  removeDevcontainersOf,
+  repoRoot,
+  suffix,
+  upOutcome,
+} from './helpers.js';
 import { packBundled } from './pack.js';
 
 const featureDir = join(repoRoot, 'templates/devcontainer/features/src/devbox');
@@ -40,7 +49,10 @@ describe('the devbox Feature and Template', { timeout: 900_000 }, () => {
   const folders: string[] = [];
   after(async () => {
     for (const id of containers) await docker(['rm', '-f', id]);
-    for (const dir of folders) await removeBuiltImages(dir);
+    for (const dir of folders) {
+      await removeDevcontainersOf(dir);
+      await removeBuiltImages(dir);
+    }
     await fs.rm(work, { recursive: true, force: true });
   });
 

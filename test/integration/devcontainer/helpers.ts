@@ -153,6 +153,7 @@ export async function project(
   return {
     dir,
     remove: async () => {
+      await removeDevcontainersOf(dir);
       await removeBuiltImages(dir);
       await fs.rm(dir, { recursive: true, force: true });
     },
@@ -184,15 +185,30 @@ export function devboxWith(
   return collect(child, options.timeoutMs ?? 300_000);
 }
 
-let wrapperDir: Promise<string> | undefined;
-/** A docker wrapper adding --force-rm to legacy builds, as devbox uses (failed test builds leave no container). */
-function dockerWrapper(): Promise<string> {
-  wrapperDir ??= (async () => {
-    const dir = await fs.mkdtemp(join(tmpdir(), 'devbox-dc-docker-'));
+let scratch: Promise<{ wrapper: string; tmp: string }> | undefined;
+/**
+ * A docker wrapper adding --force-rm to legacy builds, as devbox uses (failed
+ * test builds leave no container), and a TMPDIR for the CLI's copies of
+ * Features; both removed when the test process exits.
+ */
+function cliScratch(): Promise<{ wrapper: string; tmp: string }> {
+  scratch ??= (async () => {
+    const dir = await fs.mkdtemp(join(tmpdir(), 'devbox-dc-cli-'));
     process.once('exit', () => void rmSync(dir, { recursive: true, force: true }));
-    return writeDockerWrapper(dir, (await findOnPath('docker')) ?? 'docker');
+    await fs.mkdir(join(dir, 'tmp'));
+    return {
+      wrapper: await writeDockerWrapper(dir, (await findOnPath('docker')) ?? 'docker'),
+      tmp: join(dir, 'tmp'),
+    };
   })();
-  return wrapperDir;
+  return scratch;
+}
+
+/** Removes the containers the Dev Containers CLI made for `folder` (those it left after a failure included). */
+export async function removeDevcontainersOf(folder: string): Promise<void> {
+  const { stdout } = await docker(['ps', '-aq', '--filter', `label=devcontainer.local_folder=${folder}`]);
+  const ids = stdout.split('\n').filter(Boolean);
+  if (ids.length) await docker(['rm', '-f', ...ids]);
 }
 
 /** Runs the Dev Containers CLI itself, as an editor would. */
@@ -200,9 +216,10 @@ export async function devcontainer(
   args: string[],
   options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
 ): Promise<RunResult> {
-  const full = args.includes('--docker-path') ? args : [...args, '--docker-path', await dockerWrapper()];
+  const { wrapper, tmp } = await cliScratch();
+  const full = args.includes('--docker-path') ? args : [...args, '--docker-path', wrapper];
   const child = spawn(devcontainerBin, full, {
-    env: { ...devboxEnv(), ...options.env },
+    env: { ...devboxEnv(), TMPDIR: tmp, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return collect(child, options.timeoutMs ?? 300_000);

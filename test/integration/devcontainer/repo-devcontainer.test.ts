@@ -20,7 +20,15 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { parseJsonc } from '../../../src/devcontainer/jsonc.js';
 import { clusterDir, docker } from '../../support/cluster.js';
-import { devcontainer, devImage, execIn, removeBuiltImages, repoRoot, upOutcome } from './helpers.js';
+import {
+  devcontainer,
+  devImage,
+  execIn,
+  removeBuiltImages,
+  removeDevcontainersOf,
+  repoRoot,
+  upOutcome,
+} from './helpers.js';
 
 const run = promisify(execFile);
 
@@ -94,6 +102,7 @@ describe('the repository’s .devcontainer', { timeout: 900_000 }, () => {
 
   after(async () => {
     if (container) await docker(['rm', '-f', container]);
+    await removeDevcontainersOf(workspace);
     await removeBuiltImages(workspace);
     await fs.rm(work, { recursive: true, force: true });
   });

@@ -128,6 +128,7 @@ describe('devcontainerCli against a stand-in CLI', () => {
       cliPath,
       `const args = process.argv.slice(2);
 require('fs').writeFileSync(${JSON.stringify(join(dir, 'args.json'))}, JSON.stringify(args));
+require('fs').writeFileSync(${JSON.stringify(join(dir, 'tmpdir.txt'))}, process.env.TMPDIR || '');
 const log = (text) => process.stderr.write(JSON.stringify({ type: 'raw', level: 3, text }) + '\\n');
 if (process.env.FAKE_MODE === 'fail') {
   log('Step 2/2 : RUN exit 3\\n');
@@ -158,6 +159,11 @@ else { log('Container started\\n'); console.log(JSON.stringify({ outcome: 'succe
     assert.deepEqual(lines, ['Container started\n']);
     const args = JSON.parse(await fs.readFile(join(dir, 'args.json'), 'utf8')) as string[];
     assert.equal(args[args.indexOf('--docker-path') + 1], join(dir, 'docker'));
+    assert.equal(
+      await fs.readFile(join(dir, 'tmpdir.txt'), 'utf8'),
+      join(dir, 'tmp'),
+      'its temporary files stay in the work directory',
+    );
   });
 
   it('turns a failure into a BAD_INPUT with the failing step', async () => {
