@@ -36,6 +36,7 @@ import {
   assertNotIntercepted,
   assertPermissions,
   findWorkload,
+  getWorkload,
   isSameHolder,
   type KubeClient,
   labelSelectorString,
@@ -54,7 +55,7 @@ import {
   writeWorkload,
 } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
-import { DevboxError, errorText } from '../util/errors.js';
+import { DevboxError, errorText, isDevboxError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import {
   deleteAgentObjects,
@@ -236,17 +237,19 @@ export async function up(options: UpOptions): Promise<UpResult> {
       );
       const objects = await writeAgentObjects(client, workload, agentBundle);
       token = objects.token;
-      const plan = planIntercept({
-        workload,
-        services,
-        container: app.name,
-        holder: sessionHolder,
-        agent: {
-          image: options.agentImage,
-          bundleConfigMap: objects.configMap,
-          tokenSecret: objects.secret,
-        },
-      });
+      const planFor = (w: Workload) =>
+        planIntercept({
+          workload: w,
+          services,
+          container: app.name,
+          holder: sessionHolder,
+          agent: {
+            image: options.agentImage,
+            bundleConfigMap: objects.configMap,
+            tokenSecret: objects.secret,
+          },
+        });
+      let plan = planFor(workload);
       warnings.push(...plan.warnings);
       if (plan.rollout === 'paused' || plan.rollout === 'no-replicas') {
         throw new DevboxError(
@@ -263,7 +266,20 @@ export async function up(options: UpOptions): Promise<UpResult> {
       undo.push(`restoring ${label} and its Services`, () =>
         restoreSession(client, namespace, workload.kind, name),
       );
-      await step(`Adding the agent to ${label}`, () => writeWorkload(client, plan.workload));
+      await step(`Adding the agent to ${label}`, async () => {
+        // Controllers update the object (its status) all the time: on a conflict, read it again and replan.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await writeWorkload(client, plan.workload);
+          } catch (err) {
+            if (!isDevboxError(err, 'CONFLICT') || attempt === 5) throw err;
+            const fresh = await getWorkload(client, workload.kind, namespace, name);
+            if (!fresh) throw err;
+            assertNotIntercepted(fresh);
+            plan = planFor(fresh);
+          }
+        }
+      });
       if (plan.rollout === 'delete-pods') await deletePodsWithoutAgent(client, workload);
       await step(`Waiting for ${label} to roll out`, () =>
         waitForRollout(client, workload, { timeoutMs: options.rolloutTimeoutMs, signal }),
