@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,6 +83,7 @@ async function getStatus(port: number): Promise<SidecarStatus> {
 describe('sidecar on loopback with a real agent', () => {
   let kube: FakeKube;
   let agent: RunningAgent;
+  let dir: string;
   let sidecar: RunningSidecar;
   let upstream: Awaited<ReturnType<typeof fakeClusterDns>>;
   let echo: Awaited<ReturnType<typeof tcpEcho>>;
@@ -105,7 +106,7 @@ describe('sidecar on loopback with a real agent', () => {
     await new Promise<void>((r) => localApp.listen(0, '127.0.0.1', r));
     localAppPort = (localApp.address() as net.AddressInfo).port;
 
-    const dir = mkdtempSync(join(tmpdir(), 'devbox-sidecar-'));
+    dir = mkdtempSync(join(tmpdir(), 'devbox-sidecar-'));
     writeFileSync(
       join(dir, 'resolv.conf'),
       `nameserver 127.0.0.1:${upstream.port}\noptions timeout:1 attempts:1\n`,
@@ -155,6 +156,7 @@ describe('sidecar on loopback with a real agent', () => {
     await echo.close();
     await uecho.close();
     await new Promise((r) => localApp.close(r));
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('answers SERVFAIL while no agent pod is ready, and reports it', async () => {
