@@ -12,6 +12,8 @@ for (const name of ['agent', 'sidecar']) {
     target: 'node20',
     minify: true,
     legalComments: 'none',
-    banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+    },
   });
 }

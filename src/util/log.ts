@@ -20,7 +20,8 @@ export function debugEnabled(namespace: string): boolean {
 export function debugLogger(namespace: string): Logger {
   const on = debugEnabled(namespace);
   const write = (level: string, msg: string, fields?: Record<string, unknown>) => {
-    if (on) process.stderr.write(`${namespace} ${level} ${msg}${fields ? ` ${JSON.stringify(fields)}` : ''}\n`);
+    if (on)
+      process.stderr.write(`${namespace} ${level} ${msg}${fields ? ` ${JSON.stringify(fields)}` : ''}\n`);
   };
   return {
     debug: (m, f) => write('debug', m, f),
@@ -34,7 +35,9 @@ export function debugLogger(namespace: string): Logger {
 export function daemonLogger(component: string): Logger {
   const debugOn = debugEnabled(component);
   const write = (level: string, msg: string, fields?: Record<string, unknown>) => {
-    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, component, msg, ...fields })}\n`);
+    process.stderr.write(
+      `${JSON.stringify({ time: new Date().toISOString(), level, component, msg, ...fields })}\n`,
+    );
   };
   return {
     debug: (m, f) => debugOn && write('debug', m, f),

@@ -333,7 +333,7 @@ describe('planIntercept', () => {
     assert.equal(agentSpec?.securityContext?.runAsUser, 1000);
     assert.equal(agentSpec?.securityContext?.runAsGroup, 3000);
     const root = realisticDeployment();
-    ((root.spec?.template?.spec as V1PodSpec).containers[0] as V1Container).securityContext = {
+    ((root.spec!.template.spec as V1PodSpec).containers[0] as V1Container).securityContext = {
       runAsUser: 0,
     };
     assert.equal(
