@@ -300,12 +300,18 @@ function agentContainer(
   interceptSpec: string,
   fileMounts: V1VolumeMount[],
   identity: { uid: number; gid: number },
+  session: string,
 ): V1Container {
   const container: V1Container = {
     name: AGENT_CONTAINER,
     image: agent.image,
     imagePullPolicy: agent.imagePullPolicy ?? 'IfNotPresent',
-    command: ['node', `${AGENT_MOUNT_PATH}/${agent.bundleKey ?? AGENT_BUNDLE_FILE}`],
+    // A small young generation: connection churn otherwise grows the heap by tens of MB.
+    command: [
+      'node',
+      '--max-semi-space-size=1',
+      `${AGENT_MOUNT_PATH}/${agent.bundleKey ?? AGENT_BUNDLE_FILE}`,
+    ],
     env: [
       {
         name: 'DEVBOX_AGENT_TOKEN',
@@ -313,6 +319,9 @@ function agentContainer(
       },
       { name: 'DEVBOX_INTERCEPT', value: interceptSpec },
       { name: 'DEVBOX_TUNNEL_PORT', value: String(tunnelPort) },
+      // Each session's template differs, so its pods are new ones holding its token: a
+      // ReplicaSet of an earlier session with the same spec would come back with the old one.
+      { name: 'DEVBOX_SESSION', value: session },
     ],
     volumeMounts: [{ name: AGENT_BUNDLE_VOLUME, mountPath: AGENT_MOUNT_PATH, readOnly: true }, ...fileMounts],
     resources: agent.resources ?? { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '256Mi' } },
@@ -426,6 +435,7 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
       interceptSpec,
       fileMounts.mounts,
       agentIdentity(app, spec),
+      req.holder.id,
     ),
   );
   const volume: V1Volume = { name: AGENT_BUNDLE_VOLUME, configMap: { name: req.agent.bundleConfigMap } };

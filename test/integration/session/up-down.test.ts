@@ -141,6 +141,17 @@ describe('devbox up and down on the sample shop', { timeout: 600_000 }, () => {
     assert.equal((await storefrontHears(ns.name, 'pod')).answeredBy, 'pod');
   });
 
+  it('starts again right after down (regression: pods of the previous session came back with its token)', async () => {
+    const first = await devbox(['up', 'api', '-n', ns.name, '--detach']);
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal((await devbox(['down', 'api', '-n', ns.name])).code, 0);
+    const again = await devbox(['up', 'api', '-n', ns.name, '--detach', '--timeout', '60']);
+    assert.equal(again.code, 0, again.stderr);
+    await storefrontHears(ns.name, 'local container');
+    assert.equal((await devbox(['down', 'api', '-n', ns.name])).code, 0);
+    await assertPristine();
+  });
+
   for (const step of [
     'Installing the sidecar service account',
     'Adding the agent',

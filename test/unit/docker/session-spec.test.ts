@@ -80,7 +80,12 @@ describe('sidecar and service specs', () => {
     const options = toCreateOptions(sidecarContainerSpec(spec()));
     assert.equal(options.name, 'devbox-api-sidecar');
     assert.equal(options.Image, 'devbox-runtime:node20');
-    assert.deepEqual(options.Cmd, ['node', '/devbox/sidecar.mjs', '/devbox/config.json']);
+    assert.deepEqual(options.Cmd, [
+      'node',
+      '--max-semi-space-size=1',
+      '/devbox/sidecar.mjs',
+      '/devbox/config.json',
+    ]);
     assert.equal(options.User, '0');
     assert.equal(options.Hostname, 'api-7d9c-abcde');
     assert.equal(options.StopSignal, 'SIGTERM');

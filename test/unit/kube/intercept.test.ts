@@ -254,7 +254,7 @@ describe('planIntercept', () => {
     );
     const a = spec.containers[2] as V1Container;
     assert.equal(a.image, 'node:22-slim');
-    assert.deepEqual(a.command, ['node', '/devbox/agent.mjs']);
+    assert.deepEqual(a.command, ['node', '--max-semi-space-size=1', '/devbox/agent.mjs']);
     assert.deepEqual(a.env, [
       {
         name: 'DEVBOX_AGENT_TOKEN',
@@ -262,6 +262,7 @@ describe('planIntercept', () => {
       },
       { name: 'DEVBOX_INTERCEPT', value: '47002:8080,47003:9090' },
       { name: 'DEVBOX_TUNNEL_PORT', value: '47000' },
+      { name: 'DEVBOX_SESSION', value: holder.id },
     ]);
     assert.deepEqual(a.ports, [
       { name: 'dbx-8080', containerPort: 47002, protocol: 'TCP' },
