@@ -23,6 +23,8 @@ import type { AgentCounters } from './stats.js';
 const HELLO_TIMEOUT_MS = 10_000;
 /** Accept streams one session may keep pending. */
 const ACCEPT_PENDING_MAX = 1024;
+/** How often silence is judged (reading a byte counter costs nothing). */
+const SILENCE_CHECK_MS = 100;
 
 /** One sidecar connection (one HTTP/2 session) and its state. */
 export class AgentSession {
@@ -102,6 +104,7 @@ export class TunnelServer {
   private readonly byH2 = new WeakMap<ServerHttp2Session, AgentSession>();
   private nextId = 1;
   private ticker: NodeJS.Timeout | undefined;
+  private lastPing = 0;
   private readonly expectedTokenHash: Buffer;
 
   constructor(private readonly opts: TunnelServerOptions) {
@@ -121,7 +124,11 @@ export class TunnelServer {
       this.netServer.once('error', reject);
       this.netServer.listen({ host: this.opts.config.tunnelHost, port: this.opts.config.tunnelPort }, () => {
         this.netServer.off('error', reject);
-        this.ticker = setInterval(() => this.tick(), this.opts.config.pingIntervalMs);
+        // Silence is judged every 100 ms (bytes read since the last look); pings go out at their own interval.
+        this.ticker = setInterval(
+          () => this.tick(),
+          Math.min(SILENCE_CHECK_MS, this.opts.config.pingIntervalMs),
+        );
         this.ticker.unref();
         resolve(this.netServer.address() as AddressInfo);
       });
@@ -376,6 +383,8 @@ export class TunnelServer {
 
   private tick(): void {
     const now = Date.now();
+    const pingDue = now - this.lastPing >= this.opts.config.pingIntervalMs;
+    if (pingDue) this.lastPing = now;
     for (const s of [...this.sessions]) {
       const bytes = (s.h2.socket as { bytesRead?: unknown } | undefined)?.bytesRead;
       if (typeof bytes === 'number' && bytes !== s.lastBytes) {
@@ -404,6 +413,7 @@ export class TunnelServer {
         }
         this.opts.onRoutingChanged();
       }
+      if (!pingDue) continue;
       try {
         s.h2.ping((err) => {
           if (!err) s.lastHeard = Date.now();
