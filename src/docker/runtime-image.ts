@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -214,8 +214,88 @@ export async function ensureRuntimeImage(
   const progress = options.progress ?? silentProgress;
   const started = Date.now();
   await assertEngineMatchesHost(docker, 'the runtime image');
+  // Hashing the ~100 MB node binary takes a few hundred ms: an image built from files
+  // that have not changed since (same size, mtime, inode) is found by their stat alone.
+  const key = await runtimeInputsKey(options);
+  const known = key ? await readImageCache(key) : undefined;
+  if (known) {
+    const image = await docker.inspectImage(known.tag);
+    if (image?.id === known.imageId) {
+      return { tag: known.tag, imageId: known.imageId, reused: true, durationMs: Date.now() - started };
+    }
+  }
   const planned = await progress.step('Hash the Node runtime image', () => planRuntimeImage(options));
-  return loadIfMissing(docker, planned.plan, planned.tag, progress, started, `Load ${planned.tag}`);
+  const ensured = await loadIfMissing(
+    docker,
+    planned.plan,
+    planned.tag,
+    progress,
+    started,
+    `Load ${planned.tag}`,
+  );
+  if (key) await writeImageCache(key, { tag: ensured.tag, imageId: ensured.imageId });
+  return ensured;
+}
+
+/** What the runtime image is made of, by file stat; undefined when a file cannot be read. */
+async function runtimeInputsKey(options: RuntimeImageOptions): Promise<string | undefined> {
+  const extras = options.extraBinaries ?? (await defaultNetworkTools());
+  const paths = [
+    options.nodePath ?? process.execPath,
+    ...extras.map((b) => b.hostPath),
+    // Rewritten whenever shared libraries are installed or upgraded.
+    '/etc/ld.so.cache',
+    ...(typeof options.caBundle === 'string' ? [options.caBundle] : []),
+  ];
+  try {
+    const stats = await Promise.all(paths.map(async (p) => [p, await fs.stat(p)] as const));
+    const text = JSON.stringify([
+      IMAGE_CACHE_VERSION,
+      options.caBundle === false,
+      ...stats.map(([p, st]) => [p, st.size, st.mtimeMs, st.ino]),
+    ]);
+    return createHash('sha256').update(text).digest('hex');
+  } catch {
+    return undefined;
+  }
+}
+
+const IMAGE_CACHE_VERSION = 1;
+
+function imageCacheFile(): string {
+  const base =
+    process.env.DEVBOX_CACHE_DIR ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'devbox');
+  return join(base, 'runtime-images.json');
+}
+
+async function readImageCache(key: string): Promise<{ tag: string; imageId: string } | undefined> {
+  try {
+    const all = JSON.parse(await fs.readFile(imageCacheFile(), 'utf8')) as Record<
+      string,
+      { tag: string; imageId: string }
+    >;
+    return all[key];
+  } catch {
+    return undefined;
+  }
+}
+
+async function writeImageCache(key: string, value: { tag: string; imageId: string }): Promise<void> {
+  const file = imageCacheFile();
+  try {
+    let all: Record<string, unknown> = {};
+    try {
+      all = JSON.parse(await fs.readFile(file, 'utf8')) as Record<string, unknown>;
+    } catch {
+      // first entry
+    }
+    await fs.mkdir(join(file, '..'), { recursive: true });
+    const tmp = `${file}.${process.pid}`;
+    await fs.writeFile(tmp, JSON.stringify({ ...all, [key]: value }));
+    await fs.rename(tmp, file);
+  } catch {
+    // a cache that cannot be written only costs the hash next time
+  }
 }
 
 /** A statically linked busybox on this machine, if any. */

@@ -366,7 +366,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
       },
     };
     const waitReady = async (sidecar: { id: string }) => {
-      await waitSidecarReady(docker, sidecar.id, { timeoutMs: options.readyTimeoutMs, signal });
+      await waitSidecarReady(docker, sidecar.id, { timeoutMs: options.readyTimeoutMs, intervalMs: 100, signal });
     };
     let extra: Pick<UpResult, 'devcontainer' | 'files'> = {};
     let created: { sidecar: { name: string }; service: { id: string; name: string } };
