@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { clean } from '../session/clean.js';
+
 import { createProgress } from '../util/progress.js';
 import { kubeTarget, withKubeFlags } from './kube-flags.js';
 import { outputFormat, printJson } from './output.js';
@@ -11,6 +11,7 @@ export function cleanCommand(): Command {
     .option('-o, --output <format>', 'text or json', 'text')
     .addHelpText('after', '\nExamples:\n  devbox clean -n shop\n  devbox clean --all')
     .action(async (flags) => {
+      const { clean } = await import('../session/clean.js');
       const format = outputFormat(flags.output);
       const result = await clean({
         target: kubeTarget(flags),

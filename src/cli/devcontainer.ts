@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { initDevcontainer } from '../devcontainer/index.js';
+
 import { createProgress } from '../util/progress.js';
 import { kubeTarget, withKubeFlags } from './kube-flags.js';
 import { outputFormat, printJson } from './output.js';
@@ -35,6 +35,7 @@ Then open the folder in VS Code ("Reopen in Container") or run
 and end the session with \`devbox down api\`.`,
       )
       .action(async (workload: string, flags) => {
+        const { initDevcontainer } = await import('../devcontainer/index.js');
         const format = outputFormat(flags.output);
         const result = await initDevcontainer({
           target: kubeTarget(flags),

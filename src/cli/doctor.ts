@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { doctor } from '../session/doctor.js';
+
 import { settings } from '../session/settings.js';
 import { kubeTarget, withKubeFlags } from './kube-flags.js';
 import { outputFormat, printJson } from './output.js';
@@ -10,6 +10,7 @@ export function doctorCommand(): Command {
     .option('--agent-image <image>', 'image of the agent in the pod', settings().agentImage)
     .option('-o, --output <format>', 'text or json', 'text')
     .action(async (flags) => {
+      const { doctor } = await import('../session/doctor.js');
       const format = outputFormat(flags.output);
       const findings = await doctor({ target: kubeTarget(flags), agentImage: flags.agentImage });
       if (format === 'json') printJson(findings);

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { down } from '../session/down.js';
+
 import { createProgress } from '../util/progress.js';
 import { kubeTarget, withKubeFlags } from './kube-flags.js';
 import { outputFormat, printJson } from './output.js';
@@ -21,6 +21,7 @@ Examples:
   devbox down sts/db -n shop -o json`,
     )
     .action(async (workload: string, flags) => {
+      const { down } = await import('../session/down.js');
       const format = outputFormat(flags.output);
       const result = await down({
         target: kubeTarget(flags),

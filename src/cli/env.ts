@@ -1,6 +1,5 @@
 import { Command } from 'commander';
-import { toDotenv, toEnvJson } from '../kube/index.js';
-import { workloadEnv } from '../session/env.js';
+
 import { createProgress } from '../util/progress.js';
 import { kubeTarget, withKubeFlags } from './kube-flags.js';
 import { outputFormat } from './output.js';
@@ -23,6 +22,8 @@ Examples:
   devbox env sts/db --show-secrets > .env`,
     )
     .action(async (workload: string, flags) => {
+      const { workloadEnv } = await import('../session/env.js');
+      const { toDotenv, toEnvJson } = await import('../kube/index.js');
       const format = outputFormat(flags.output, ['dotenv', 'json']);
       const result = await workloadEnv({
         target: kubeTarget(flags),

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { status } from '../session/status.js';
+
 import { createProgress } from '../util/progress.js';
 import { outputFormat, printJson } from './output.js';
 
@@ -9,6 +9,7 @@ export function statusCommand(): Command {
     .option('-o, --output <format>', 'text or json', 'text')
     .addHelpText('after', "\nExamples:\n  devbox status\n  devbox status -o json | jq '.[].tunnels'")
     .action(async (flags) => {
+      const { status } = await import('../session/status.js');
       const format = outputFormat(flags.output);
       const sessions = await status({ progress: createProgress(process.stderr, { quiet: true }) });
       if (format === 'json') return printJson(sessions);

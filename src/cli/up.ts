@@ -1,9 +1,7 @@
 import { Command } from 'commander';
-import { connectDocker, followLogs, waitExit } from '../docker/index.js';
-import { down } from '../session/down.js';
-import { followPodFiles } from '../session/follow.js';
+
 import { settings } from '../session/settings.js';
-import { type UpResult, up } from '../session/up.js';
+import type { UpResult } from '../session/up.js';
 import { DevboxError, errorText } from '../util/errors.js';
 import { createProgress } from '../util/progress.js';
 import { kubeTarget, withKubeFlags } from './kube-flags.js';
@@ -65,6 +63,10 @@ The workload's Services send their traffic to the local container while the
 session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
     )
     .action(async (workload: string, command: string[], flags) => {
+      const { down } = await import('../session/down.js');
+      const { up } = await import('../session/up.js');
+      const { followPodFiles } = await import('../session/follow.js');
+      const { connectDocker, followLogs, waitExit } = await import('../docker/index.js');
       const format = outputFormat(flags.output);
       checkModes(flags, command);
       if (flags.sidecarOnly) flags.detach = true;
