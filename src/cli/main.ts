@@ -9,6 +9,12 @@ import { reportError } from './output.js';
 import { statusCommand } from './status.js';
 import { upCommand } from './up.js';
 
+// `devbox … | head` closes the pipe early: that is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 const program = new Command('devbox')
   .description(
     "Run a Kubernetes workload in a local Docker container with the pod's DNS, env, volumes and inbound traffic.",
