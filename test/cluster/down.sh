@@ -8,9 +8,11 @@ purge=false
 [ "${1:-}" = --purge ] && purge=true
 
 step "Stopping the cluster"
+# The node and control plane stop together (each waits for its own exit), then the runtime and etcd.
 for name in coredns kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver; do
-  stop_daemon "$name"
+  stop_daemon "$name" &
 done
+wait
 # Pods die with their shims; then containerd itself.
 pkill -9 -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
 stop_daemon containerd
