@@ -67,6 +67,7 @@ export { parsePublishFlag, parseVolumeFlag } from './session-flags.js';
 export { followLogs, waitExit } from './session-logs.js';
 export {
   lastLogLines,
+  readSidecarStatus,
   type SidecarReadiness,
   type SidecarStatus,
   sidecarReadiness,

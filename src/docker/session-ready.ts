@@ -84,23 +84,22 @@ export async function waitSidecarReady(
     options.signal?.throwIfAborted();
     await assertRunning(docker, sidecarId);
     try {
-      const result = await docker.exec(sidecarId, command, {
+      const status = await readSidecarStatus(docker, sidecarId, {
+        command,
         timeoutMs: Math.max(1000, Math.min(5000, deadline - Date.now())),
         ...(options.signal ? { signal: options.signal } : {}),
       });
-      if (result.exitCode === 0) {
-        const status = parseStatus(result.stdout);
-        const readiness = sidecarReadiness(status);
-        options.onStatus?.(status, readiness);
-        if (readiness.ready) return status;
-        last = readiness.reason;
-      } else {
-        last = `the status command failed (exit ${result.exitCode}): ${lastLine(result.stderr || result.stdout)}`;
-      }
+      const readiness = sidecarReadiness(status);
+      options.onStatus?.(status, readiness);
+      if (readiness.ready) return status;
+      last = readiness.reason;
     } catch (err) {
       options.signal?.throwIfAborted();
-      if (isDevboxError(err, 'CONFLICT')) await assertRunning(docker, sidecarId);
-      last = `reading the status failed: ${errorText(err)}`;
+      if (err instanceof StatusCommandFailed) last = err.message;
+      else {
+        if (isDevboxError(err, 'CONFLICT')) await assertRunning(docker, sidecarId);
+        last = `reading the status failed: ${errorText(err)}`;
+      }
     }
     const left = deadline - Date.now();
     if (left <= 0) {
@@ -114,6 +113,29 @@ export async function waitSidecarReady(
     }
     await sleep(Math.min(intervalMs, left), options.signal);
   }
+}
+
+/** The status command ran and failed (the daemon is not listening yet, or crashed). */
+class StatusCommandFailed extends DevboxError {}
+
+/** One read of the sidecar's status document, through `docker exec`. */
+export async function readSidecarStatus(
+  docker: DockerClient,
+  sidecarId: string,
+  options: { command?: string[]; timeoutMs?: number; signal?: AbortSignal } = {},
+): Promise<SidecarStatus> {
+  const command = options.command ?? ['node', SIDECAR_BUNDLE_PATH, 'status', SIDECAR_CONFIG_PATH];
+  const result = await docker.exec(sidecarId, command, {
+    timeoutMs: options.timeoutMs ?? 10_000,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  if (result.exitCode !== 0) {
+    throw new StatusCommandFailed(
+      'TUNNEL',
+      `the status command failed (exit ${result.exitCode}): ${lastLine(result.stderr || result.stdout)}`,
+    );
+  }
+  return parseStatus(result.stdout);
 }
 
 function parseStatus(text: string): SidecarStatus {

@@ -4,23 +4,13 @@
  * session record or an agent, the agent objects and the auto-created sidecar
  * account. What it finds comes from labels and annotations alone.
  */
-import { findSessions, removeSession } from '../docker/index.js';
-import {
-  findSessions as findClusterSessions,
-  type KubeClient,
-  type RestoreReport,
-  restoreSession,
-} from '../kube/index.js';
+import { findSessions as findClusterSessions, type KubeClient, type RestoreReport } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
 import { errorText } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
-import {
-  deleteAgentObjects,
-  deleteAutoCreatedSidecarAccount,
-  MANAGED_LABEL,
-  MANAGED_VALUE,
-} from './agent-objects.js';
-import { connectCluster, connectToDocker } from './connect.js';
+import { deleteAutoCreatedSidecarAccount, MANAGED_LABEL, MANAGED_VALUE } from './agent-objects.js';
+import { connectCluster } from './connect.js';
+import { removeLocalSessions, restoreInCluster } from './teardown.js';
 
 export interface CleanOptions {
   target: KubeTarget;
@@ -50,19 +40,9 @@ export async function clean(options: CleanOptions): Promise<CleanResult> {
   try {
     const namespaces = options.all ? await namespacesWithDevbox(client) : [client.namespace];
     result.namespaces = namespaces;
-    try {
-      const docker = await connectToDocker(progress);
-      const sessions = await findSessions(docker, options.all ? {} : { namespace: client.namespace });
-      for (const session of sessions) {
-        const removed = await progress.step(
-          `Removing local session ${session.id} (${session.workload})`,
-          () => removeSession(docker, session.id),
-        );
-        result.containersRemoved.push(...removed.containers);
-      }
-    } catch (err) {
-      result.warnings.push(`local containers not removed: ${errorText(err)}`);
-    }
+    const local = await removeLocalSessions(options.all ? {} : { namespace: client.namespace }, progress);
+    result.containersRemoved.push(...local.containers);
+    if (local.warning) result.warnings.push(local.warning);
     for (const namespace of namespaces) await cleanNamespace(client, namespace, result, progress);
     return result;
   } finally {
@@ -77,12 +57,9 @@ async function cleanNamespace(
   progress: Progress,
 ) {
   for (const found of await findClusterSessions(client, namespace)) {
-    const label = `${found.kind.toLowerCase()}/${found.name}`;
-    const reports = await progress.step(`Restoring ${label} in ${namespace}`, () =>
-      restoreSession(client, namespace, found.kind, found.name),
-    );
-    result.restored.push(...reports);
-    result.deleted.push(...(await deleteAgentObjects(client, namespace, found.kind, found.name)));
+    const undone = await restoreInCluster(client, namespace, found.kind, found.name, progress);
+    result.restored.push(...undone.restored);
+    result.deleted.push(...undone.deleted);
   }
   // Agent objects whose workload is gone or was restored by hand (bundle and token share a name).
   try {

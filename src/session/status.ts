@@ -1,12 +1,5 @@
 /** `devbox status`: sessions on this Docker engine and how their tunnels fare. */
-import {
-  type DockerClient,
-  findSessions,
-  SIDECAR_BUNDLE_PATH,
-  SIDECAR_CONFIG_PATH,
-  type SidecarStatus,
-  sidecarReadiness,
-} from '../docker/index.js';
+import { findSessions, readSidecarStatus, type SidecarStatus, sidecarReadiness } from '../docker/index.js';
 import { errorText } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import { connectToDocker } from './connect.js';
@@ -71,12 +64,4 @@ export async function status(options: { progress: Progress }): Promise<SessionSt
       }
     }),
   );
-}
-
-export async function readSidecarStatus(docker: DockerClient, sidecarId: string): Promise<SidecarStatus> {
-  const result = await docker.exec(sidecarId, ['node', SIDECAR_BUNDLE_PATH, 'status', SIDECAR_CONFIG_PATH], {
-    timeoutMs: 10_000,
-  });
-  if (result.exitCode !== 0) throw new Error(result.stderr.trim() || `exit code ${result.exitCode}`);
-  return JSON.parse(result.stdout) as SidecarStatus;
 }

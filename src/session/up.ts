@@ -49,7 +49,6 @@ import {
   type SessionHolder,
   SIDECAR_ACCOUNT,
   sessionOf,
-  toDockerEnv,
   type Workload,
   writeServices,
   writeWorkload,
@@ -366,7 +365,11 @@ export async function up(options: UpOptions): Promise<UpResult> {
       },
     };
     const waitReady = async (sidecar: { id: string }) => {
-      await waitSidecarReady(docker, sidecar.id, { timeoutMs: options.readyTimeoutMs, intervalMs: 100, signal });
+      await waitSidecarReady(docker, sidecar.id, {
+        timeoutMs: options.readyTimeoutMs,
+        intervalMs: 100,
+        signal,
+      });
     };
     let extra: Pick<UpResult, 'devcontainer' | 'files'> = {};
     let created: { sidecar: { name: string }; service: { id: string; name: string } };
@@ -511,12 +514,7 @@ function mergeEnv(
   flags: Record<string, string>,
   session: string,
 ): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const entry of toDockerEnv(pod)) {
-    const eq = entry.indexOf('=');
-    out[entry.slice(0, eq)] = entry.slice(eq + 1);
-  }
-  return { ...out, ...flags, DEVBOX_SESSION: session };
+  return { ...Object.fromEntries(pod.map((v) => [v.name, v.value])), ...flags, DEVBOX_SESSION: session };
 }
 
 function interceptedFromAgent(agent: V1Container): UpResult['intercepted'] {

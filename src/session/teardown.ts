@@ -1,0 +1,51 @@
+/**
+ * Ending sessions, shared by `down` and `clean`: the local containers, and in
+ * the cluster the workload, its Services and the agent's objects.
+ */
+import { findSessions, removeSession, type SessionFilter } from '../docker/index.js';
+import { type KubeClient, type RestoreReport, restoreSession, type WorkloadKind } from '../kube/index.js';
+import { errorText } from '../util/errors.js';
+import type { Progress } from '../util/progress.js';
+import { deleteAgentObjects } from './agent-objects.js';
+import { connectToDocker } from './connect.js';
+
+/** Removes the matching local sessions; a Docker engine that does not answer becomes a warning. */
+export async function removeLocalSessions(
+  filter: SessionFilter,
+  progress: Progress,
+): Promise<{ containers: string[]; warning?: string }> {
+  const containers: string[] = [];
+  try {
+    const docker = await connectToDocker(progress);
+    for (const session of await findSessions(docker, filter)) {
+      const removed = await progress.step(`Removing local session ${session.id} (${session.workload})`, () =>
+        removeSession(docker, session.id),
+      );
+      containers.push(...removed.containers);
+    }
+    return { containers };
+  } catch (err) {
+    return {
+      containers,
+      warning: `local containers not removed: ${errorText(err)}; run \`devbox clean\` once Docker answers`,
+    };
+  }
+}
+
+/** Restores the workload and its Services from their records, then deletes the agent's bundle and token. */
+export async function restoreInCluster(
+  client: KubeClient,
+  namespace: string,
+  kind: WorkloadKind,
+  name: string,
+  progress: Progress,
+): Promise<{ restored: RestoreReport[]; deleted: string[] }> {
+  const restored = await progress.step(
+    `Restoring ${kind.toLowerCase()}/${name} and its Services in ${namespace}`,
+    () => restoreSession(client, namespace, kind, name),
+  );
+  const deleted = await progress.step('Removing the agent bundle and token', () =>
+    deleteAgentObjects(client, namespace, kind, name),
+  );
+  return { restored, deleted };
+}
