@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import { DevboxError, errorText } from '../util/errors.js';
+import { openSpdyPortForward, readStatusMessage, UpgradeRefused } from './portforward-spdy.js';
 
 /**
  * Pod port-forward over WebSocket, subprotocol `v4.channel.k8s.io`.
@@ -38,7 +39,18 @@ export interface PortForwardOptions {
   timeoutMs?: number;
   /** Aborting fails the open, or destroys the stream once open. */
   signal?: AbortSignal;
+  /**
+   * `spdy` (SPDY/3.1, what the container runtime carries fastest), `websocket` (v4.channel.k8s.io,
+   * for proxies that only pass WebSockets) or `auto` (default): SPDY, and WebSocket from then on for
+   * a server that refuses the SPDY upgrade.
+   */
+  transport?: PortForwardTransport;
 }
+
+export type PortForwardTransport = 'auto' | 'spdy' | 'websocket';
+
+/** API servers (by URL) that refused a SPDY upgrade: `auto` goes straight to WebSocket for them. */
+const spdyRefused = new Set<string>();
 
 /** One decoded port-forward message. */
 export type PortForwardFrame =
@@ -253,10 +265,48 @@ export function portForwardUrl(server: string, namespace: string, pod: string, p
 
 /**
  * Opens a port-forward to `pod:port` and resolves with a Duplex carrying the bytes, once the
- * WebSocket upgrade has succeeded. Upgrade failures are DevboxErrors: FORBIDDEN for 401 (token) and
- * 403 (naming the RBAC verbs needed), NOT_FOUND for 404, TUNNEL otherwise.
+ * upgrade has succeeded (see {@link PortForwardOptions.transport}). Upgrade failures are
+ * DevboxErrors: FORBIDDEN for 401 (token) and 403 (naming the RBAC verbs needed), NOT_FOUND for
+ * 404, TUNNEL otherwise.
  */
-export function openPortForward(opts: PortForwardOptions): Promise<PortForwardStream> {
+export async function openPortForward(opts: PortForwardOptions): Promise<Duplex> {
+  const transport = opts.transport ?? 'auto';
+  if (transport === 'websocket' || (transport === 'auto' && spdyRefused.has(opts.server))) {
+    return openWebSocketPortForward(opts);
+  }
+  const label = `port-forward ${opts.namespace}/${opts.pod}:${opts.port}`;
+  try {
+    return await openSpdyPortForward({
+      url: new URL(portForwardUrl(opts.server, opts.namespace, opts.pod, opts.port).replace(/^ws/, 'http')),
+      headers: opts.token ? { Authorization: `Bearer ${opts.token}` } : {},
+      tls: {
+        ca: opts.ca,
+        cert: opts.cert,
+        key: opts.key,
+        servername: opts.servername,
+        rejectUnauthorized: !opts.insecureSkipTlsVerify,
+      },
+      port: opts.port,
+      label,
+      keepaliveMs: opts.keepaliveMs ?? 30_000,
+      timeoutMs: opts.timeoutMs ?? 15_000,
+      signal: opts.signal,
+    });
+  } catch (err) {
+    if (err instanceof UpgradeRefused) {
+      if (transport === 'auto' && ![401, 403, 404].includes(err.status)) {
+        spdyRefused.add(opts.server);
+        return openWebSocketPortForward(opts);
+      }
+      throw upgradeError(err.status, err.detail, opts, label);
+    }
+    if (err instanceof DevboxError) throw err;
+    throw connectError(err as Error, opts, label);
+  }
+}
+
+/** The WebSocket (v4.channel.k8s.io) transport of {@link openPortForward}. */
+function openWebSocketPortForward(opts: PortForwardOptions): Promise<PortForwardStream> {
   const label = `port-forward ${opts.namespace}/${opts.pod}:${opts.port}`;
   return new Promise((resolve, reject) => {
     let settled = false;
@@ -330,31 +380,6 @@ export function openPortForward(opts: PortForwardOptions): Promise<PortForwardSt
       }
       settle(undefined, stream);
     });
-  });
-}
-
-/** Reads at most 64 KiB of an error response and extracts a Kubernetes Status message. */
-function readStatusMessage(res: IncomingMessage): Promise<string> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const finish = () => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      try {
-        const status = JSON.parse(text) as { message?: unknown };
-        if (typeof status.message === 'string') return resolve(status.message);
-      } catch {
-        // not a Status object
-      }
-      resolve(text.trim().slice(0, 500));
-    };
-    res.on('data', (chunk: Buffer) => {
-      if (size < 65536) chunks.push(chunk);
-      size += chunk.length;
-    });
-    res.on('end', finish);
-    res.on('error', finish);
-    res.on('close', finish);
   });
 }
 

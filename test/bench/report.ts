@@ -234,7 +234,9 @@ export function renderTable(r: BenchReport): { table: string; summary: Record<st
 
   const byPath = <T extends object, V>(m: Partial<Record<PathName, Measured<T>>>, pick: (v: T) => V) =>
     Object.fromEntries(
-      Object.entries(m).map(([k, v]) => [k, v && 'error' in v ? { error: v.error } : pick(v as T)]),
+      Object.entries(m)
+        .filter(([, v]) => v !== undefined)
+        .map(([k, v]) => [k, 'error' in v ? { error: v.error } : pick(v as T)]),
     );
   const summary = {
     throughputMbps: byPath(r.throughput, (v) => v.mbps),

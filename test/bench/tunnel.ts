@@ -1,5 +1,5 @@
 /**
- * `npm run bench:tunnel [-- --json] [-- --quick]`: the tunnel measured on the
+ * `npm run bench:tunnel [-- --json] [--quick] [--only=throughput,…] [--paths=outbound,…]`: the tunnel measured on the
  * local cluster, in one run, on four paths:
  *
  * - direct:      client pod → server pod (the cluster's own network, the floor)
@@ -47,10 +47,31 @@ const args = new Set(process.argv.slice(2));
 const json = args.has('--json');
 /** Smaller sizes and counts, for trying the benchmark itself out. */
 const quick = args.has('--quick');
+/** `--only=throughput,latency`: run just these measurements (for profiling one of them). */
+const only = new Set(
+  process.argv
+    .slice(2)
+    .filter((a) => a.startsWith('--only='))
+    .flatMap((a) => a.slice('--only='.length).split(',')),
+);
+function flag(name: string): string | undefined {
+  return process.argv
+    .slice(2)
+    .find((a) => a.startsWith(`--${name}=`))
+    ?.slice(name.length + 3);
+}
+const wanted = (kind: ClientTask['kind']) => only.size === 0 || only.has(kind);
+/** `--paths=portForward,outbound`: measure just these paths. */
+const onlyPaths = new Set(
+  process.argv
+    .slice(2)
+    .filter((a) => a.startsWith('--paths='))
+    .flatMap((a) => a.slice('--paths='.length).split(',')),
+);
 
 const MB = 1024 * 1024;
 const SIZES = {
-  transferBytes: (quick ? 32 : 256) * MB,
+  transferBytes: Number(flag('transfer-mb') ?? (quick ? 32 : 256)) * MB,
   latencyCount: quick ? 1_000 : 10_000,
   latencyWarmup: quick ? 100 : 500,
   connectMax: quick ? 500 : 5_000,
@@ -191,7 +212,8 @@ async function measurePath(name: PathName, client: PathClient, report: BenchRepo
     label: string,
     task: ClientTask,
     deadlineMs: number,
-  ): Promise<T | { error: string }> => {
+  ): Promise<T | { error: string } | undefined> => {
+    if (!wanted(task.kind)) return undefined;
     const t0 = Date.now();
     const result = await attempt(`${name} ${label}`, () => runTask<T>(client, task, deadlineMs));
     if (!('error' in (result as object))) say(`  ✓ ${label} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
@@ -361,7 +383,9 @@ async function main(): Promise<void> {
       outbound: { host: serverIP, ports: SERVICE_PORTS, exec: inContainer(containers.service) },
       inbound: { host: appIP, ports: SERVICE_PORTS, exec: inPod(ns, 'bench-client') },
     };
-    for (const name of PATHS) await measurePath(name, clients[name], report);
+    for (const name of PATHS) {
+      if (onlyPaths.size === 0 || onlyPaths.has(name)) await measurePath(name, clients[name], report);
+    }
 
     report.rss.idle = { sidecar: sidecarRss.max(idle), agent: agentRss.max(idle) };
     for (const name of ['outbound', 'inbound'] as const) {

@@ -226,7 +226,7 @@ start_containerd() {
     kill_orphan_shims
     unmount_under "$CLUSTER_DIR/containerd"
     unmount_under "$RUN"
-    rm -f "$CONTAINERD_SOCK" "$CONTAINERD_SOCK.ttrpc"
+    rm -f "$CONTAINERD_SOCK" "$CONTAINERD_SOCK.ttrpc" "$CONTAINERD_SOCK.debug"
     mkdir -p "$CLUSTER_DIR/containerd" "$RUN"
     cat >"$CLUSTER_DIR/containerd/config.toml" <<TOML
 version = 2
@@ -236,6 +236,9 @@ state = "$RUN/containerd-state"
   address = "$CONTAINERD_SOCK"
 [ttrpc]
   address = "$CONTAINERD_SOCK.ttrpc"
+# pprof for profiling the runtime's share of port-forward traffic: curl --unix-socket <sock>.debug
+[debug]
+  address = "$CONTAINERD_SOCK.debug"
 [plugins."io.containerd.internal.v1.opt"]
   path = "$CLUSTER_DIR/containerd/opt"
 [plugins."io.containerd.grpc.v1.cri"]

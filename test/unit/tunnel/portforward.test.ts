@@ -68,7 +68,15 @@ async function fakeApi(
 }
 
 function options(api: FakeApi, extra: Partial<PortForwardOptions> = {}): PortForwardOptions {
-  return { server: api.server, token: 'tok', namespace: 'shop', pod: 'api-0', port: PORT, ...extra };
+  return {
+    server: api.server,
+    token: 'tok',
+    namespace: 'shop',
+    pod: 'api-0',
+    port: PORT,
+    transport: 'websocket',
+    ...extra,
+  };
 }
 
 /** Data frames the fake server receives, without the channel byte. */

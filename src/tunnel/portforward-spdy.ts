@@ -1,0 +1,398 @@
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import { DevboxError, errorText } from '../util/errors.js';
+import {
+  controlStreamId,
+  dataFrameHeader,
+  pingFrame,
+  rstStatusText,
+  SPDY_FRAME_PAYLOAD_MAX,
+  SpdyControl,
+  SpdyDecoder,
+  type SpdyEvent,
+  SpdyHeaderEncoder,
+  synStreamFrame,
+} from './spdy.js';
+
+/**
+ * Pod port-forward over SPDY/3.1 (`X-Stream-Protocol-Version: portforward.k8s.io`), the protocol
+ * `kubectl port-forward` used for years. After the upgrade the client opens two streams per port
+ * and request id: an error stream (the server writes a message there when it cannot reach the pod
+ * port) and a data stream. Unlike the WebSocket protocol the container runtime neither unmasks nor
+ * reassembles every message, which roughly doubles what it can carry towards the pod.
+ */
+export const SPDY_UPGRADE = 'SPDY/3.1';
+export const PORT_FORWARD_PROTOCOL = 'portforward.k8s.io';
+
+const ERROR_STREAM = 1;
+const DATA_STREAM = 3;
+/** Largest error-stream text kept. */
+const ERROR_TEXT_MAX = 4096;
+/** Outbound bytes queued in the socket before writes wait for `drain`. */
+const WRITE_HIGH_WATER = 1024 * 1024;
+
+/** What {@link openSpdyPortForward} needs; the same fields as the WebSocket transport. */
+export interface SpdyPortForwardOptions {
+  url: URL;
+  headers: Record<string, string>;
+  tls: {
+    ca?: string | Buffer;
+    cert?: string | Buffer;
+    key?: string | Buffer;
+    servername?: string;
+    rejectUnauthorized: boolean;
+  };
+  port: number;
+  label: string;
+  keepaliveMs: number;
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+/** A non-101 answer to the upgrade: its status and the Status message, for the caller to explain. */
+export class UpgradeRefused extends Error {
+  constructor(
+    readonly status: number,
+    readonly detail: string,
+  ) {
+    super(`upgrade refused with HTTP ${status}${detail ? ` (${detail})` : ''}`);
+  }
+}
+
+/**
+ * A Duplex over the data stream of an open SPDY port-forward: backpressure both ways (socket
+ * pause/resume and `drain`), error-stream text and resets surface as errors, the end of the
+ * writable side sends FIN and ends the connection, a FIN from the server ends the readable side.
+ */
+export class SpdyPortForwardStream extends Duplex {
+  private readonly decoder = new SpdyDecoder();
+  private errorText = '';
+  private keepalive: NodeJS.Timeout | undefined;
+  private awaitingPong = false;
+  private nextPing = 1;
+  private readonly replied = new Set<number>();
+  private isOpen = false;
+  private errorFinished = false;
+  /** Set from the opening until the first read; events decoded meanwhile wait in `backlog`. */
+  private holding = false;
+  private backlog: SpdyEvent[] = [];
+  private dataFinished = false;
+
+  /** @internal use {@link openSpdyPortForward} */
+  constructor(
+    private readonly socket: Socket,
+    private readonly label: string,
+    keepaliveMs: number,
+  ) {
+    super({ allowHalfOpen: false, readableHighWaterMark: 256 * 1024, writableHighWaterMark: 256 * 1024 });
+    socket.on('close', () => this.onSocketClose());
+    socket.on('error', (err) =>
+      this.destroy(new DevboxError('TUNNEL', `${label}: ${errorText(err)}`, { cause: err })),
+    );
+    if (keepaliveMs > 0) {
+      this.keepalive = setInterval(() => this.pingTick(keepaliveMs), keepaliveMs);
+      this.keepalive.unref();
+    }
+  }
+
+  /**
+   * Opens the error and data streams for `port`; emits `spdy-open` once the server replied to both.
+   * Reading starts only when the consumer reads (like a paused socket), except during the opening.
+   */
+  open(port: number, head: Buffer): void {
+    const headers = new SpdyHeaderEncoder();
+    const streamHeaders = (type: string) => ({ streamtype: type, port: String(port), requestid: '0' });
+    this.socket.cork();
+    this.socket.write(synStreamFrame(ERROR_STREAM, headers.encode(streamHeaders('error'))));
+    this.socket.write(synStreamFrame(DATA_STREAM, headers.encode(streamHeaders('data'))));
+    this.socket.uncork();
+    this.socket.on('data', (chunk: Buffer) => this.receive(chunk));
+    if (head.length > 0) this.receive(head);
+  }
+
+  private receive(chunk: Buffer): void {
+    if (this.destroyed) return;
+    this.awaitingPong = false;
+    let events: SpdyEvent[];
+    try {
+      events = this.decoder.push(chunk);
+    } catch (err) {
+      this.destroy(new DevboxError('PROTOCOL', `${this.label}: ${errorText(err)}`, { cause: err }));
+      return;
+    }
+    for (let i = 0; i < events.length; i++) {
+      if (this.destroyed) return;
+      if (this.holding) {
+        this.backlog.push(...events.slice(i));
+        return;
+      }
+      this.onEvent(events[i]!);
+    }
+  }
+
+  private onEvent(event: SpdyEvent): void {
+    if (event.kind === 'data') {
+      if (event.streamId === DATA_STREAM) {
+        if (!this.push(event.data)) this.socket.pause();
+      } else if (event.streamId === ERROR_STREAM && this.errorText.length < ERROR_TEXT_MAX) {
+        this.errorText += event.data.toString('utf8');
+      }
+      return;
+    }
+    if (event.kind === 'fin') {
+      // The server closes the error stream, then the data stream, but their frames may cross: the
+      // data stream's end only counts once the error stream has ended without a message.
+      if (event.streamId === ERROR_STREAM) this.errorFinished = true;
+      if (event.streamId === DATA_STREAM) this.dataFinished = true;
+      if (this.errorFinished && this.errorText.trim()) {
+        this.destroy(
+          new DevboxError('TUNNEL', `${this.label}: ${this.errorText.slice(0, ERROR_TEXT_MAX).trim()}`),
+        );
+      } else if (this.errorFinished && this.dataFinished) {
+        this.push(null);
+      }
+      return;
+    }
+    switch (event.type) {
+      case SpdyControl.synReply: {
+        this.replied.add(controlStreamId(event.payload));
+        if (!this.isOpen && this.replied.has(ERROR_STREAM) && this.replied.has(DATA_STREAM)) {
+          this.isOpen = true;
+          // We send nothing on the error stream.
+          this.socket.write(dataFrameHeader(ERROR_STREAM, 0, true));
+          // Like a paused socket: nothing more (data, or an error) until the consumer reads.
+          this.holding = true;
+          this.socket.pause();
+          this.emit('spdy-open');
+        }
+        return;
+      }
+      case SpdyControl.rstStream: {
+        const id = controlStreamId(event.payload);
+        if (id === DATA_STREAM || id === ERROR_STREAM) {
+          this.destroy(
+            new DevboxError(
+              'TUNNEL',
+              `${this.label}: the server reset the stream (${rstStatusText(event.payload)})`,
+            ),
+          );
+        }
+        return;
+      }
+      case SpdyControl.ping: {
+        // Even ids are the server's: answer them. Odd ids answer ours.
+        if (event.payload.length >= 4 && (event.payload.readUInt32BE(0) & 1) === 0) {
+          this.socket.write(pingFrame(event.payload.readUInt32BE(0)));
+        }
+        return;
+      }
+      case SpdyControl.goAway:
+        this.push(null);
+        return;
+      default:
+        // SETTINGS, HEADERS and WINDOW_UPDATE carry nothing we need.
+        return;
+    }
+  }
+
+  private pingTick(keepaliveMs: number): void {
+    if (this.socket.isPaused()) this.awaitingPong = false;
+    if (this.awaitingPong) {
+      this.destroy(new DevboxError('TUNNEL', `${this.label}: no answer to a ping within ${keepaliveMs} ms`));
+      return;
+    }
+    this.awaitingPong = true;
+    this.socket.write(pingFrame(this.nextPing));
+    this.nextPing = (this.nextPing + 2) >>> 0 || 1;
+  }
+
+  private onSocketClose(): void {
+    clearInterval(this.keepalive);
+    if (this.destroyed) return;
+    if (this.errorText.trim()) {
+      this.destroy(
+        new DevboxError('TUNNEL', `${this.label}: ${this.errorText.slice(0, ERROR_TEXT_MAX).trim()}`),
+      );
+      return;
+    }
+    // A close without FIN: treat like the WebSocket transport treats a normal close.
+    this.push(null);
+  }
+
+  override _read(): void {
+    if (this.holding) {
+      this.holding = false;
+      const backlog = this.backlog;
+      this.backlog = [];
+      for (const event of backlog) {
+        if (this.destroyed) return;
+        this.onEvent(event);
+      }
+    }
+    if (this.socket.isPaused()) this.socket.resume();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.send([chunk], callback);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
+    this.send(
+      chunks.map((c) => c.chunk),
+      callback,
+    );
+  }
+
+  private send(chunks: Buffer[], callback: (error?: Error | null) => void): void {
+    if (this.socket.destroyed || !this.socket.writable) {
+      callback(new DevboxError('TUNNEL', `${this.label}: write after the connection closed`));
+      return;
+    }
+    let size = 0;
+    for (const c of chunks) size += c.length;
+    this.socket.cork();
+    let frameLeft = 0;
+    for (const c of chunks) {
+      let offset = 0;
+      while (offset < c.length) {
+        if (frameLeft === 0) {
+          frameLeft = Math.min(size, SPDY_FRAME_PAYLOAD_MAX);
+          size -= frameLeft;
+          this.socket.write(dataFrameHeader(DATA_STREAM, frameLeft));
+        }
+        const take = Math.min(frameLeft, c.length - offset);
+        this.socket.write(offset === 0 && take === c.length ? c : c.subarray(offset, offset + take));
+        offset += take;
+        frameLeft -= take;
+      }
+    }
+    this.socket.uncork();
+    if (this.socket.writableLength < WRITE_HIGH_WATER) callback();
+    else this.socket.once('drain', () => callback());
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    clearInterval(this.keepalive);
+    if (!this.socket.destroyed) this.socket.end(dataFrameHeader(DATA_STREAM, 0, true));
+    callback();
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    clearInterval(this.keepalive);
+    this.socket.destroy();
+    callback(err);
+  }
+}
+
+/**
+ * Upgrades to SPDY, opens the error and data streams for `port` and resolves once the server has
+ * replied to both. Rejects with {@link UpgradeRefused} on a non-101 answer, with a TUNNEL
+ * DevboxError when the server resets a stream, closes, or does not answer within `timeoutMs`, and
+ * with the connection's own error when it cannot be made.
+ */
+export function openSpdyPortForward(opts: SpdyPortForwardOptions): Promise<SpdyPortForwardStream> {
+  const { label } = opts;
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    let socket: Socket | undefined;
+    const settle = (err: Error | undefined, stream?: SpdyPortForwardStream) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      if (err) {
+        request.destroy();
+        socket?.destroy();
+        reject(err);
+      } else {
+        resolve(stream!);
+      }
+    };
+    const onAbort = () => settle(new DevboxError('TUNNEL', `${label}: aborted`));
+    const timer = setTimeout(
+      () =>
+        settle(new DevboxError('TUNNEL', `${label}: no answer to the upgrade within ${opts.timeoutMs} ms`)),
+      opts.timeoutMs,
+    );
+    const secure = opts.url.protocol === 'https:';
+    const requestOptions: https.RequestOptions = {
+      method: 'POST',
+      host: opts.url.hostname.replace(/^\[|\]$/g, ''),
+      port: opts.url.port || (secure ? 443 : 80),
+      path: `${opts.url.pathname}${opts.url.search}`,
+      headers: {
+        ...opts.headers,
+        Connection: 'Upgrade',
+        Upgrade: SPDY_UPGRADE,
+        'X-Stream-Protocol-Version': PORT_FORWARD_PROTOCOL,
+      },
+      agent: false,
+      ...(secure ? opts.tls : {}),
+    };
+    const request = secure ? https.request(requestOptions) : http.request(requestOptions);
+    if (opts.signal?.aborted) {
+      onAbort();
+      return;
+    }
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    request.on('error', (err) => settle(err));
+    request.on('response', (res: IncomingMessage) => {
+      readStatusMessage(res).then((detail) => settle(new UpgradeRefused(res.statusCode ?? 0, detail)));
+    });
+    request.on('upgrade', (res: IncomingMessage, upgraded: Socket, head: Buffer) => {
+      socket = upgraded;
+      const protocol = String(res.headers['x-stream-protocol-version'] ?? '');
+      if (protocol !== PORT_FORWARD_PROTOCOL) {
+        settle(new UpgradeRefused(res.statusCode ?? 101, `the server chose protocol "${protocol}"`));
+        return;
+      }
+      upgraded.setNoDelay(true);
+      const stream = new SpdyPortForwardStream(upgraded, label, opts.keepaliveMs);
+      stream.once('spdy-open', () => {
+        stream.off('error', onEarlyError);
+        stream.off('close', onEarlyClose);
+        if (opts.signal) {
+          const signal = opts.signal;
+          const onLateAbort = () => stream.destroy(new DevboxError('TUNNEL', `${label}: aborted`));
+          signal.addEventListener('abort', onLateAbort, { once: true });
+          stream.once('close', () => signal.removeEventListener('abort', onLateAbort));
+        }
+        settle(undefined, stream);
+      });
+      const onEarlyError = (err: Error) => settle(err);
+      const onEarlyClose = () =>
+        settle(new DevboxError('TUNNEL', `${label}: closed before the streams opened`));
+      stream.once('error', onEarlyError);
+      stream.once('close', onEarlyClose);
+      stream.open(opts.port, head);
+    });
+    request.end();
+  });
+}
+
+/** Reads at most 64 KiB of an error response and extracts a Kubernetes Status message. */
+export function readStatusMessage(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      try {
+        const status = JSON.parse(text) as { message?: unknown };
+        if (typeof status.message === 'string') return resolve(status.message);
+      } catch {
+        // not a Status object
+      }
+      resolve(text.trim().slice(0, 500));
+    };
+    res.on('data', (chunk: Buffer) => {
+      if (size < 65536) chunks.push(chunk);
+      size += chunk.length;
+    });
+    res.on('end', finish);
+    res.on('error', finish);
+    res.on('close', finish);
+  });
+}
