@@ -8,8 +8,9 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import { DevboxError } from '../util/errors.js';
+import { verifyServerAs } from '../util/tls-name.js';
 
 /** How to reach the API server; shared with the port-forward client. */
 export interface KubeConnection {
@@ -46,12 +47,8 @@ export function tlsOptionsFor(
 ): Pick<tls.ConnectionOptions, 'ca' | 'servername' | 'checkServerIdentity'> {
   const url = new URL(conn.server);
   const host = url.hostname.replace(/^\[|\]$/g, '');
-  const verifyName = conn.tlsServerName ?? host;
-  const opts: Pick<tls.ConnectionOptions, 'ca' | 'servername' | 'checkServerIdentity'> = { ca: conn.ca };
-  if (!isIP(verifyName)) opts.servername = verifyName;
-  if (conn.tlsServerName)
-    opts.checkServerIdentity = (_host, cert) => tls.checkServerIdentity(verifyName, cert);
-  return opts;
+  if (conn.tlsServerName) return { ca: conn.ca, ...verifyServerAs(conn.tlsServerName) };
+  return isIP(host) ? { ca: conn.ca } : { ca: conn.ca, servername: host };
 }
 
 /** HTTP status failures keep the status code so callers can react to 410 Gone. */

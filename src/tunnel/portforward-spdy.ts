@@ -37,13 +37,10 @@ const WRITE_HIGH_WATER = 1024 * 1024;
 export interface SpdyPortForwardOptions {
   url: URL;
   headers: Record<string, string>;
-  tls: {
-    ca?: string | Buffer;
-    cert?: string | Buffer;
-    key?: string | Buffer;
-    servername?: string;
-    rejectUnauthorized: boolean;
-  };
+  tls: Pick<
+    https.RequestOptions,
+    'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername' | 'checkServerIdentity'
+  >;
   port: number;
   label: string;
   keepaliveMs: number;

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import { DevboxError, errorText } from '../util/errors.js';
+import { verifyServerAs } from '../util/tls-name.js';
 import { openSpdyPortForward, readStatusMessage, UpgradeRefused } from './portforward-spdy.js';
 
 /**
@@ -283,8 +284,8 @@ export async function openPortForward(opts: PortForwardOptions): Promise<Duplex>
         ca: opts.ca,
         cert: opts.cert,
         key: opts.key,
-        servername: opts.servername,
         rejectUnauthorized: !opts.insecureSkipTlsVerify,
+        ...verifyServerAs(opts.servername),
       },
       port: opts.port,
       label,
@@ -323,14 +324,15 @@ function openWebSocketPortForward(opts: PortForwardOptions): Promise<PortForward
     }
     const headers: Record<string, string> = {};
     if (opts.token) headers.Authorization = `Bearer ${opts.token}`;
-    // ws hands TLS options through to tls.connect; its types omit `servername`.
-    const wsOptions: WebSocket.ClientOptions & { servername?: string } = {
+    // ws hands TLS options through to tls.connect; its types omit `servername` and type
+    // `checkServerIdentity` as its own hook.
+    const wsOptions = {
       headers,
       ca: opts.ca,
       cert: opts.cert,
       key: opts.key,
-      servername: opts.servername,
       rejectUnauthorized: !opts.insecureSkipTlsVerify,
+      ...verifyServerAs(opts.servername),
       perMessageDeflate: false,
       handshakeTimeout: opts.timeoutMs ?? 15_000,
       maxPayload: MAX_MESSAGE,
@@ -340,7 +342,7 @@ function openWebSocketPortForward(opts: PortForwardOptions): Promise<PortForward
       generateMask: (mask: Buffer) => {
         mask.fill(0);
       },
-    };
+    } as WebSocket.ClientOptions;
     const ws = new WebSocket(
       portForwardUrl(opts.server, opts.namespace, opts.pod, opts.port),
       [PORT_FORWARD_SUBPROTOCOL],

@@ -111,6 +111,37 @@ describe('port-forward client', () => {
     assert.equal(chunk.toString(), 'hello');
   });
 
+  it('auto: asks for SPDY first, falls back to WebSocket when refused, and goes straight there next time', async () => {
+    const api = await fakeApi(fx, (ws) => onData(ws, (d) => ws.send(frame(0, d))));
+    const first = await openPortForward(options(api, { transport: 'auto' }));
+    fx.add(() => {
+      first.destroy();
+    });
+    assert.deepEqual(
+      api.requests.map((r) => r.headers.upgrade?.toLowerCase()),
+      ['spdy/3.1', 'websocket'],
+    );
+    assert.equal(api.requests[0]!.headers['x-stream-protocol-version'], 'portforward.k8s.io');
+    assert.equal(api.requests[0]!.headers.authorization, 'Bearer tok');
+    first.write('via fallback');
+    const [chunk] = await once(first, 'data');
+    assert.equal(chunk.toString(), 'via fallback');
+    const second = await openPortForward(options(api, { transport: 'auto' }));
+    second.destroy();
+    assert.equal(api.requests.length, 3);
+    assert.equal(api.requests[2]!.headers.upgrade?.toLowerCase(), 'websocket');
+  });
+
+  it('spdy: a refused upgrade is an error naming the status, with no fallback', async () => {
+    const api = await fakeApi(fx, () => {});
+    await assert.rejects(openPortForward(options(api, { transport: 'spdy' })), (err) => {
+      assert.ok(isDevboxError(err, 'TUNNEL'), String(err));
+      assert.match((err as Error).message, /upgrade failed with HTTP 405/);
+      return true;
+    });
+    assert.equal(api.requests.length, 1);
+  });
+
   it('read side: stops reading the WebSocket while the consumer does not read, loses nothing', async () => {
     const total = 64 * 1024 * 1024;
     const chunk = Buffer.alloc(64 * 1024);
