@@ -22,7 +22,8 @@ export interface ServerPorts {
 }
 
 /**
- * HTTP on `http`: `GET /bytes?n=N` streams N bytes, anything else answers `ok`
+ * HTTP on `http`: `GET /bytes?n=N` streams N bytes, `POST /sink` reads the body and answers its
+ * length, anything else answers `ok`
  * (keep-alive). TCP on `tcp`: writes one byte `x` on connect, then echoes.
  */
 export function benchServer(req: Require, ports: ServerPorts): void {
@@ -32,6 +33,18 @@ export function benchServer(req: Require, ports: ServerPorts): void {
   const block = crypto.randomBytes(1 << 20);
   const server = http.createServer((request, response) => {
     const url = new URL(request.url ?? '/', 'http://x');
+    if (url.pathname === '/sink') {
+      let got = 0;
+      request.on('data', (d: Buffer) => {
+        got += d.length;
+      });
+      request.on('end', () => {
+        const body = String(got);
+        response.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(body.length) });
+        response.end(body);
+      });
+      return;
+    }
     if (url.pathname !== '/bytes') {
       response.writeHead(200, { 'content-type': 'text/plain', 'content-length': '2' });
       response.end('ok');
@@ -70,6 +83,7 @@ export function benchServer(req: Require, ports: ServerPorts): void {
 /** One benchmark measurement, run by {@link benchClient}. */
 export type ClientTask =
   | { kind: 'throughput'; bytes: number }
+  | { kind: 'upload'; bytes: number }
   | { kind: 'latency'; count: number; warmup: number }
   | { kind: 'connect'; maxCount: number; maxMs: number; parallel: number }
   | { kind: 'concurrent'; connections: number; timeoutMs: number }
@@ -172,6 +186,47 @@ export function benchClient(req: Require, spec: ClientSpec): void {
           res.on('error', reject);
         })
         .on('error', reject);
+    });
+
+  /** Uploads `bytes` in 1 MiB writes; resolves with the time until the server confirmed them all. */
+  const upload = (bytes: number) =>
+    new Promise<number>((resolve, reject) => {
+      const t0 = now();
+      const block = Buffer.alloc(1 << 20, 0x5a);
+      const request = http.request(
+        {
+          host: spec.host,
+          port: spec.httpPort,
+          path: '/sink',
+          method: 'POST',
+          agent: false,
+          headers: { 'content-length': String(bytes) },
+        },
+        (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => {
+            body += d.toString();
+          });
+          res.on('end', () =>
+            Number(body) === bytes ? resolve(now() - t0) : reject(new Error(`server got ${body} bytes`)),
+          );
+          res.on('error', reject);
+        },
+      );
+      request.on('error', reject);
+      let left = bytes;
+      const pump = (): void => {
+        while (left > 0) {
+          const chunk = left >= block.length ? block : block.subarray(0, left);
+          left -= chunk.length;
+          if (!request.write(chunk)) {
+            request.once('drain', pump);
+            return;
+          }
+        }
+        request.end();
+      };
+      pump();
     });
 
   const throughput = async (bytes: number) => {
@@ -362,6 +417,12 @@ export function benchClient(req: Require, spec: ClientSpec): void {
     switch (task.kind) {
       case 'throughput':
         return throughput(task.bytes);
+      case 'upload':
+        return upload(task.bytes).then((ms) => ({
+          bytes: task.bytes,
+          ms: Math.round(ms),
+          mbps: Math.round((task.bytes * 8) / (ms * 1000)),
+        }));
       case 'latency':
         return latency(task.count, task.warmup);
       case 'connect':

@@ -7,7 +7,7 @@
  * - outbound:    local container → sidecar → tunnel → agent → server Service
  * - inbound:     client pod → Service → agent → tunnel → sidecar → local container
  *
- * Per path: one 256 MB transfer, 10,000 keep-alive HTTP requests (p50/p99),
+ * Per path: one 256 MB download and one 256 MB upload, 10,000 keep-alive HTTP requests (p50/p99),
  * TCP connection set-up rate, 1,000 concurrent connections; on the devbox paths
  * also the sidecar's and agent's peak RSS and a paused-reader check. Prints a
  * table; with --json also one JSON object on the last stdout line. Targets are
@@ -225,6 +225,11 @@ async function measurePath(name: PathName, client: PathClient, report: BenchRepo
     { kind: 'throughput', bytes: SIZES.transferBytes },
     180_000,
   );
+  report.upload[name] = await step<ThroughputResult>(
+    `${SIZES.transferBytes / MB} MB upload`,
+    { kind: 'upload', bytes: SIZES.transferBytes },
+    180_000,
+  );
   report.latency[name] = await step<LatencyResult>(
     `${SIZES.latencyCount} keep-alive requests`,
     { kind: 'latency', count: SIZES.latencyCount, warmup: SIZES.latencyWarmup },
@@ -364,6 +369,7 @@ async function main(): Promise<void> {
     const report: BenchReport = {
       sizes: SIZES,
       throughput: {},
+      upload: {},
       latency: {},
       connect: {},
       concurrent: {},
