@@ -3,8 +3,8 @@
  *
  * Transport
  * ---------
- * One byte stream per agent pod: in production a pod port-forward WebSocket (see `portforward.ts`),
- * in tests any TCP socket. On top of it runs cleartext HTTP/2 (h2c, prior knowledge): the sidecar is
+ * One byte stream per agent pod: in production a pod port-forward (`portforward.ts`: SPDY/3.1,
+ * or WebSocket where SPDY is refused), in tests any TCP socket. On top of it runs cleartext HTTP/2 (h2c, prior knowledge): the sidecar is
  * the client (`http2.connect('http://devbox', { createConnection: () => duplex })`), the agent serves
  * `http2.createServer()` fed with sockets accepted by a `net.Server` on 127.0.0.1:<tunnel port>.
  * HTTP/2 gives each stream its own flow control, half-close (END_STREAM), reset (RST_STREAM) and
