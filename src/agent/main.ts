@@ -1,4 +1,6 @@
 // The agent daemon inside the workload's pod. Bundled into one file and run with plain `node`.
+
+import { collectDeadBuffers } from '../util/dead-buffers.js';
 import { errorText, isDevboxError } from '../util/errors.js';
 import { daemonLogger } from '../util/log.js';
 import { startAgent } from './agent.js';
@@ -19,6 +21,7 @@ async function main(): Promise<void> {
     log.error('uncaught exception', { error: errorText(err), stack: err.stack }),
   );
   process.on('unhandledRejection', (err) => log.error('unhandled rejection', { error: errorText(err) }));
+  collectDeadBuffers();
   const agent = await startAgent(config, log);
   const stop = (signal: string) => {
     log.info('stopping', { signal });

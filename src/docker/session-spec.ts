@@ -145,7 +145,13 @@ export function sidecarContainerSpec(spec: SessionSpec): ContainerSpec {
     name: sidecar.name ?? containerNames(spec.session.workload).sidecar,
     image: sidecar.image,
     // A small young generation: connection churn otherwise grows the heap by tens of MB.
-    cmd: sidecar.cmd ?? ['node', '--max-semi-space-size=1', SIDECAR_BUNDLE_PATH, SIDECAR_CONFIG_PATH],
+    cmd: sidecar.cmd ?? [
+      'node',
+      '--max-semi-space-size=1',
+      '--expose-gc',
+      SIDECAR_BUNDLE_PATH,
+      SIDECAR_CONFIG_PATH,
+    ],
     user: '0',
     labels: sessionLabels(spec.session, 'sidecar', spec.labels),
     // The daemon's DNS server answers on 127.0.0.1:53 for both containers.

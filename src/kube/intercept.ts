@@ -306,10 +306,12 @@ function agentContainer(
     name: AGENT_CONTAINER,
     image: agent.image,
     imagePullPolicy: agent.imagePullPolicy ?? 'IfNotPresent',
-    // A small young generation: connection churn otherwise grows the heap by tens of MB.
+    // A small young generation: connection churn otherwise grows the heap by tens of MB;
+    // gc() lets the agent free dead buffers early (see util/dead-buffers.ts).
     command: [
       'node',
       '--max-semi-space-size=1',
+      '--expose-gc',
       `${AGENT_MOUNT_PATH}/${agent.bundleKey ?? AGENT_BUNDLE_FILE}`,
     ],
     env: [

@@ -3,6 +3,8 @@
  * `node sidecar.mjs status` prints the running daemon's status document,
  * for `docker exec <sidecar> node sidecar.mjs status`.
  */
+
+import { collectDeadBuffers } from '../util/dead-buffers.js';
 import { DevboxError, errorText } from '../util/errors.js';
 import { daemonLogger } from '../util/log.js';
 import { CONFIG_FILE_ENV, loadSidecarConfig } from './config.js';
@@ -29,6 +31,7 @@ async function main(argv: string[]): Promise<number> {
     return res.ok ? 0 : 1;
   }
 
+  collectDeadBuffers();
   const sidecar = await startSidecar(config, { log });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

@@ -39,7 +39,13 @@ describe('containers/ Dockerfiles', () => {
       const dockerfile = readFileSync(`containers/${name}/Dockerfile`, 'utf8');
       assert.match(bundler, /outfile: `dist\/bundle\/\$\{name\}\.mjs`/);
       assert.match(dockerfile, new RegExp(`^COPY dist/bundle/${name}\\.mjs /devbox/${name}\\.mjs$`, 'm'));
-      assert.match(dockerfile, new RegExp(`^ENTRYPOINT \\["node", "/devbox/${name}\\.mjs"\\]$`, 'm'));
+      assert.match(
+        dockerfile,
+        new RegExp(
+          `^ENTRYPOINT \\["node", "--max-semi-space-size=1", "--expose-gc", "/devbox/${name}\\.mjs"\\]$`,
+          'm',
+        ),
+      );
       assert.match(dockerfile, /^FROM \$\{NODE_IMAGE\}$/m);
     });
   }

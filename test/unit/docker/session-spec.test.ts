@@ -83,6 +83,7 @@ describe('sidecar and service specs', () => {
     assert.deepEqual(options.Cmd, [
       'node',
       '--max-semi-space-size=1',
+      '--expose-gc',
       '/devbox/sidecar.mjs',
       '/devbox/config.json',
     ]);

@@ -254,7 +254,7 @@ describe('planIntercept', () => {
     );
     const a = spec.containers[2] as V1Container;
     assert.equal(a.image, 'node:22-slim');
-    assert.deepEqual(a.command, ['node', '--max-semi-space-size=1', '/devbox/agent.mjs']);
+    assert.deepEqual(a.command, ['node', '--max-semi-space-size=1', '--expose-gc', '/devbox/agent.mjs']);
     assert.deepEqual(a.env, [
       {
         name: 'DEVBOX_AGENT_TOKEN',

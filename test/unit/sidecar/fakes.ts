@@ -57,6 +57,11 @@ export class FakeKube {
       handleProtocols: (protocols) => (protocols.has('v4.channel.k8s.io') ? 'v4.channel.k8s.io' : false),
     });
     this.server.on('upgrade', (req, socket, head) => {
+      // WebSocket only, like a proxy that refuses SPDY: the client falls back on the 400.
+      if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
+        socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n');
+        return;
+      }
       const url = new URL(req.url ?? '/', 'http://x');
       const pod = /\/pods\/([^/]+)\/portforward$/.exec(url.pathname)?.[1] ?? '';
       const port = Number(url.searchParams.get('ports'));
