@@ -36,19 +36,19 @@ Examples:
 Set DEVBOX_DEBUG=* (or a list such as docker,kube) for debug output.`,
   );
 
-for (const command of [
-  upCommand(),
-  downCommand(),
-  statusCommand(),
-  envCommand(),
-  cleanCommand(),
-  doctorCommand(),
-  devcontainerCommand(),
-]) {
-  program.addCommand(command.exitOverride());
-}
-
 try {
+  // Inside the try: building the commands reads DEVBOX_* settings, which may be malformed.
+  for (const command of [
+    upCommand(),
+    downCommand(),
+    statusCommand(),
+    envCommand(),
+    cleanCommand(),
+    doctorCommand(),
+    devcontainerCommand(),
+  ]) {
+    program.addCommand(command.exitOverride());
+  }
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {

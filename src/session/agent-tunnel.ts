@@ -5,6 +5,7 @@
  */
 import { AGENT_CONTAINER, type KubeClient, runningPods, type Workload } from '../kube/index.js';
 import { openPortForward, TunnelClient } from '../tunnel/index.js';
+import { settings } from './settings.js';
 
 export async function openAgentTunnel(
   client: KubeClient,
@@ -31,6 +32,7 @@ export async function openAgentTunnel(
     namespace: pod.metadata!.namespace!,
     pod: pod.metadata!.name!,
     port: tunnelPort,
+    transport: settings().portForward,
     ...(signal ? { signal } : {}),
   });
   return TunnelClient.connect(duplex, { token, pingIntervalMs: 0 });

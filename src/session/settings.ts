@@ -1,3 +1,6 @@
+import type { PortForwardTransport } from '../tunnel/portforward.js';
+import { DevboxError } from '../util/errors.js';
+
 /**
  * Settings read from the environment, in one place: nothing else parses
  * DEVBOX_* variables.
@@ -7,7 +10,11 @@ export interface Settings {
   agentImage: string;
   /** The cluster's DNS domain (the kubelet's clusterDomain). */
   clusterDomain: string;
+  /** How port-forwards talk to the API server (DEVBOX_PORT_FORWARD): auto, spdy or websocket. */
+  portForward: PortForwardTransport;
 }
+
+const TRANSPORTS: PortForwardTransport[] = ['auto', 'spdy', 'websocket'];
 
 export const DEFAULT_AGENT_IMAGE = 'node:22-slim';
 
@@ -15,5 +22,14 @@ export function settings(env: NodeJS.ProcessEnv = process.env): Settings {
   return {
     agentImage: env.DEVBOX_AGENT_IMAGE?.trim() || DEFAULT_AGENT_IMAGE,
     clusterDomain: env.DEVBOX_CLUSTER_DOMAIN?.trim() || 'cluster.local',
+    portForward: portForwardTransport(env.DEVBOX_PORT_FORWARD),
   };
+}
+
+function portForwardTransport(value: string | undefined): PortForwardTransport {
+  const v = value?.trim().toLowerCase() || 'auto';
+  if ((TRANSPORTS as string[]).includes(v)) return v as PortForwardTransport;
+  throw new DevboxError('BAD_INPUT', `DEVBOX_PORT_FORWARD=${value} is not one of ${TRANSPORTS.join(', ')}`, {
+    hint: 'use websocket behind proxies that refuse SPDY upgrades, or unset it',
+  });
 }

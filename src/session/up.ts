@@ -71,6 +71,7 @@ import { podDnsSettings } from './dns-settings.js';
 import { parseEnvFlags } from './flags.js';
 import { podFilesTar, resolvePodFiles } from './pod-files.js';
 import { waitForRollout } from './rollout.js';
+import { settings } from './settings.js';
 
 export interface UpOptions {
   target: KubeTarget;
@@ -320,6 +321,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
       agentTunnelPort: tunnelPort,
       interceptPorts: dedupe(intercepted.map((p) => p.appPort)).map((port) => ({ port, appPort: port })),
       statusPort: SIDECAR_STATUS_PORT,
+      portForward: settings().portForward,
     };
 
     const names = containerNames(`${name}.${namespace}`);

@@ -4,7 +4,7 @@
  * connections. Also adapts the tunnel module's client to the sidecar's
  * TunnelLink surface.
  */
-import { openPortForward, TunnelClient, type UdpFlow } from '../tunnel/index.js';
+import { openPortForward, type PortForwardTransport, TunnelClient, type UdpFlow } from '../tunnel/index.js';
 import type { KubeConnection } from './kube-api.js';
 import type { TunnelDialer, TunnelLink, UdpFlowLink } from './tunnel-link.js';
 
@@ -17,6 +17,7 @@ export interface AgentDialerOptions {
   acceptPoolSize?: number;
   /** UDP flow idle timeout asked of the agent. */
   udpIdleMs?: number;
+  transport?: PortForwardTransport;
 }
 
 export function createAgentDialer(opts: AgentDialerOptions): TunnelDialer {
@@ -30,6 +31,7 @@ export function createAgentDialer(opts: AgentDialerOptions): TunnelDialer {
       namespace: opts.namespace,
       pod: target.pod,
       port: target.port,
+      transport: opts.transport ?? 'auto',
       signal,
     });
     let client: TunnelClient;

@@ -3,7 +3,9 @@
  * parsed and checked here and nowhere else. Every problem is reported at once,
  * each naming both its JSON key and its environment variable.
  */
+
 import { readFileSync } from 'node:fs';
+import type { PortForwardTransport } from '../tunnel/portforward.js';
 import { DevboxError } from '../util/errors.js';
 
 /** An agent stream for `port` (the pod's container port) goes to 127.0.0.1:`appPort` locally. */
@@ -44,6 +46,8 @@ export interface SidecarConfig {
    * chosen automatically when `ip addr add` is refused.
    */
   forceFallback: boolean;
+  /** Port-forward transport to the agents: auto (SPDY, WebSocket where refused), spdy or websocket. */
+  portForward: PortForwardTransport;
 }
 
 interface FieldSpec {
@@ -69,6 +73,7 @@ const FIELDS: FieldSpec[] = [
   { key: 'dnsAddress', env: 'DEVBOX_DNS_ADDRESS' },
   { key: 'dnsPort', env: 'DEVBOX_DNS_PORT' },
   { key: 'forceFallback', env: 'DEVBOX_FORCE_FALLBACK' },
+  { key: 'portForward', env: 'DEVBOX_PORT_FORWARD' },
 ];
 
 /** Environment variable naming the JSON config file (the first command-line argument works too). */
@@ -173,6 +178,9 @@ export function parseSidecarConfig(raw: Record<string, unknown>): SidecarConfig 
   const dnsAddress = str('dnsAddress', false) ?? '127.0.0.1';
   const dnsPort = port('dnsPort', 53);
   const interceptPorts = parseInterceptPorts(raw.interceptPorts, (why) => bad('interceptPorts', why));
+  const portForward = str('portForward', false) ?? 'auto';
+  if (!['auto', 'spdy', 'websocket'].includes(portForward))
+    bad('portForward', 'must be auto, spdy or websocket');
   const forceFallback =
     raw.forceFallback === true || raw.forceFallback === 'true' || raw.forceFallback === '1';
 
@@ -199,6 +207,7 @@ export function parseSidecarConfig(raw: Record<string, unknown>): SidecarConfig 
     dnsAddress,
     dnsPort,
     forceFallback,
+    portForward: portForward as PortForwardTransport,
   };
 }
 

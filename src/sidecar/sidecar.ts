@@ -96,7 +96,12 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
   const tunnels = new TunnelManager({
     dialer:
       deps.dialer ??
-      createAgentDialer({ connection, namespace: config.namespace, sessionToken: config.sessionToken }),
+      createAgentDialer({
+        connection,
+        namespace: config.namespace,
+        sessionToken: config.sessionToken,
+        transport: config.portForward,
+      }),
     agentPort: config.agentTunnelPort,
     onInbound: createInboundHandler({ interceptPorts: config.interceptPorts, stats: inboundStats, onError }),
     log,

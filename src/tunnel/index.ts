@@ -18,6 +18,7 @@ export {
   type PortForwardFrame,
   type PortForwardOptions,
   PortForwardStream,
+  type PortForwardTransport,
   portForwardUrl,
 } from './portforward.js';
 export * from './protocol.js';

@@ -285,9 +285,9 @@ export class SpdyPortForwardStream extends Duplex {
 
 /**
  * Upgrades to SPDY, opens the error and data streams for `port` and resolves once the server has
- * replied to both. Rejects with {@link UpgradeRefused} on a non-101 answer, with a TUNNEL
- * DevboxError when the server resets a stream, closes, or does not answer within `timeoutMs`, and
- * with the connection's own error when it cannot be made.
+ * replied to both. Rejects with {@link UpgradeRefused} on a non-101 answer or when the streams do
+ * not open after the upgrade (status 101), with a TUNNEL DevboxError when there is no answer within
+ * `timeoutMs` or on abort, and with the connection's own error when it cannot be made.
  */
 export function openSpdyPortForward(opts: SpdyPortForwardOptions): Promise<SpdyPortForwardStream> {
   const { label } = opts;
@@ -358,9 +358,10 @@ export function openSpdyPortForward(opts: SpdyPortForwardOptions): Promise<SpdyP
         }
         settle(undefined, stream);
       });
-      const onEarlyError = (err: Error) => settle(err);
-      const onEarlyClose = () =>
-        settle(new DevboxError('TUNNEL', `${label}: closed before the streams opened`));
+      // The server took the upgrade but the streams did not come up: something between us and the
+      // runtime does not speak SPDY. Reported as a refusal, so that `auto` tries WebSocket.
+      const onEarlyError = (err: Error) => settle(new UpgradeRefused(101, errorText(err)));
+      const onEarlyClose = () => settle(new UpgradeRefused(101, 'closed before the streams opened'));
       stream.once('error', onEarlyError);
       stream.once('close', onEarlyClose);
       stream.open(opts.port, head);

@@ -29,6 +29,7 @@ describe('sidecar config', () => {
     assert.equal(config.statusAddress, '127.0.0.1');
     assert.equal(config.agentContainer, 'devbox-agent');
     assert.equal(config.forceFallback, false);
+    assert.equal(config.portForward, 'auto');
   });
 
   it('names every missing field with its JSON key and env variable, all at once', () => {
@@ -64,6 +65,10 @@ describe('sidecar config', () => {
       () => parseSidecarConfig({ ...complete, interceptPorts: ['80:x'] }),
       /invalid interceptPorts .*"80:x"/,
     );
+    assert.throws(
+      () => parseSidecarConfig({ ...complete, portForward: 'h2' }),
+      /invalid portForward .*DEVBOX_PORT_FORWARD.*auto, spdy or websocket/,
+    );
   });
 
   it('overlays environment variables on the file, env winning', () => {
@@ -75,12 +80,14 @@ describe('sidecar config', () => {
         DEVBOX_INTERCEPT_PORTS: '8080:3000, 9000',
         DEVBOX_STATUS_PORT: '9999',
         DEVBOX_FORCE_FALLBACK: 'true',
+        DEVBOX_PORT_FORWARD: 'websocket',
       },
       (p) => files[p] ?? '',
     );
     assert.equal(config.namespace, 'other');
     assert.equal(config.statusPort, 9999);
     assert.equal(config.forceFallback, true);
+    assert.equal(config.portForward, 'websocket');
     assert.deepEqual(config.interceptPorts, [
       { port: 8080, appPort: 3000 },
       { port: 9000, appPort: 9000 },

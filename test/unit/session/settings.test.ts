@@ -1,0 +1,25 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DEFAULT_AGENT_IMAGE, settings } from '../../../src/session/settings.js';
+import { isDevboxError } from '../../../src/util/errors.js';
+
+describe('settings from the environment', () => {
+  it('has defaults for everything', () => {
+    assert.deepEqual(settings({}), {
+      agentImage: DEFAULT_AGENT_IMAGE,
+      clusterDomain: 'cluster.local',
+      portForward: 'auto',
+    });
+  });
+
+  it('reads DEVBOX_PORT_FORWARD in any case, and names the choices when it is wrong', () => {
+    assert.equal(settings({ DEVBOX_PORT_FORWARD: ' WebSocket ' }).portForward, 'websocket');
+    assert.equal(settings({ DEVBOX_PORT_FORWARD: 'spdy' }).portForward, 'spdy');
+    assert.throws(
+      () => settings({ DEVBOX_PORT_FORWARD: 'quic' }),
+      (err) =>
+        isDevboxError(err, 'BAD_INPUT') &&
+        /DEVBOX_PORT_FORWARD=quic is not one of auto, spdy, websocket/.test((err as Error).message),
+    );
+  });
+});
