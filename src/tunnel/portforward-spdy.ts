@@ -1,8 +1,8 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
-import { Duplex } from 'node:stream';
 import { DevboxError, errorText } from '../util/errors.js';
+import { PortForwardDuplex } from './port-forward-duplex.js';
 import {
   controlStreamId,
   dataFrameHeader,
@@ -63,7 +63,7 @@ export class UpgradeRefused extends Error {
  * pause/resume and `drain`), error-stream text and resets surface as errors, the end of the
  * writable side sends FIN and ends the connection, a FIN from the server ends the readable side.
  */
-export class SpdyPortForwardStream extends Duplex {
+export class SpdyPortForwardStream extends PortForwardDuplex {
   private readonly decoder = new SpdyDecoder();
   private errorText = '';
   private keepalive: NodeJS.Timeout | undefined;
@@ -231,18 +231,7 @@ export class SpdyPortForwardStream extends Duplex {
     if (this.socket.isPaused()) this.socket.resume();
   }
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.send([chunk], callback);
-  }
-
-  override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
-    this.send(
-      chunks.map((c) => c.chunk),
-      callback,
-    );
-  }
-
-  private send(chunks: Buffer[], callback: (error?: Error | null) => void): void {
+  protected send(chunks: Buffer[], callback: (error?: Error | null) => void): void {
     if (this.socket.destroyed || !this.socket.writable) {
       callback(new DevboxError('TUNNEL', `${this.label}: write after the connection closed`));
       return;
@@ -350,12 +339,7 @@ export function openSpdyPortForward(opts: SpdyPortForwardOptions): Promise<SpdyP
       stream.once('spdy-open', () => {
         stream.off('error', onEarlyError);
         stream.off('close', onEarlyClose);
-        if (opts.signal) {
-          const signal = opts.signal;
-          const onLateAbort = () => stream.destroy(new DevboxError('TUNNEL', `${label}: aborted`));
-          signal.addEventListener('abort', onLateAbort, { once: true });
-          stream.once('close', () => signal.removeEventListener('abort', onLateAbort));
-        }
+        stream.destroyOnAbort(opts.signal, label);
         settle(undefined, stream);
       });
       // The server took the upgrade but the streams did not come up: something between us and the

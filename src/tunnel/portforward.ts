@@ -1,8 +1,9 @@
 import type { IncomingMessage } from 'node:http';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import { DevboxError, errorText } from '../util/errors.js';
 import { verifyServerAs } from '../util/tls-name.js';
+import { PortForwardDuplex } from './port-forward-duplex.js';
 import { openSpdyPortForward, readStatusMessage, UpgradeRefused } from './portforward-spdy.js';
 
 /**
@@ -109,7 +110,7 @@ const MAX_MESSAGE = 16 * 1024 * 1024;
  * close ends the readable side. Like a paused socket, it reads nothing from the network (and so
  * reports no remote error) until it is read from.
  */
-export class PortForwardStream extends Duplex {
+export class PortForwardStream extends PortForwardDuplex {
   private readonly ws: WebSocket;
   private readonly decoder: PortForwardDecoder;
   private readonly label: string;
@@ -191,18 +192,7 @@ export class PortForwardStream extends Duplex {
     if (this.ws.isPaused) this.ws.resume();
   }
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.send([chunk], callback);
-  }
-
-  override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
-    this.send(
-      chunks.map((c) => c.chunk),
-      callback,
-    );
-  }
-
-  private send(chunks: Buffer[], callback: (error?: Error | null) => void): void {
+  protected send(chunks: Buffer[], callback: (error?: Error | null) => void): void {
     if (this.ws.readyState !== WebSocket.OPEN) {
       callback(new DevboxError('TUNNEL', `${this.label}: write after the connection closed`));
       return;
@@ -374,12 +364,7 @@ function openWebSocketPortForward(opts: PortForwardOptions): Promise<PortForward
       ws.removeAllListeners('close');
       ws.removeAllListeners('unexpected-response');
       const stream = new PortForwardStream(ws, opts.port, label, opts.keepaliveMs ?? 30_000);
-      if (opts.signal) {
-        const signal = opts.signal;
-        const onLateAbort = () => stream.destroy(new DevboxError('TUNNEL', `${label}: aborted`));
-        signal.addEventListener('abort', onLateAbort, { once: true });
-        stream.once('close', () => signal.removeEventListener('abort', onLateAbort));
-      }
+      stream.destroyOnAbort(opts.signal, label);
       settle(undefined, stream);
     });
   });

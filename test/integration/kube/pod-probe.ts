@@ -2,9 +2,24 @@
  * What a container of a real pod sees, read with `kubectl exec … node -e` (the runtime
  * image has node and no shell): its environment, and files with content, mode and owner.
  */
+
 import { createKubeClient, type KubeClient } from '../../../src/kube/client.js';
 import { loadKubeConfig } from '../../../src/kube/kubeconfig.js';
+import type { PortForwardOptions } from '../../../src/tunnel/portforward.js';
 import { kubeconfig, kubectl } from '../../support/cluster.js';
+
+/** The API server and the admin credentials, as `openPortForward` takes them. */
+export async function portForwardAccess(
+  client: KubeClient,
+): Promise<Pick<PortForwardOptions, 'server' | 'ca' | 'cert' | 'key'>> {
+  const tls = await client.httpsOptions();
+  return {
+    server: client.cluster.server,
+    ca: tls.ca as string | undefined,
+    cert: tls.cert as string | undefined,
+    key: tls.key as string | undefined,
+  };
+}
 
 export function clusterClient(namespace: string): KubeClient {
   return createKubeClient({ loaded: loadKubeConfig({ kubeconfig, namespace }, {}) });

@@ -20,7 +20,14 @@ import { clusterVolumeLookup, podVolumesInput, resolvePodVolumes } from '../../.
 import { TunnelClient } from '../../../src/tunnel/client.js';
 import { openPortForward } from '../../../src/tunnel/portforward.js';
 import { apply, clusterImages, kubectl, testNamespace } from '../../support/cluster.js';
-import { clusterClient, containerFiles, jwtClaims, readyPod, type SeenEntry } from './pod-probe.js';
+import {
+  clusterClient,
+  containerFiles,
+  jwtClaims,
+  portForwardAccess,
+  readyPod,
+  type SeenEntry,
+} from './pod-probe.js';
 
 const images = clusterImages();
 
@@ -405,12 +412,8 @@ describe('volumes as the kubelet lays them out', { timeout: 600_000 }, () => {
     const layout = await resolvePodVolumes(client, ns.name, pod, 'app');
     const copy = layout.copies.find((c) => c.mountPath === '/data');
     assert.ok(copy);
-    const tls = await client.httpsOptions();
     const transport = await openPortForward({
-      server: client.cluster.server,
-      ca: tls.ca as string | undefined,
-      cert: tls.cert as string | undefined,
-      key: tls.key as string | undefined,
+      ...(await portForwardAccess(client)),
       namespace: ns.name,
       pod,
       port: tunnelPort,

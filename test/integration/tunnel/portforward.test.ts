@@ -16,7 +16,7 @@ import {
 } from '../../../src/tunnel/portforward.js';
 import { isDevboxError } from '../../../src/util/errors.js';
 import { apply, clusterImages, testNamespace } from '../../support/cluster.js';
-import { clusterClient, readyPod } from '../kube/pod-probe.js';
+import { clusterClient, portForwardAccess, readyPod } from '../kube/pod-probe.js';
 
 const ECHO = 7100;
 const ECHO_SERVER = `require('node:net').createServer((s) => s.on('error', () => s.destroy()).pipe(s)).listen(${ECHO});`;
@@ -75,15 +75,7 @@ spec:
       readinessProbe: { tcpSocket: { port: ${ECHO} }, periodSeconds: 1 }
 `);
     pod = await readyPod(ns.name, 'app=pf-echo');
-    const tls = await client.httpsOptions();
-    base = {
-      server: client.cluster.server,
-      ca: tls.ca as string | undefined,
-      cert: tls.cert as string | undefined,
-      key: tls.key as string | undefined,
-      namespace: ns.name,
-      pod,
-    };
+    base = { ...(await portForwardAccess(client)), namespace: ns.name, pod };
   });
   after(() => ns?.remove());
 
