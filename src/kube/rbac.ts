@@ -182,6 +182,27 @@ export const SIDECAR_PERMISSIONS: readonly Permission[] = [
   },
 ];
 
+/**
+ * What the sidecar needs to listen on the Services of other namespaces as well: an administrator
+ * binds the ClusterRole {@link SIDECAR_DISCOVERY_ROLE} to a namespace's sidecar account, cluster-wide
+ * or in the namespaces to reach (templates/rbac/devbox-sidecar-discovery.yaml).
+ */
+export const SIDECAR_DISCOVERY_PERMISSIONS: readonly Permission[] = SIDECAR_PERMISSIONS.filter(
+  (p) => p.resource === 'services' || p.resource === 'endpointslices',
+);
+
+export const SIDECAR_DISCOVERY_ROLE = 'devbox-sidecar-discovery';
+
+/** The ClusterRole of templates/rbac/devbox-sidecar-discovery.yaml. */
+export function sidecarDiscoveryRole(): Record<string, unknown> {
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRole',
+    metadata: { name: SIDECAR_DISCOVERY_ROLE, labels: { 'app.kubernetes.io/part-of': 'devbox' } },
+    rules: rulesFor(SIDECAR_DISCOVERY_PERMISSIONS),
+  };
+}
+
 /** Groups permissions into Role rules: one rule per group, resource and name list, verbs in list order. */
 export function rulesFor(permissions: readonly Permission[]): PolicyRule[] {
   const rules = new Map<string, PolicyRule>();

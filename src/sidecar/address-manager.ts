@@ -37,6 +37,7 @@ export interface DesiredAddress {
 export function desiredAddresses(
   services: Iterable<ServiceInfo>,
   slices: Iterable<EndpointSliceInfo>,
+  home = '',
 ): Map<string, DesiredAddress> {
   const out = new Map<string, DesiredAddress>();
   const want = (ip: string, owner: string, protocol: PortProtocol, port: number) => {
@@ -49,18 +50,21 @@ export function desiredAddresses(
     entry.owners.add(owner);
     entry.ports.set(`${protocol}/${port}`, { protocol, port });
   };
+  // Services of other namespaces are named as DNS names them: `svc.namespace`.
+  const owner = (svc: ServiceInfo) =>
+    !svc.namespace || svc.namespace === home ? svc.name : `${svc.name}.${svc.namespace}`;
   const headless = new Map<string, ServiceInfo>();
   for (const svc of services) {
-    if (svc.headless) headless.set(svc.name, svc);
-    for (const ip of svc.clusterIPs) for (const p of svc.ports) want(ip, svc.name, p.protocol, p.port);
+    if (svc.headless) headless.set(`${svc.namespace}/${svc.name}`, svc);
+    for (const ip of svc.clusterIPs) for (const p of svc.ports) want(ip, owner(svc), p.protocol, p.port);
   }
   for (const slice of slices) {
-    const svc = headless.get(slice.service);
+    const svc = headless.get(`${slice.namespace}/${slice.service}`);
     if (!svc) continue;
     if (slice.addressType !== 'IPv4' && slice.addressType !== 'IPv6') continue;
     for (const ip of slice.addresses) {
-      for (const p of slice.ports) want(ip, svc.name, p.protocol, p.port);
-      for (const p of svc.ports) want(ip, svc.name, p.protocol, p.port);
+      for (const p of slice.ports) want(ip, owner(svc), p.protocol, p.port);
+      for (const p of svc.ports) want(ip, owner(svc), p.protocol, p.port);
     }
   }
   return out;
@@ -142,8 +146,8 @@ export class AddressManager {
   }
 
   /** Sets what the cluster currently asks for; the change is applied shortly after. */
-  setDesired(services: Iterable<ServiceInfo>, slices: Iterable<EndpointSliceInfo>): void {
-    this.desired = desiredAddresses(services, slices);
+  setDesired(services: Iterable<ServiceInfo>, slices: Iterable<EndpointSliceInfo>, home?: string): void {
+    this.desired = desiredAddresses(services, slices, home);
     this.schedule(this.opts.settleMs ?? 50);
   }
 

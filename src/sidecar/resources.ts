@@ -23,6 +23,8 @@ export interface ServicePort {
 
 export interface ServiceInfo {
   name: string;
+  /** Empty when the API object did not say (the sidecar's own namespace then). */
+  namespace: string;
   /** All cluster IPs (dual-stack services have two); empty for headless and ExternalName. */
   clusterIPs: string[];
   headless: boolean;
@@ -31,6 +33,7 @@ export interface ServiceInfo {
 
 export interface EndpointSliceInfo {
   name: string;
+  namespace: string;
   /** Owning Service, from the `kubernetes.io/service-name` label. */
   service: string;
   addressType: string;
@@ -48,6 +51,7 @@ export const paths = {
 /** The fields read from the API objects (all optional: the API may omit any of them). */
 interface RawMeta {
   name?: string;
+  namespace?: string;
   uid?: string;
   deletionTimestamp?: string;
   labels?: Record<string, string>;
@@ -114,6 +118,7 @@ export function toService(obj: KubeObject): ServiceInfo {
       : (spec.clusterIPs ?? (spec.clusterIP ? [spec.clusterIP] : []));
   return {
     name: o.metadata?.name ?? '',
+    namespace: o.metadata?.namespace ?? '',
     clusterIPs: ips.filter((ip) => ip && ip !== 'None'),
     headless,
     ports: toPorts(spec.ports),
@@ -129,6 +134,7 @@ export function toEndpointSlice(obj: KubeObject): EndpointSliceInfo {
   }
   return {
     name: o.metadata?.name ?? '',
+    namespace: o.metadata?.namespace ?? '',
     service: o.metadata?.labels?.['kubernetes.io/service-name'] ?? '',
     addressType: o.addressType ?? 'IPv4',
     addresses,

@@ -19,15 +19,8 @@ import { createInboundHandler, type InboundStats, newInboundStats } from './inbo
 import { Informer, type InformerStats } from './informer.js';
 import { createKubeApi, type KubeApi, type KubeConnection, kubeConnection } from './kube-api.js';
 import { type AddressAdder, ipCommandAdder } from './loopback.js';
-import {
-  type AgentPod,
-  type EndpointSliceInfo,
-  paths,
-  type ServiceInfo,
-  toAgentPod,
-  toEndpointSlice,
-  toService,
-} from './resources.js';
+import { type AgentPod, paths, toAgentPod } from './resources.js';
+import { answeredNamespace, ServiceWatches } from './service-watches.js';
 import { type StatusServer, startStatusServer } from './status-server.js';
 import type { TunnelDialer } from './tunnel-link.js';
 import { TunnelManager, type TunnelStatus } from './tunnel-manager.js';
@@ -59,6 +52,8 @@ export interface SidecarStatus {
   dns: DnsStats;
   addresses: AddressStatus[];
   watches: Record<string, InformerStats>;
+  /** Namespaces whose Services a local name resolved into: listened on, not readable, or pending. */
+  otherNamespaces: Record<string, 'listening' | 'forbidden' | 'pending'>;
   lastErrors: ErrorRecord[];
   /** The agents' own counters by pod (intercepted vs passed through, …); only on the HTTP endpoint. */
   agents?: Record<string, unknown>;
@@ -73,6 +68,8 @@ export interface RunningSidecar {
 }
 
 const ERRORS_KEPT = 20;
+/** How long a DNS answer naming another namespace waits for that namespace's Services. */
+const OTHER_NAMESPACE_WAIT_MS = 2_000;
 
 export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}): Promise<RunningSidecar> {
   const log = deps.log;
@@ -123,13 +120,23 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
   };
 
   let dns: DnsServer;
+  let serviceWatches: ServiceWatches;
   let statusServer: StatusServer;
   const watches = new AbortController();
   try {
     dns = await startDnsServer({
       address: config.dnsAddress,
       port: config.dnsPort,
-      relay: (query, signal) => tunnels.dnsQuery(query, signal),
+      relay: async (query, signal) => {
+        const reply = await tunnels.dnsQuery(query, signal);
+        // A name in another namespace: its Services are listened on before the answer goes out.
+        const namespace = answeredNamespace(reply, config.namespace);
+        if (namespace) {
+          await serviceWatches.watch(namespace, OTHER_NAMESPACE_WAIT_MS);
+          await addresses.settled();
+        }
+        return reply;
+      },
       rewrite: (reply) =>
         addresses.addressMode === 'fallback'
           ? rewriteARecords(reply, (ip) => addresses.localAddressFor(ip))
@@ -148,25 +155,18 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
       onChange: () => tunnels.update(pods.store.values()),
       log,
     });
-    const applyAddresses = () => addresses.setDesired(services.store.values(), slices.store.values());
-    const services: Informer<ServiceInfo> = new Informer<ServiceInfo>({
+    serviceWatches = new ServiceWatches({
       api,
-      path: paths.services(config.namespace),
-      transform: toService,
-      onChange: applyAddresses,
+      home: config.namespace,
+      onChange: () =>
+        addresses.setDesired(serviceWatches.services(), serviceWatches.slices(), config.namespace),
+      signal: watches.signal,
       log,
     });
-    const slices: Informer<EndpointSliceInfo> = new Informer<EndpointSliceInfo>({
-      api,
-      path: paths.endpointSlices(config.namespace),
-      transform: toEndpointSlice,
-      onChange: applyAddresses,
-      log,
-    });
-    const running = [pods, services, slices].map((inf) => inf.run(watches.signal));
+    const running = pods.run(watches.signal);
     closers.push(async () => {
       watches.abort();
-      await Promise.all(running);
+      await Promise.all([running, serviceWatches.close()]);
     });
 
     const snapshot = (): SidecarStatus => {
@@ -186,10 +186,13 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
         addresses: addresses.status(),
         watches: {
           pods: { ...pods.stats },
-          services: { ...services.stats },
-          endpointSlices: { ...slices.stats },
+          services: { ...serviceWatches.home.services.stats },
+          endpointSlices: { ...serviceWatches.home.slices.stats },
         },
-        lastErrors: [...lastErrors, ...watchErrors([pods, services, slices])].slice(-ERRORS_KEPT),
+        otherNamespaces: serviceWatches.others(),
+        lastErrors: [...lastErrors, ...watchErrors([pods, ...serviceWatches.informers()])].slice(
+          -ERRORS_KEPT,
+        ),
       };
     };
 

@@ -24,6 +24,7 @@ function status(overrides: Partial<SidecarStatus> = {}): SidecarStatus {
       services: { lists: 1, watches: 1, events: 0, errors: 0, synced: true },
       endpointSlices: { lists: 1, watches: 1, events: 0, errors: 0, synced: true },
     },
+    otherNamespaces: {},
     lastErrors: [],
     ...overrides,
   };

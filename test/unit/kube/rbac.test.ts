@@ -9,6 +9,7 @@ import {
   rbacManifests,
   rulesFor,
   SIDECAR_PERMISSIONS,
+  sidecarDiscoveryRole,
 } from '../../../src/kube/rbac.js';
 
 // Tests run from the repository root (npm run test:unit).
@@ -22,6 +23,25 @@ describe('RBAC', () => {
       return d.toJS();
     });
     assert.deepEqual(docs, rbacManifests());
+  });
+
+  it("the discovery ClusterRole template is the code's, and reads Services and EndpointSlices only", () => {
+    const docs = parseAllDocuments(readFileSync('templates/rbac/devbox-sidecar-discovery.yaml', 'utf8')).map(
+      (d) => {
+        assert.deepEqual(d.errors, []);
+        return d.toJS();
+      },
+    );
+    assert.deepEqual(docs, [sidecarDiscoveryRole()]);
+    const rules = (sidecarDiscoveryRole().rules as { resources: string[]; verbs: string[] }[]).flatMap((r) =>
+      r.resources.flatMap((res) => r.verbs.map((v) => `${v} ${res}`)),
+    );
+    assert.deepEqual(rules.sort(), [
+      'list endpointslices',
+      'list services',
+      'watch endpointslices',
+      'watch services',
+    ]);
   });
 
   it("the sidecar's permissions are a subset of the developer's", () => {

@@ -30,8 +30,10 @@ const svc = (
   clusterIPs: string[],
   ports: ServiceInfo['ports'],
   headless = false,
+  namespace = 'shop',
 ): ServiceInfo => ({
   name,
+  namespace,
   clusterIPs,
   headless,
   ports,
@@ -55,16 +57,31 @@ describe('desired addresses', () => {
     const slices: EndpointSliceInfo[] = [
       {
         name: 'db-x',
+        namespace: 'shop',
         service: 'db',
         addressType: 'IPv4',
         addresses: ['10.244.0.5', '10.244.1.6'],
         ports: [{ name: 'pg', port: 15432, protocol: 'TCP' }],
       },
       // Slices of non-headless services add nothing: their ClusterIP is the way in.
-      { name: 'web-x', service: 'web', addressType: 'IPv4', addresses: ['10.244.0.7'], ports: [] },
-      { name: 'db-fqdn', service: 'db', addressType: 'FQDN', addresses: ['x.example'], ports: [] },
+      {
+        name: 'web-x',
+        namespace: 'shop',
+        service: 'web',
+        addressType: 'IPv4',
+        addresses: ['10.244.0.7'],
+        ports: [],
+      },
+      {
+        name: 'db-fqdn',
+        namespace: 'shop',
+        service: 'db',
+        addressType: 'FQDN',
+        addresses: ['x.example'],
+        ports: [],
+      },
     ];
-    const want = desiredAddresses(services, slices);
+    const want = desiredAddresses(services, slices, 'shop');
     assert.deepEqual([...want.keys()].sort(), [
       '10.244.0.5',
       '10.244.1.6',
@@ -75,6 +92,37 @@ describe('desired addresses', () => {
     assert.deepEqual([...want.get('10.96.0.10')!.ports.keys()].sort(), ['TCP/53', 'UDP/53']);
     assert.deepEqual([...want.get('10.244.0.5')!.ports.keys()].sort(), ['TCP/15432', 'TCP/5432']);
     assert.deepEqual([...want.get('10.244.0.5')!.owners], ['db']);
+  });
+
+  it('names Services of other namespaces svc.namespace, and matches slices to the Service of their own namespace', () => {
+    const port = [{ name: 'pg', port: 5432, protocol: 'TCP' as const }];
+    const services = [
+      svc('db', [], port, true, 'shop'),
+      svc('db', [], port, true, 'billing'),
+      svc('cache', ['10.96.0.30'], port, false, 'billing'),
+    ];
+    const slices: EndpointSliceInfo[] = [
+      {
+        name: 'db-1',
+        namespace: 'billing',
+        service: 'db',
+        addressType: 'IPv4',
+        addresses: ['10.244.0.9'],
+        ports: [],
+      },
+      {
+        name: 'db-2',
+        namespace: 'other',
+        service: 'db',
+        addressType: 'IPv4',
+        addresses: ['10.244.0.10'],
+        ports: [],
+      },
+    ];
+    const want = desiredAddresses(services, slices, 'shop');
+    assert.deepEqual([...want.keys()].sort(), ['10.244.0.9', '10.96.0.30']);
+    assert.deepEqual([...want.get('10.244.0.9')!.owners], ['db.billing']);
+    assert.deepEqual([...want.get('10.96.0.30')!.owners], ['cache.billing']);
   });
 });
 
@@ -233,6 +281,7 @@ describe('address manager', () => {
     const db = svc('db', [], [{ name: 'pg', port: svcPort, protocol: 'TCP' }], true);
     const slice = (addresses: string[]): EndpointSliceInfo => ({
       name: 'db-abc',
+      namespace: 'shop',
       service: 'db',
       addressType: 'IPv4',
       addresses,

@@ -48,6 +48,8 @@ export class FakeKube {
    */
   portForwardTo?: (pod: string, port: number) => number | undefined;
   readonly portForwards: string[] = [];
+  /** Namespaces whose objects answer 403, as without RBAC there. */
+  readonly forbiddenNamespaces = new Set<string>();
 
   async start(): Promise<this> {
     this.server = http.createServer((req, res) => this.handle(req, res));
@@ -160,6 +162,11 @@ export class FakeKube {
     };
     if (req.headers.authorization !== 'Bearer test-token') {
       status(401, 'Unauthorized');
+      return;
+    }
+    const namespace = /\/namespaces\/([^/]+)\//.exec(url.pathname)?.[1];
+    if (namespace && this.forbiddenNamespaces.has(namespace)) {
+      status(403, `forbidden: cannot list resource in the namespace "${namespace}"`);
       return;
     }
     if (url.searchParams.get('watch') === '1') {

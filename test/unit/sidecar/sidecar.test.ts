@@ -184,6 +184,39 @@ describe('sidecar on loopback with a real agent', () => {
     assert.deepEqual(upstream.names, ['inventory.shop.svc.cluster.local']);
   });
 
+  it('listens on the Services of another namespace before answering a name in it', async () => {
+    kube.put('/api/v1/namespaces/billing/services', {
+      metadata: { name: 'cache' },
+      spec: { type: 'ClusterIP', clusterIP: '127.0.0.9', clusterIPs: ['127.0.0.9'], ports: [{ port: 6379 }] },
+    });
+    const reply = await dnsAsk(sidecar.dnsPort, buildQuery(3, 'cache.billing.svc.cluster.local'));
+    assert.equal(rcodeOf(reply), 0);
+    // No waiting: the answer went out once the Service was listened on.
+    const cache = sidecar.status().addresses.find((a) => a.ip === '127.0.0.9');
+    assert.deepEqual(cache?.owners, ['cache.billing']);
+    assert.deepEqual(cache?.listening, ['TCP/6379']);
+    assert.deepEqual(sidecar.status().otherNamespaces, { billing: 'listening' });
+    kube.delete('/api/v1/namespaces/billing/services', 'cache');
+    await eventually(
+      () => sidecar.status().addresses.length === 0,
+      5000,
+      'the address removed with the Service',
+    );
+  });
+
+  it('answers a name in a namespace it may not read at once, and reports the namespace', async () => {
+    kube.forbiddenNamespaces.add('vault');
+    const started = Date.now();
+    const reply = await dnsAsk(sidecar.dnsPort, buildQuery(4, 'secrets.vault.svc.cluster.local'));
+    assert.equal(rcodeOf(reply), 0);
+    assert.ok(Date.now() - started < 1_000, `answered after ${Date.now() - started} ms`);
+    assert.equal(sidecar.status().otherNamespaces.vault, 'forbidden');
+    assert.ok(sidecar.status().lastErrors.some((e) => /vault/.test(e.error)));
+    // Names of the own namespace start nothing.
+    await dnsAsk(sidecar.dnsPort, buildQuery(5, 'inventory.shop.svc.cluster.local'));
+    assert.deepEqual(Object.keys(sidecar.status().otherNamespaces).sort(), ['billing', 'vault']);
+  });
+
   it('serves a Service on its fallback alias, through the agent, and rewrites DNS answers to it', async () => {
     kube.put(`/api/v1/namespaces/${NS}/services`, {
       metadata: { name: 'echo' },

@@ -1,0 +1,166 @@
+/**
+ * The Services and EndpointSlices the sidecar listens for: those of its own namespace from the
+ * start, and those of any other namespace as soon as the local container resolves a name in it
+ * (`db.billing`, `db-0.db.billing.svc.cluster.local`), so that what resolves also connects, as in
+ * the pod. Another namespace needs read access the sidecar's namespaced Role does not give: the
+ * optional ClusterRole of templates/rbac/devbox-sidecar-discovery.yaml. Without it the namespace
+ * is reported once and DNS answers are not held up.
+ */
+import type { Logger } from '../util/log.js';
+import { DnsFormatError, firstQuestion, rcodeOf, readHeader } from './dns-wire.js';
+import { Informer } from './informer.js';
+import type { KubeApi } from './kube-api.js';
+import { type EndpointSliceInfo, paths, type ServiceInfo, toEndpointSlice, toService } from './resources.js';
+
+/** Other namespaces watched at most; names beyond it resolve but are not listened on. */
+const NAMESPACES_MAX = 64;
+const RFC1123_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/**
+ * The namespace a positive DNS answer is about, when it names a Service or its pod in a namespace
+ * other than `home`: the label before `.svc.` of the question.
+ */
+export function answeredNamespace(reply: Buffer, home: string): string | undefined {
+  try {
+    if (rcodeOf(reply) !== 0 || readHeader(reply).ancount === 0) return undefined;
+    const labels = (firstQuestion(reply)?.name ?? '').toLowerCase().replace(/\.$/, '').split('.');
+    const svc = labels.lastIndexOf('svc');
+    if (svc < 2) return undefined;
+    const namespace = labels[svc - 1]!;
+    return namespace !== home && RFC1123_LABEL.test(namespace) ? namespace : undefined;
+  } catch (err) {
+    if (err instanceof DnsFormatError) return undefined;
+    throw err;
+  }
+}
+
+interface NamespaceWatch {
+  services: Informer<ServiceInfo>;
+  slices: Informer<EndpointSliceInfo>;
+  /** Resolves once both have listed, or either has failed once. */
+  settled: Promise<void>;
+  reportedDenied: boolean;
+}
+
+export interface ServiceWatchesOptions {
+  api: KubeApi;
+  home: string;
+  /** Called after every change in any namespace. */
+  onChange: () => void;
+  signal: AbortSignal;
+  log?: Logger;
+}
+
+export class ServiceWatches {
+  private readonly watches = new Map<string, NamespaceWatch>();
+  private readonly running: Promise<void>[] = [];
+
+  constructor(private readonly opts: ServiceWatchesOptions) {
+    this.start(opts.home);
+  }
+
+  /** Services of every namespace watched. */
+  *services(): Iterable<ServiceInfo> {
+    for (const w of this.watches.values()) yield* w.services.store.values();
+  }
+
+  *slices(): Iterable<EndpointSliceInfo> {
+    for (const w of this.watches.values()) yield* w.slices.store.values();
+  }
+
+  /** The informers of the sidecar's own namespace (for status). */
+  get home(): { services: Informer<ServiceInfo>; slices: Informer<EndpointSliceInfo> } {
+    return this.watches.get(this.opts.home)!;
+  }
+
+  /** Namespaces watched besides the own one, and whether their Services are known. */
+  others(): Record<string, 'listening' | 'forbidden' | 'pending'> {
+    const out: Record<string, 'listening' | 'forbidden' | 'pending'> = {};
+    for (const [ns, w] of this.watches) {
+      if (ns === this.opts.home) continue;
+      out[ns] =
+        w.services.stats.synced && w.slices.stats.synced
+          ? 'listening'
+          : w.services.stats.errors + w.slices.stats.errors > 0
+            ? 'forbidden'
+            : 'pending';
+    }
+    return out;
+  }
+
+  /** Every informer, for error reporting. */
+  informers(): Informer<unknown>[] {
+    return [...this.watches.values()].flatMap((w) => [w.services, w.slices] as Informer<unknown>[]);
+  }
+
+  /**
+   * Starts watching `namespace` if it is not yet, and resolves once its Services are known or
+   * cannot be read, or after `waitMs`.
+   */
+  async watch(namespace: string, waitMs: number): Promise<void> {
+    let w = this.watches.get(namespace);
+    if (!w) {
+      if (this.watches.size > NAMESPACES_MAX) return;
+      w = this.start(namespace);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([w.settled, new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)))]);
+    clearTimeout(timer);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.running);
+  }
+
+  private start(namespace: string): NamespaceWatch {
+    const { api, log, onChange, signal } = this.opts;
+    const services = new Informer<ServiceInfo>({
+      api,
+      path: paths.services(namespace),
+      transform: (obj) => ({ ...toService(obj), namespace }),
+      onChange,
+      log,
+    });
+    const slices = new Informer<EndpointSliceInfo>({
+      api,
+      path: paths.endpointSlices(namespace),
+      transform: (obj) => ({ ...toEndpointSlice(obj), namespace }),
+      onChange,
+      log,
+    });
+    const watch: NamespaceWatch = {
+      services,
+      slices,
+      settled: Promise.all([settledOrFailed(services, signal), settledOrFailed(slices, signal)]).then(() => {
+        if (watch.reportedDenied || (services.stats.synced && slices.stats.synced)) return;
+        watch.reportedDenied = true;
+        log?.warn(
+          `Services of namespace ${namespace} resolve but are not listened on: the sidecar may not read them`,
+          {
+            namespace,
+            error: services.stats.lastError ?? slices.stats.lastError,
+            hint: "an administrator can bind the ClusterRole of templates/rbac/devbox-sidecar-discovery.yaml to this namespace's devbox-sidecar account",
+          },
+        );
+      }),
+      reportedDenied: false,
+    };
+    this.watches.set(namespace, watch);
+    this.running.push(services.run(signal), slices.run(signal));
+    return watch;
+  }
+}
+
+/** Resolves when the informer has listed once or has failed once (it keeps retrying either way). */
+function settledOrFailed(informer: Informer<unknown>, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const check = setInterval(() => {
+      if (informer.stats.errors > 0 || signal.aborted) done();
+    }, 20).unref();
+    const done = () => {
+      clearInterval(check);
+      resolve();
+    };
+    informer.synced.then(done);
+  });
+}
