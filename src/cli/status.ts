@@ -31,6 +31,11 @@ export function statusCommand(): Command {
               ? `  outbound: ${s.outbound.tcpConnections} TCP, ${s.outbound.udpFlows} UDP flows`
               : '',
             s.dns ? `  dns: ${s.dns.queries} queries, ${s.dns.errors} errors` : '',
+            ...Object.entries(s.otherNamespaces ?? {}).map(([ns, state]) =>
+              state === 'unreadable'
+                ? `  namespace ${ns}: names resolve, Services not reachable (the sidecar may not read them; see templates/rbac/devbox-sidecar-discovery.yaml)`
+                : `  namespace ${ns}: ${state}`,
+            ),
             ...s.lastErrors.slice(-3).map((e) => `  last error: ${e.what}: ${e.error}`),
           ]
             .filter(Boolean)

@@ -19,6 +19,8 @@ export interface SessionStatus {
   inbound?: SidecarStatus['inbound'];
   outbound?: SidecarStatus['outbound'];
   dns?: SidecarStatus['dns'];
+  /** Other namespaces a local name resolved into, and whether their Services are listened on. */
+  otherNamespaces?: SidecarStatus['otherNamespaces'];
   lastErrors: SidecarStatus['lastErrors'];
 }
 
@@ -51,6 +53,7 @@ export async function status(options: { progress: Progress }): Promise<SessionSt
           inbound: live.inbound,
           outbound: live.outbound,
           dns: live.dns,
+          otherNamespaces: live.otherNamespaces ?? {},
           lastErrors: live.lastErrors,
         };
       } catch (err) {

@@ -74,15 +74,15 @@ export class ServiceWatches {
   }
 
   /** Namespaces watched besides the own one, and whether their Services are known. */
-  others(): Record<string, 'listening' | 'forbidden' | 'pending'> {
-    const out: Record<string, 'listening' | 'forbidden' | 'pending'> = {};
+  others(): Record<string, 'listening' | 'unreadable' | 'pending'> {
+    const out: Record<string, 'listening' | 'unreadable' | 'pending'> = {};
     for (const [ns, w] of this.watches) {
       if (ns === this.opts.home) continue;
       out[ns] =
         w.services.stats.synced && w.slices.stats.synced
           ? 'listening'
           : w.services.stats.errors + w.slices.stats.errors > 0
-            ? 'forbidden'
+            ? 'unreadable'
             : 'pending';
     }
     return out;

@@ -53,7 +53,7 @@ export interface SidecarStatus {
   addresses: AddressStatus[];
   watches: Record<string, InformerStats>;
   /** Namespaces whose Services a local name resolved into: listened on, not readable, or pending. */
-  otherNamespaces: Record<string, 'listening' | 'forbidden' | 'pending'>;
+  otherNamespaces: Record<string, 'listening' | 'unreadable' | 'pending'>;
   lastErrors: ErrorRecord[];
   /** The agents' own counters by pod (intercepted vs passed through, …); only on the HTTP endpoint. */
   agents?: Record<string, unknown>;

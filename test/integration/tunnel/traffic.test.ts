@@ -8,8 +8,16 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { kubectl } from '../../support/cluster.js';
-import { BYTES_PORT, clusterIP, ECHO_PORT, expectedBytesDigest, startWorld, type World } from './fixture.js';
+import { apply, clusterImages, kubectl, testNamespace } from '../../support/cluster.js';
+import {
+  APP_SERVER,
+  BYTES_PORT,
+  clusterIP,
+  ECHO_PORT,
+  expectedBytesDigest,
+  startWorld,
+  type World,
+} from './fixture.js';
 import { DOWNLOAD_PROBE, SILENT_CLOSE_PROBE, TCP_ECHO_PROBE, UDP_ECHO_PROBE, WHERE_PROBE } from './probes.js';
 
 const LARGE = 64 * 1024 * 1024;
@@ -60,6 +68,64 @@ describe('traffic through the tunnel', { timeout: 400_000 }, () => {
     for (const host of ['echo', echoIP]) {
       const out = await world.local(UDP_ECHO_PROBE, [host, String(ECHO_PORT), `ping via ${host}`]);
       assert.deepEqual(JSON.parse(out), { reply: `echo:ping via ${host}` }, host);
+    }
+  });
+
+  it('reaches a Service of another namespace by name once its sidecar may read there, and says when it may not', async () => {
+    const other = await testNamespace('tnl-other');
+    const binding = `devbox-sidecar-discovery-${world.ns}`;
+    try {
+      await apply(`
+apiVersion: v1
+kind: Pod
+metadata: { name: echo, namespace: ${other.name}, labels: { app: echo } }
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+    - name: echo
+      image: ${clusterImages().runtime}
+      imagePullPolicy: Never
+      command: ${JSON.stringify(['node', '-e', APP_SERVER, 'echo'])}
+      readinessProbe: { tcpSocket: { port: ${ECHO_PORT} }, periodSeconds: 1 }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: echo, namespace: ${other.name} }
+spec:
+  selector: { app: echo }
+  ports: [{ name: tcp, port: ${ECHO_PORT} }]
+`);
+      await kubectl(['-n', other.name, 'wait', '--for=condition=Ready', 'pod/echo', '--timeout=120s'], {
+        timeoutMs: 130_000,
+      });
+      const name = `echo.${other.name}`;
+      const lookup = `require('node:dns').promises.lookup(process.argv[1]).then((r) => console.log(r.address))`;
+      const otherIP = await clusterIP(other.name, 'echo');
+      // The sidecar's Role is namespaced: the name resolves, the namespace is reported unreadable.
+      assert.equal((await world.local(lookup, [name])).trim(), otherIP);
+      assert.equal((await world.sidecarStatus()).otherNamespaces[other.name], 'unreadable');
+      // What an administrator does (templates/rbac/devbox-sidecar-discovery.yaml).
+      await kubectl(['apply', '-f', 'templates/rbac/devbox-sidecar-discovery.yaml']);
+      await kubectl([
+        'create',
+        'rolebinding',
+        binding,
+        '-n',
+        other.name,
+        '--clusterrole=devbox-sidecar-discovery',
+        `--serviceaccount=${world.ns}:devbox-sidecar`,
+      ]);
+      const deadline = Date.now() + 60_000;
+      while ((await world.sidecarStatus()).otherNamespaces[other.name] !== 'listening') {
+        assert.ok(Date.now() < deadline, 'the sidecar did not pick up the new permission within 60 s');
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      assert.deepEqual(await tcpEcho(name, ECHO_PORT, 'across namespaces'), {
+        address: otherIP,
+        echoed: 'across namespaces',
+      });
+    } finally {
+      await other.remove();
     }
   });
 
