@@ -286,8 +286,11 @@ export async function openPortForward(opts: PortForwardOptions): Promise<Duplex>
   } catch (err) {
     if (err instanceof UpgradeRefused) {
       if (transport === 'auto' && ![401, 403, 404].includes(err.status)) {
+        // Remembered only once WebSocket works: a refusal about the pod (not running yet) would
+        // fail both ways and must not cost this server SPDY for good.
+        const stream = await openWebSocketPortForward(opts);
         spdyRefused.add(opts.server);
-        return openWebSocketPortForward(opts);
+        return stream;
       }
       throw upgradeError(err.status, err.detail, opts, label);
     }

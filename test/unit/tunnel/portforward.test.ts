@@ -132,6 +132,17 @@ describe('port-forward client', () => {
     assert.equal(api.requests[2]!.headers.upgrade?.toLowerCase(), 'websocket');
   });
 
+  it('auto: a refusal that WebSocket gets too (the pod, not the protocol) does not give up SPDY', async () => {
+    const api = await fakeApi(fx, () => {}, { status: 400 });
+    for (let round = 0; round < 2; round++) {
+      await assert.rejects(openPortForward(options(api, { transport: 'auto' })), /HTTP 400/);
+    }
+    assert.deepEqual(
+      api.requests.map((r) => r.headers.upgrade?.toLowerCase()),
+      ['spdy/3.1', 'websocket', 'spdy/3.1', 'websocket'],
+    );
+  });
+
   it('spdy: a refused upgrade is an error naming the status, with no fallback', async () => {
     const api = await fakeApi(fx, () => {});
     await assert.rejects(openPortForward(options(api, { transport: 'spdy' })), (err) => {
