@@ -68,6 +68,7 @@ import { apiAddressForContainer } from './api-address.js';
 import { readAgentBundle } from './bundles.js';
 import { connectCluster, connectToDocker } from './connect.js';
 import { podDnsSettings } from './dns-settings.js';
+import { serviceVariablesOnAliases } from './fallback-env.js';
 import { parseEnvFlags } from './flags.js';
 import { podFilesTar, resolvePodFiles } from './pod-files.js';
 import { waitForRollout } from './rollout.js';
@@ -367,11 +368,21 @@ export async function up(options: UpOptions): Promise<UpResult> {
       },
     };
     const waitReady = async (sidecar: { id: string }) => {
-      await waitSidecarReady(docker, sidecar.id, {
+      const ready = await waitSidecarReady(docker, sidecar.id, {
         timeoutMs: options.readyTimeoutMs,
         intervalMs: 100,
         signal,
       });
+      if (ready.addressMode === 'fallback' && spec.service.env) {
+        // Read by every way of starting the service container, after this hook.
+        const aliases = new Map(ready.addresses.flatMap((a) => (a.local ? [[a.ip, a.local] as const] : [])));
+        const moved = serviceVariablesOnAliases(spec.service.env, aliases);
+        spec.service.env = moved.env;
+        if (moved.changed.length)
+          progress.note(
+            `no NET_ADMIN: ${moved.changed.length} Service variables point at the sidecar's 127.x aliases`,
+          );
+      }
     };
     let extra: Pick<UpResult, 'devcontainer' | 'files'> = {};
     let created: { sidecar: { name: string }; service: { id: string; name: string } };
