@@ -10,7 +10,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { openPortForward, type PortForwardTransport } from '../../src/tunnel/portforward.js';
 import { clusterClient, portForwardAccess, readyPod } from '../integration/kube/pod-probe.js';
-import { apply, clusterDir, clusterImages, kubeconfig, testNamespace } from '../support/cluster.js';
+import { apply, clusterDir, kubeconfig, nodePodManifest, testNamespace } from '../support/cluster.js';
 
 const MB = 1024 * 1024;
 const size = Number(process.argv.find((a) => a.startsWith('--mb='))?.slice(5) ?? 512) * MB;
@@ -125,19 +125,15 @@ async function main(): Promise<void> {
   const ns = await testNamespace('bench-pf');
   try {
     const client = clusterClient(ns.name);
-    await apply(`
-apiVersion: v1
-kind: Pod
-metadata: { name: pf-bench, namespace: ${ns.name}, labels: { app: pf-bench } }
-spec:
-  terminationGracePeriodSeconds: 0
-  containers:
-    - name: server
-      image: ${clusterImages().runtime}
-      imagePullPolicy: Never
-      command: ${JSON.stringify(['node', '-e', SERVER])}
-      readinessProbe: { tcpSocket: { port: ${SINK} }, periodSeconds: 1 }
-`);
+    await apply(
+      nodePodManifest({
+        name: 'pf-bench',
+        namespace: ns.name,
+        app: 'pf-bench',
+        script: SERVER,
+        readyPort: SINK,
+      }),
+    );
     const pod = await readyPod(ns.name, 'app=pf-bench');
     const access = await portForwardAccess(client);
     const results: Record<string, Record<'download' | 'upload', Figures>> = {};

@@ -57,6 +57,33 @@ export async function apply(manifest: string): Promise<void> {
   await kubectl(['apply', '-f', '-'], { input: manifest });
 }
 
+/**
+ * A pod running `node -e script …args` from the cluster's runtime image, labelled `app: <app>`
+ * and ready once `readyPort` accepts connections.
+ */
+export function nodePodManifest(pod: {
+  name: string;
+  namespace: string;
+  app: string;
+  script: string;
+  args?: string[];
+  readyPort: number;
+}): string {
+  return `
+apiVersion: v1
+kind: Pod
+metadata: { name: ${pod.name}, namespace: ${pod.namespace}, labels: { app: ${pod.app} } }
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+    - name: ${pod.name}
+      image: ${clusterImages().runtime}
+      imagePullPolicy: Never
+      command: ${JSON.stringify(['node', '-e', pod.script, ...(pod.args ?? [])])}
+      readinessProbe: { tcpSocket: { port: ${pod.readyPort} }, periodSeconds: 1 }
+`;
+}
+
 /** A namespace of the test's own, deleted (without waiting) by the returned function. */
 export async function testNamespace(prefix: string): Promise<{ name: string; remove: () => Promise<void> }> {
   const name = `${prefix}-${Math.random().toString(36).slice(2, 8)}`;

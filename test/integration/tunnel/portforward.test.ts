@@ -15,7 +15,7 @@ import {
   type PortForwardTransport,
 } from '../../../src/tunnel/portforward.js';
 import { isDevboxError } from '../../../src/util/errors.js';
-import { apply, clusterImages, testNamespace } from '../../support/cluster.js';
+import { apply, nodePodManifest, testNamespace } from '../../support/cluster.js';
 import { clusterClient, portForwardAccess, readyPod } from '../kube/pod-probe.js';
 
 const ECHO = 7100;
@@ -61,19 +61,15 @@ describe('port-forward transports on the local cluster', () => {
   before(async () => {
     ns = await testNamespace('pf');
     client = clusterClient(ns.name);
-    await apply(`
-apiVersion: v1
-kind: Pod
-metadata: { name: echo, namespace: ${ns.name}, labels: { app: pf-echo } }
-spec:
-  terminationGracePeriodSeconds: 0
-  containers:
-    - name: echo
-      image: ${clusterImages().runtime}
-      imagePullPolicy: Never
-      command: ${JSON.stringify(['node', '-e', ECHO_SERVER])}
-      readinessProbe: { tcpSocket: { port: ${ECHO} }, periodSeconds: 1 }
-`);
+    await apply(
+      nodePodManifest({
+        name: 'echo',
+        namespace: ns.name,
+        app: 'pf-echo',
+        script: ECHO_SERVER,
+        readyPort: ECHO,
+      }),
+    );
     pod = await readyPod(ns.name, 'app=pf-echo');
     base = { ...(await portForwardAccess(client)), namespace: ns.name, pod };
   });

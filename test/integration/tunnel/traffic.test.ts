@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { apply, clusterImages, kubectl, testNamespace } from '../../support/cluster.js';
+import { apply, kubectl, nodePodManifest, testNamespace } from '../../support/cluster.js';
 import {
   APP_SERVER,
   BYTES_PORT,
@@ -75,18 +75,15 @@ describe('traffic through the tunnel', { timeout: 400_000 }, () => {
     const other = await testNamespace('tnl-other');
     const binding = `devbox-sidecar-discovery-${world.ns}`;
     try {
-      await apply(`
-apiVersion: v1
-kind: Pod
-metadata: { name: echo, namespace: ${other.name}, labels: { app: echo } }
-spec:
-  terminationGracePeriodSeconds: 0
-  containers:
-    - name: echo
-      image: ${clusterImages().runtime}
-      imagePullPolicy: Never
-      command: ${JSON.stringify(['node', '-e', APP_SERVER, 'echo'])}
-      readinessProbe: { tcpSocket: { port: ${ECHO_PORT} }, periodSeconds: 1 }
+      const pod = {
+        name: 'echo',
+        namespace: other.name,
+        app: 'echo',
+        script: APP_SERVER,
+        args: ['echo'],
+        readyPort: ECHO_PORT,
+      };
+      await apply(`${nodePodManifest(pod)}
 ---
 apiVersion: v1
 kind: Service
