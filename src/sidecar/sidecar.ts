@@ -132,8 +132,15 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
         // A name in another namespace: its Services are listened on before the answer goes out.
         const namespace = answeredNamespace(reply, config.namespace);
         if (namespace) {
-          await serviceWatches.watch(namespace, OTHER_NAMESPACE_WAIT_MS);
-          await addresses.settled();
+          const listening = serviceWatches
+            .watch(namespace, OTHER_NAMESPACE_WAIT_MS)
+            .then(() => addresses.settled());
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([
+            listening,
+            new Promise<void>((resolve) => (timer = setTimeout(resolve, OTHER_NAMESPACE_WAIT_MS))),
+          ]);
+          clearTimeout(timer);
         }
         return reply;
       },
