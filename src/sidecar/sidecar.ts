@@ -162,6 +162,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
       onChange: () => tunnels.update(pods.store.values()),
       log,
     });
+    // The agent pods first: the tunnel is what everything else waits for.
+    const running = pods.run(watches.signal);
     serviceWatches = new ServiceWatches({
       api,
       home: config.namespace,
@@ -170,7 +172,6 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
       signal: watches.signal,
       log,
     });
-    const running = pods.run(watches.signal);
     closers.push(async () => {
       watches.abort();
       await Promise.all([running, serviceWatches.close()]);

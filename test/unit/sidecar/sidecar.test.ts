@@ -146,6 +146,8 @@ describe('sidecar on loopback with a real agent', () => {
       forceFallback: true,
     });
     sidecar = await startSidecar(config, { dialer, adder });
+    // The fake replays no events from a resourceVersion: changes count only once all three watch.
+    await eventually(() => kube.watcherCount === 3, 5000, 'the sidecar watching pods, Services and slices');
   });
 
   after(async () => {
