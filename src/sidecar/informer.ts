@@ -63,6 +63,11 @@ export class Informer<T> {
   readonly synced = new Promise<void>((resolve) => {
     this.markSynced = resolve;
   });
+  private markAttempted!: () => void;
+  /** Resolves once the first list has succeeded or failed (it is retried either way), or on stop. */
+  readonly attempted = new Promise<void>((resolve) => {
+    this.markAttempted = resolve;
+  });
 
   constructor(private readonly opts: InformerOptions<T>) {
     this.backoff = new Backoff(opts.backoff ?? { initialMs: 500, maxMs: 30_000 });
@@ -91,12 +96,14 @@ export class Informer<T> {
           continue;
         }
         this.stats.errors++;
+        this.markAttempted();
         this.stats.lastError = errorText(err);
         this.stats.lastErrorAt = new Date().toISOString();
         this.opts.log?.warn('watch failed, retrying', { path: this.opts.path, error: this.stats.lastError });
         await sleep(this.backoff.next(), signal);
       }
     }
+    this.markAttempted();
   }
 
   private query(extra: Record<string, string>): string {
@@ -126,6 +133,7 @@ export class Informer<T> {
     this.stats.lists++;
     this.stats.synced = true;
     this.markSynced();
+    this.markAttempted();
     this.opts.onChange();
     return resourceVersion;
   }

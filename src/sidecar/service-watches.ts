@@ -94,18 +94,14 @@ export class ServiceWatches {
   }
 
   /**
-   * Starts watching `namespace` if it is not yet, and resolves once its Services are known or
-   * cannot be read, or after `waitMs`.
+   * Starts watching `namespace` if it is not yet; resolves once its Services are known or cannot
+   * be read.
    */
-  async watch(namespace: string, waitMs: number): Promise<void> {
-    let w = this.watches.get(namespace);
-    if (!w) {
-      if (this.watches.size > NAMESPACES_MAX) return;
-      w = this.start(namespace);
-    }
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([w.settled, new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)))]);
-    clearTimeout(timer);
+  watch(namespace: string): Promise<void> {
+    const w = this.watches.get(namespace);
+    if (w) return w.settled;
+    if (this.watches.size > NAMESPACES_MAX) return Promise.resolve();
+    return this.start(namespace).settled;
   }
 
   async close(): Promise<void> {
@@ -131,7 +127,7 @@ export class ServiceWatches {
     const watch: NamespaceWatch = {
       services,
       slices,
-      settled: Promise.all([settledOrFailed(services, signal), settledOrFailed(slices, signal)]).then(() => {
+      settled: Promise.all([services.attempted, slices.attempted]).then(() => {
         if (watch.reportedDenied || (services.stats.synced && slices.stats.synced)) return;
         watch.reportedDenied = true;
         log?.warn(
@@ -149,18 +145,4 @@ export class ServiceWatches {
     this.running.push(services.run(signal), slices.run(signal));
     return watch;
   }
-}
-
-/** Resolves when the informer has listed once or has failed once (it keeps retrying either way). */
-function settledOrFailed(informer: Informer<unknown>, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const check = setInterval(() => {
-      if (informer.stats.errors > 0 || signal.aborted) done();
-    }, 20).unref();
-    const done = () => {
-      clearInterval(check);
-      resolve();
-    };
-    informer.synced.then(done);
-  });
 }

@@ -132,9 +132,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
         // A name in another namespace: its Services are listened on before the answer goes out.
         const namespace = answeredNamespace(reply, config.namespace);
         if (namespace) {
-          const listening = serviceWatches
-            .watch(namespace, OTHER_NAMESPACE_WAIT_MS)
-            .then(() => addresses.settled());
+          const listening = serviceWatches.watch(namespace).then(() => addresses.settled());
           let timer: NodeJS.Timeout | undefined;
           await Promise.race([
             listening,
