@@ -2,7 +2,7 @@ import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import { DevboxError, errorText } from '../util/errors.js';
-import { PortForwardDuplex } from './port-forward-duplex.js';
+import { ERROR_TEXT_MAX, PortForwardDuplex } from './port-forward-duplex.js';
 import {
   controlStreamId,
   dataFrameHeader,
@@ -28,8 +28,6 @@ export const PORT_FORWARD_PROTOCOL = 'portforward.k8s.io';
 
 const ERROR_STREAM = 1;
 const DATA_STREAM = 3;
-/** Largest error-stream text kept. */
-const ERROR_TEXT_MAX = 4096;
 /** Outbound bytes queued in the socket before writes wait for `drain`. */
 const WRITE_HIGH_WATER = 1024 * 1024;
 
@@ -144,9 +142,7 @@ export class SpdyPortForwardStream extends PortForwardDuplex {
       if (event.streamId === ERROR_STREAM) this.errorFinished = true;
       if (event.streamId === DATA_STREAM) this.dataFinished = true;
       if (this.errorFinished && this.errorText.trim()) {
-        this.destroy(
-          new DevboxError('TUNNEL', `${this.label}: ${this.errorText.slice(0, ERROR_TEXT_MAX).trim()}`),
-        );
+        this.failWithServerText(this.label, this.errorText);
       } else if (this.errorFinished && this.dataFinished) {
         this.push(null);
       }
@@ -209,9 +205,7 @@ export class SpdyPortForwardStream extends PortForwardDuplex {
     clearInterval(this.keepalive);
     if (this.destroyed) return;
     if (this.errorText.trim()) {
-      this.destroy(
-        new DevboxError('TUNNEL', `${this.label}: ${this.errorText.slice(0, ERROR_TEXT_MAX).trim()}`),
-      );
+      this.failWithServerText(this.label, this.errorText);
       return;
     }
     // A close without FIN: treat like the WebSocket transport treats a normal close.

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import { DevboxError, errorText } from '../util/errors.js';
 import { verifyServerAs } from '../util/tls-name.js';
-import { PortForwardDuplex } from './port-forward-duplex.js';
+import { ERROR_TEXT_MAX, PortForwardDuplex } from './port-forward-duplex.js';
 import { openSpdyPortForward, readStatusMessage, UpgradeRefused } from './portforward-spdy.js';
 
 /**
@@ -97,8 +97,6 @@ export class PortForwardDecoder {
   }
 }
 
-/** Largest error-channel text kept. */
-const ERROR_TEXT_MAX = 4096;
 /** Outbound bytes queued in ws and its socket before writes wait for the network. */
 const WRITE_HIGH_WATER = 1024 * 1024;
 /** Largest WebSocket message received; h2 frames written by the agent are far smaller. */
@@ -168,8 +166,7 @@ export class PortForwardStream extends PortForwardDuplex {
     if (frame.kind === 'data') {
       if (!this.push(frame.data)) this.ws.pause();
     } else if (frame.kind === 'error') {
-      const text = frame.text.subarray(0, ERROR_TEXT_MAX).toString('utf8').trim();
-      this.destroy(new DevboxError('TUNNEL', `${this.label}: ${text}`));
+      this.failWithServerText(this.label, frame.text.subarray(0, ERROR_TEXT_MAX).toString('utf8'));
     }
   }
 
