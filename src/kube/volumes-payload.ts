@@ -80,29 +80,21 @@ export function configMapPayload(
   defaultMode: number,
   optional: boolean,
 ): Payload {
-  const payload: Payload = new Map();
   const data = configMap.data ?? {};
   const binary = configMap.binaryData ?? {};
-  const contentOf = (key: string): Buffer | undefined => {
-    if (Object.hasOwn(data, key)) return Buffer.from(data[key] as string, 'utf8');
-    if (Object.hasOwn(binary, key)) return Buffer.from(binary[key] as string, 'base64');
-    return undefined;
-  };
-  if (!items?.length) {
-    for (const key of [...Object.keys(data), ...Object.keys(binary)]) {
-      payload.set(key, { content: contentOf(key) as Buffer, mode: defaultMode, secret: false });
-    }
-    return payload;
-  }
-  for (const item of items) {
-    const content = contentOf(item.key);
-    if (content === undefined) {
-      if (optional) continue;
-      throw notFoundKey(`configmap references non-existent config key: ${item.key}`);
-    }
-    payload.set(cleanVolumePath(item.path), { content, mode: item.mode ?? defaultMode, secret: false });
-  }
-  return payload;
+  return keyedPayload({
+    keys: [...Object.keys(data), ...Object.keys(binary)],
+    contentOf: (key) => {
+      if (Object.hasOwn(data, key)) return Buffer.from(data[key] as string, 'utf8');
+      if (Object.hasOwn(binary, key)) return Buffer.from(binary[key] as string, 'base64');
+      return undefined;
+    },
+    items,
+    defaultMode,
+    optional,
+    secret: false,
+    missing: (key) => `configmap references non-existent config key: ${key}`,
+  });
 }
 
 /** Files of a Secret volume or projection; the same rules as {@link configMapPayload}. */
@@ -112,24 +104,43 @@ export function secretPayload(
   defaultMode: number,
   optional: boolean,
 ): Payload {
-  const payload: Payload = new Map();
   const data = secret.data ?? {};
-  if (!items?.length) {
-    for (const [key, value] of Object.entries(data)) {
-      payload.set(key, { content: Buffer.from(value, 'base64'), mode: defaultMode, secret: true });
-    }
+  return keyedPayload({
+    keys: Object.keys(data),
+    contentOf: (key) => (Object.hasOwn(data, key) ? Buffer.from(data[key] as string, 'base64') : undefined),
+    items,
+    defaultMode,
+    optional,
+    secret: true,
+    missing: (key) => `references non-existent secret key: ${key}`,
+  });
+}
+
+/** Every key under its own name, or only `items` at their paths; the rule both sources share. */
+function keyedPayload(source: {
+  keys: string[];
+  contentOf: (key: string) => Buffer | undefined;
+  items: readonly V1KeyToPath[] | undefined;
+  defaultMode: number;
+  optional: boolean;
+  secret: boolean;
+  /** The kubelet's wording for a listed key that is missing. */
+  missing: (key: string) => string;
+}): Payload {
+  const { contentOf, defaultMode, secret } = source;
+  const payload: Payload = new Map();
+  if (!source.items?.length) {
+    for (const key of source.keys)
+      payload.set(key, { content: contentOf(key) as Buffer, mode: defaultMode, secret });
     return payload;
   }
-  for (const item of items) {
-    if (!Object.hasOwn(data, item.key)) {
-      if (optional) continue;
-      throw notFoundKey(`references non-existent secret key: ${item.key}`);
+  for (const item of source.items) {
+    const content = contentOf(item.key);
+    if (content === undefined) {
+      if (source.optional) continue;
+      throw notFoundKey(source.missing(item.key));
     }
-    payload.set(cleanVolumePath(item.path), {
-      content: Buffer.from(data[item.key] as string, 'base64'),
-      mode: item.mode ?? defaultMode,
-      secret: true,
-    });
+    payload.set(cleanVolumePath(item.path), { content, mode: item.mode ?? defaultMode, secret });
   }
   return payload;
 }
