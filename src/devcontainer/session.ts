@@ -73,7 +73,10 @@ export interface CreatedDevcontainerSession {
 export interface DevcontainerSessionOptions {
   devcontainer: PreparedDevcontainer;
   workspace: WorkspacePlacement;
-  /** Runs once the sidecar has started, before the dev container is created (e.g. `waitSidecarReady`). */
+  /**
+   * Runs once the sidecar has started, before the dev container is created (e.g. `waitSidecarReady`);
+   * `spec.service` is read after it, so it may still adjust it.
+   */
   beforeJoin?: (sidecar: SessionContainer) => Promise<void>;
   /** The Dev Containers CLI (tests pass their own); default: the installed one. */
   cli?: (workDir: string) => DevcontainerCli;

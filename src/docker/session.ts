@@ -43,7 +43,8 @@ export interface CreateSessionOptions {
   /**
    * Runs once the sidecar has started and before the service container is
    * created, e.g. `waitSidecarReady`, so the service never starts without
-   * cluster DNS and addresses. A failure here rolls everything back.
+   * cluster DNS and addresses. `spec.service` is read after it, so it may still
+   * adjust it (the env in fallback mode). A failure here rolls everything back.
    */
   beforeService?: (sidecar: SessionContainer) => Promise<void>;
   /** Remove an existing devbox session holding the container names (a stale one after a crash). Default: CONFLICT. */

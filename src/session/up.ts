@@ -374,7 +374,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
         signal,
       });
       if (ready.addressMode === 'fallback' && spec.service.env) {
-        // Read by every way of starting the service container, after this hook.
+        // spec.service is read after this hook by every way of starting the service container.
         const aliases = new Map(ready.addresses.flatMap((a) => (a.local ? [[a.ip, a.local] as const] : [])));
         const moved = serviceVariablesOnAliases(spec.service.env, aliases);
         spec.service.env = moved.env;

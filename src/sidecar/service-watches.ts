@@ -39,7 +39,6 @@ interface NamespaceWatch {
   slices: Informer<EndpointSliceInfo>;
   /** Resolves once both have listed, or either has failed once. */
   settled: Promise<void>;
-  reportedDenied: boolean;
 }
 
 export interface ServiceWatchesOptions {
@@ -128,8 +127,8 @@ export class ServiceWatches {
       services,
       slices,
       settled: Promise.all([services.attempted, slices.attempted]).then(() => {
-        if (watch.reportedDenied || (services.stats.synced && slices.stats.synced)) return;
-        watch.reportedDenied = true;
+        // Runs once per namespace: the warning is said once.
+        if (services.stats.synced && slices.stats.synced) return;
         log?.warn(
           `Services of namespace ${namespace} resolve but are not listened on: the sidecar may not read them`,
           {
@@ -139,7 +138,6 @@ export class ServiceWatches {
           },
         );
       }),
-      reportedDenied: false,
     };
     this.watches.set(namespace, watch);
     this.running.push(services.run(signal), slices.run(signal));
