@@ -9,6 +9,9 @@ export const ERROR_TEXT_MAX = 4096;
  * on the wire), and an abort signal destroys the stream for as long as it lives.
  */
 export abstract class PortForwardDuplex extends Duplex {
+  private keepalive: NodeJS.Timeout | undefined;
+  private awaitingAnswer = false;
+
   protected abstract send(chunks: Buffer[], callback: (error?: Error | null) => void): void;
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -20,6 +23,38 @@ export abstract class PortForwardDuplex extends Duplex {
       chunks.map((c) => c.chunk),
       callback,
     );
+  }
+
+  /**
+   * Pings every `intervalMs` (0: never); when nothing came back by the next ping, destroys the
+   * stream with `silence`. A transport paused by backpressure cannot read the answer, so it is not
+   * judged then.
+   */
+  protected startKeepalive(
+    intervalMs: number,
+    transport: { ping(): void; paused(): boolean },
+    silence: string,
+  ): void {
+    if (intervalMs <= 0) return;
+    this.keepalive = setInterval(() => {
+      if (transport.paused()) this.awaitingAnswer = false;
+      if (this.awaitingAnswer) {
+        this.destroy(new DevboxError('TUNNEL', silence));
+        return;
+      }
+      this.awaitingAnswer = true;
+      transport.ping();
+    }, intervalMs);
+    this.keepalive.unref();
+  }
+
+  /** Anything from the server (data, a pong) shows it is alive. */
+  protected heardFromServer(): void {
+    this.awaitingAnswer = false;
+  }
+
+  protected stopKeepalive(): void {
+    clearInterval(this.keepalive);
   }
 
   /** Destroys the stream with the server's error text about it (the pod port refused, …). */

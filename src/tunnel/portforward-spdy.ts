@@ -64,8 +64,6 @@ export class UpgradeRefused extends Error {
 export class SpdyPortForwardStream extends PortForwardDuplex {
   private readonly decoder = new SpdyDecoder();
   private errorText = '';
-  private keepalive: NodeJS.Timeout | undefined;
-  private awaitingPong = false;
   private nextPing = 1;
   private readonly replied = new Set<number>();
   private isOpen = false;
@@ -86,10 +84,17 @@ export class SpdyPortForwardStream extends PortForwardDuplex {
     socket.on('error', (err) =>
       this.destroy(new DevboxError('TUNNEL', `${label}: ${errorText(err)}`, { cause: err })),
     );
-    if (keepaliveMs > 0) {
-      this.keepalive = setInterval(() => this.pingTick(keepaliveMs), keepaliveMs);
-      this.keepalive.unref();
-    }
+    this.startKeepalive(
+      keepaliveMs,
+      {
+        ping: () => {
+          socket.write(pingFrame(this.nextPing));
+          this.nextPing = (this.nextPing + 2) >>> 0 || 1;
+        },
+        paused: () => socket.isPaused(),
+      },
+      `${label}: no answer to a ping within ${keepaliveMs} ms`,
+    );
   }
 
   /**
@@ -109,7 +114,7 @@ export class SpdyPortForwardStream extends PortForwardDuplex {
 
   private receive(chunk: Buffer): void {
     if (this.destroyed) return;
-    this.awaitingPong = false;
+    this.heardFromServer();
     let events: SpdyEvent[];
     try {
       events = this.decoder.push(chunk);
@@ -190,19 +195,8 @@ export class SpdyPortForwardStream extends PortForwardDuplex {
     }
   }
 
-  private pingTick(keepaliveMs: number): void {
-    if (this.socket.isPaused()) this.awaitingPong = false;
-    if (this.awaitingPong) {
-      this.destroy(new DevboxError('TUNNEL', `${this.label}: no answer to a ping within ${keepaliveMs} ms`));
-      return;
-    }
-    this.awaitingPong = true;
-    this.socket.write(pingFrame(this.nextPing));
-    this.nextPing = (this.nextPing + 2) >>> 0 || 1;
-  }
-
   private onSocketClose(): void {
-    clearInterval(this.keepalive);
+    this.stopKeepalive();
     if (this.destroyed) return;
     if (this.errorText.trim()) {
       this.failWithServerText(this.label, this.errorText);
@@ -254,13 +248,13 @@ export class SpdyPortForwardStream extends PortForwardDuplex {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    clearInterval(this.keepalive);
+    this.stopKeepalive();
     if (!this.socket.destroyed) this.socket.end(dataFrameHeader(DATA_STREAM, 0, true));
     callback();
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    clearInterval(this.keepalive);
+    this.stopKeepalive();
     this.socket.destroy();
     callback(err);
   }

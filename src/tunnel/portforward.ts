@@ -112,8 +112,6 @@ export class PortForwardStream extends PortForwardDuplex {
   private readonly ws: WebSocket;
   private readonly decoder: PortForwardDecoder;
   private readonly label: string;
-  private keepalive: NodeJS.Timeout | undefined;
-  private awaitingPong = false;
   private readonly channelByte: number;
 
   /** @internal use {@link openPortForward} */
@@ -131,30 +129,25 @@ export class PortForwardStream extends PortForwardDuplex {
     ws.on('error', (err: Error) =>
       this.destroy(new DevboxError('TUNNEL', `${label}: ${errorText(err)}`, { cause: err })),
     );
-    ws.on('pong', () => {
-      this.awaitingPong = false;
-    });
-    if (keepaliveMs > 0) {
-      this.keepalive = setInterval(() => {
-        // While paused by backpressure a pong cannot be read: only judge an unpaused socket.
-        if (this.ws.isPaused) this.awaitingPong = false;
-        if (this.awaitingPong) {
-          this.destroy(new DevboxError('TUNNEL', `${label}: no WebSocket pong within ${keepaliveMs} ms`));
-          return;
-        }
-        this.awaitingPong = true;
-        try {
-          ws.ping();
-        } catch {
-          // The close handler reports a closing socket.
-        }
-      }, keepaliveMs);
-      this.keepalive.unref();
-    }
+    ws.on('pong', () => this.heardFromServer());
+    this.startKeepalive(
+      keepaliveMs,
+      {
+        ping: () => {
+          try {
+            ws.ping();
+          } catch {
+            // The close handler reports a closing socket.
+          }
+        },
+        paused: () => ws.isPaused,
+      },
+      `${label}: no WebSocket pong within ${keepaliveMs} ms`,
+    );
   }
 
   private onMessage(message: Buffer): void {
-    this.awaitingPong = false;
+    this.heardFromServer();
     if (this.destroyed) return;
     let frame: PortForwardFrame;
     try {
@@ -171,7 +164,7 @@ export class PortForwardStream extends PortForwardDuplex {
   }
 
   private onClose(code: number, reason: string): void {
-    clearInterval(this.keepalive);
+    this.stopKeepalive();
     if (this.destroyed) return;
     if (code === 1000 || code === 1001 || code === 1005) {
       this.push(null);
@@ -215,7 +208,7 @@ export class PortForwardStream extends PortForwardDuplex {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    clearInterval(this.keepalive);
+    this.stopKeepalive();
     // The closing handshake needs the peer's close frame to be read.
     this.ws.resume();
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING)
@@ -224,7 +217,7 @@ export class PortForwardStream extends PortForwardDuplex {
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    clearInterval(this.keepalive);
+    this.stopKeepalive();
     if (this.ws.readyState === WebSocket.OPEN) {
       if (err) this.ws.terminate();
       else this.ws.close(1000);
