@@ -156,26 +156,30 @@ async function execOut(file: string, argv: string[], timeoutMs: number): Promise
 }
 
 const kubectlPath = `${clusterDir}/bin/kubectl`;
+/** `kubectl exec` arguments running `node -e source arg` in a pod. */
+const nodeInPodArgs = (
+  ns: string,
+  pod: string,
+  container: string | undefined,
+  source: string,
+  arg: string,
+) => [
+  '--kubeconfig',
+  kubeconfig,
+  '-n',
+  ns,
+  'exec',
+  pod,
+  ...(container ? ['-c', container] : []),
+  '--',
+  'node',
+  '-e',
+  source,
+  arg,
+];
 const inPod =
   (ns: string, pod: string, container?: string) => (source: string, arg: string, timeoutMs: number) =>
-    execOut(
-      kubectlPath,
-      [
-        '--kubeconfig',
-        kubeconfig,
-        '-n',
-        ns,
-        'exec',
-        pod,
-        ...(container ? ['-c', container] : []),
-        '--',
-        'node',
-        '-e',
-        source,
-        arg,
-      ],
-      timeoutMs,
-    );
+    execOut(kubectlPath, nodeInPodArgs(ns, pod, container, source, arg), timeoutMs);
 const onHost = (source: string, arg: string, timeoutMs: number) =>
   execOut(process.execPath, ['-e', source, arg], timeoutMs);
 const inContainer = (name: string) => (source: string, arg: string, timeoutMs: number) =>
@@ -344,21 +348,7 @@ async function main(): Promise<void> {
       ),
       startSampler(
         kubectlPath,
-        [
-          '--kubeconfig',
-          kubeconfig,
-          '-n',
-          ns,
-          'exec',
-          appPod.name,
-          '-c',
-          AGENT_CONTAINER,
-          '--',
-          'node',
-          '-e',
-          script(rssSampler),
-          samplerArg('agent.mjs'),
-        ],
+        nodeInPodArgs(ns, appPod.name, AGENT_CONTAINER, script(rssSampler), samplerArg('agent.mjs')),
         agentRss,
       ),
     );
