@@ -11,7 +11,7 @@ preflight() {
       fail "The cgroup controller '$c' is missing: the kubelet needs cpu, memory, pids and cpuset."
   done
   local free_kb
-  mkdir -p "$CLUSTER_DIR"
+  mkdir -p "$CLUSTER_DIR" "$LOGS"
   free_kb=$(df -Pk "$CLUSTER_DIR" | awk 'NR==2 {print $4}')
   [ "$free_kb" -gt $((3 * 1024 * 1024)) ] || fail "Less than 3 GiB free under $CLUSTER_DIR; free some disk or set DEVBOX_CLUSTER_DIR."
   if ! pid_alive kube-apiserver; then
