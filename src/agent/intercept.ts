@@ -31,6 +31,25 @@ interface InboundConnection {
   timer?: NodeJS.Timeout;
 }
 
+/** A connection passed through to the in-pod app, watched for a quiet moment to hand it over. */
+interface PassedThrough {
+  client: net.Socket;
+  app: net.Socket;
+  /** The app sent the last bytes: a request-response client has its answer. */
+  appSpokeLast: boolean;
+  lastBytesAt: number;
+  timer?: NodeJS.Timeout;
+}
+
+/**
+ * How long a passed-through connection must be quiet, after the app spoke, before it is closed
+ * so that its client reconnects to the session. Shorter than any common keep-alive timeout
+ * (Node 5 s, Go 90 s, nginx 75 s) and long enough for a request that follows an answer at once.
+ */
+export const HAND_OVER_QUIET_MS = 250;
+/** A handed-over connection whose peers do not close after our FIN is destroyed after this. */
+const HAND_OVER_CLOSE_MS = 5_000;
+
 /**
  * The intercept ports. Each connection goes to a sidecar session through a pending accept stream
  * when one is there; waits in a bounded queue while an accepting session is replenishing its pool;
@@ -41,6 +60,8 @@ export class Interceptor {
   private readonly servers: net.Server[] = [];
   private readonly queue: InboundConnection[] = [];
   private readonly sockets = new Set<net.Socket>();
+  private readonly passed = new Set<PassedThrough>();
+  private accepting = false;
   private bound: InterceptSpec[] = [];
 
   constructor(private readonly opts: InterceptorOptions) {}
@@ -77,8 +98,9 @@ export class Interceptor {
     return this.queue.length;
   }
 
-  /** Re-examines the queue: call when accept streams arrive or sessions change. */
+  /** Re-examines the queue and the passed-through connections: call when accept streams arrive or sessions change. */
   drain(): void {
+    this.noteAccepting();
     while (this.queue.length > 0) {
       if (!this.opts.source.hasAcceptingSession()) {
         for (const conn of this.queue.splice(0)) {
@@ -104,6 +126,8 @@ export class Interceptor {
   /** Stops listening; queued connections pass through, established ones carry on. */
   close(): void {
     for (const server of this.servers.splice(0)) server.close();
+    this.accepting = false;
+    for (const conn of this.passed) clearTimeout(conn.timer);
     for (const conn of this.queue.splice(0)) {
       clearTimeout(conn.timer);
       this.passThrough(conn);
@@ -198,8 +222,72 @@ export class Interceptor {
     upstream.once('connect', () => {
       connected = true;
       socket.off('close', onEarlyClose);
+      this.watchPassedThrough(socket, upstream);
       void joinStreams(socket, upstream);
     });
+  }
+
+  /**
+   * Keep-alive clients (HTTP pools, database pools) would stay on a passed-through connection for as
+   * long as they keep it busy, so a session would never see them. While a session accepts, such a
+   * connection is closed at its first quiet moment after the app answered — what an HTTP server
+   * does at its keep-alive timeout, which clients handle by reconnecting — and the new connection
+   * goes to the session. Connections waiting on the app, or quiet with the client having spoken
+   * last, are left alone.
+   */
+  private watchPassedThrough(client: net.Socket, app: net.Socket): void {
+    const conn: PassedThrough = { client, app, appSpokeLast: false, lastBytesAt: Date.now() };
+    this.passed.add(conn);
+    client.on('data', () => {
+      conn.appSpokeLast = false;
+      conn.lastBytesAt = Date.now();
+      clearTimeout(conn.timer);
+      conn.timer = undefined;
+    });
+    app.on('data', () => {
+      conn.appSpokeLast = true;
+      conn.lastBytesAt = Date.now();
+      if (this.opts.source.hasAcceptingSession()) this.scheduleHandOver(conn);
+    });
+    client.once('close', () => {
+      clearTimeout(conn.timer);
+      this.passed.delete(conn);
+    });
+  }
+
+  /** Starts or stops handing passed-through connections over when a session starts or stops accepting. */
+  private noteAccepting(): void {
+    const accepting = this.opts.source.hasAcceptingSession();
+    if (accepting === this.accepting) return;
+    this.accepting = accepting;
+    for (const conn of this.passed) {
+      if (!accepting) {
+        clearTimeout(conn.timer);
+        conn.timer = undefined;
+      } else if (conn.appSpokeLast) this.scheduleHandOver(conn);
+    }
+  }
+
+  private scheduleHandOver(conn: PassedThrough): void {
+    clearTimeout(conn.timer);
+    const wait = Math.max(0, HAND_OVER_QUIET_MS - (Date.now() - conn.lastBytesAt));
+    conn.timer = setTimeout(() => this.handOver(conn), wait);
+  }
+
+  private handOver(conn: PassedThrough): void {
+    conn.timer = undefined;
+    if (!conn.appSpokeLast || conn.client.destroyed || !this.opts.source.hasAcceptingSession()) return;
+    this.passed.delete(conn);
+    this.opts.counters.totals.handedOver++;
+    // FIN both ways; each side's own FIN in reply ends the join cleanly.
+    conn.client.end();
+    conn.app.end();
+    const stuck = setTimeout(() => {
+      conn.client.destroy();
+      conn.app.destroy();
+    }, HAND_OVER_CLOSE_MS);
+    stuck.unref();
+    conn.client.once('close', () => clearTimeout(stuck));
   }
 }
 

@@ -12,6 +12,7 @@ export class AgentCounters {
     dnsFailures: 0,
     intercepted: 0,
     passedThrough: 0,
+    handedOver: 0,
     queueOverflows: 0,
     protocolErrors: 0,
   };

@@ -178,6 +178,8 @@ export interface AgentStats {
     dnsFailures: number;
     intercepted: number;
     passedThrough: number;
+    /** Passed-through connections closed at a quiet moment so that their clients reconnect to a session. */
+    handedOver: number;
     queueOverflows: number;
     protocolErrors: number;
   };

@@ -10,6 +10,7 @@ import type { Duplex, Readable } from 'node:stream';
 import { afterEach, describe, it } from 'node:test';
 import tar from 'tar-stream';
 import { StreamRefusedError } from '../../../src/tunnel/errors.js';
+import { HAND_OVER_QUIET_MS } from '../../../src/agent/intercept.js';
 import { abortStream, joinStreams } from '../../../src/tunnel/pipe.js';
 import { HEADERS, PATHS, PROTOCOL_VERSION } from '../../../src/tunnel/protocol.js';
 import { isDevboxError } from '../../../src/util/errors.js';
@@ -620,6 +621,47 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
       );
       const elapsed = Date.now() - t0;
       assert.ok(elapsed < 2_000, `pass-through after ${elapsed} ms`);
+    });
+
+    it('hands a keep-alive connection over to a new session at its first quiet moment after an answer', async () => {
+      // An app that answers every message and keeps the connection, like an HTTP keep-alive server.
+      const app = await fx.tcpServer((socket) => {
+        socket.on('data', (d: Buffer) => {
+          if (d.toString() === 'slow') setTimeout(() => socket.write('app:slow'), 2 * HAND_OVER_QUIET_MS);
+          else socket.write(`app:${d}`);
+        });
+        socket.on('end', () => socket.end());
+      });
+      const sidecarApp = await fx.tcpServer((socket) => socket.end('from-sidecar'));
+      const agent = await fx.agent({ intercepts: [{ listenPort: 0, appPort: app }] });
+      const port = agent.intercepts[0]!.listenPort;
+      const answered = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+      const waiting = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+      fx.add(() => {
+        answered.destroy();
+        waiting.destroy();
+      });
+      assert.equal(await roundTrip(answered, 'one'), 'app:one');
+      if (waiting.connecting) await once(waiting, 'connect');
+      await sleep(2 * HAND_OVER_QUIET_MS);
+      assert.equal(answered.readableEnded, false, 'no session, no hand-over');
+
+      const client = await fx.client(agent);
+      client.startAccepting((stream) => {
+        const local = net.connect({ host: '127.0.0.1', port: sidecarApp, allowHalfOpen: true });
+        local.on('connect', () => void joinStreams(local, stream));
+      }, 2);
+      // The client asked and is still waiting: its connection stays, and the answer arrives.
+      const slowAnswer = roundTrip(waiting, 'slow');
+      const ended = within(once(answered, 'end'), 2_000, 'hand-over of the answered connection');
+      await ended;
+      answered.end();
+      assert.equal(await slowAnswer, 'app:slow', 'a connection waiting on the app is left alone');
+      assert.equal(agent.stats().totals.handedOver, 1);
+      assert.equal(await exchange(port), 'from-sidecar', 'the client reconnects to the session');
+      // Once the app has answered and the connection is quiet, it is handed over too.
+      await within(once(waiting, 'end'), 2_000, 'hand-over after the answer');
+      assert.equal(agent.stats().totals.handedOver, 2);
     });
 
     it('queues connections while the pool is empty, bounded, then passes through', async () => {
