@@ -1,8 +1,8 @@
 /**
  * The small Kubernetes API surface devbox uses, behind an interface it owns.
  *
- * Authentication, TLS and proxies come from @kubernetes/client-node's KubeConfig
- * (exec plugins, auth providers, client certificates), but requests are plain JSON over
+ * Credentials come from the kubeconfig (credentials.ts; plugins and proxies through
+ * @kubernetes/client-node), but requests are plain JSON over
  * node:http(s): the generated typed clients drop fields their models do not know and
  * turn timestamps into Dates, which would break restoring objects byte for byte, and
  * their `patch*` calls default to JSON-patch. Every write names `devbox` as field manager.
@@ -24,7 +24,7 @@ import type {
   V1ServiceAccount,
   V1StatefulSet,
 } from '@kubernetes/client-node';
-import { DevboxError } from '../util/errors.js';
+import { DevboxError, errorText } from '../util/errors.js';
 import { debugLogger } from '../util/log.js';
 import {
   apiError,
@@ -33,6 +33,7 @@ import {
   type RequestContext,
   transportError,
 } from './api-errors.js';
+import { clusterCaPem, credentialOptions } from './credentials.js';
 import { type KubeTarget, type LoadedKubeConfig, loadKubeConfig } from './kubeconfig.js';
 
 const log = debugLogger('kube');
@@ -272,25 +273,21 @@ class HttpKubeClient implements KubeClient {
     this.namespace = loaded.namespace;
     const c = loaded.cluster;
     this.base = new URL(c.server);
-    let caPem: string | undefined;
-    if (c.caData) caPem = Buffer.from(c.caData, 'base64').toString('utf8');
     this.cluster = {
       context: loaded.context,
       server: c.server,
-      caPem,
+      caPem: readCaPem(loaded),
       tlsServerName: c.tlsServerName,
-      insecureSkipTlsVerify: c.skipTLSVerify,
+      insecureSkipTlsVerify: c.insecureSkipTlsVerify,
     };
   }
 
   async httpsOptions(): Promise<https.RequestOptions> {
-    const opts: https.RequestOptions = {};
     try {
-      await this.loaded.kubeConfig.applyToHTTPSOptions(opts);
+      return await credentialOptions(this.loaded);
     } catch (err) {
       throw credentialError(err, this.loaded.context);
     }
-    return opts;
   }
 
   /** A keep-alive agent with the kubeconfig's TLS material (client-node's has no keep-alive). */
@@ -753,4 +750,17 @@ async function readBody(res: http.IncomingMessage): Promise<string> {
   let text = '';
   for await (const chunk of res as AsyncIterable<string>) text += chunk;
   return text;
+}
+
+/** The cluster's CA, read once: the sidecar container gets it too. */
+function readCaPem(loaded: LoadedKubeConfig): string | undefined {
+  try {
+    return clusterCaPem(loaded);
+  } catch (err) {
+    throw new DevboxError(
+      'BAD_INPUT',
+      `cannot read the certificate-authority of cluster "${loaded.cluster.name}": ${errorText(err)}`,
+      { hint: `fix the kubeconfig entry (${loaded.files.join(', ')})`, cause: err },
+    );
+  }
 }

@@ -197,6 +197,33 @@ describe('KubeClient requests', () => {
     }
   });
 
+  it('reads token files at each request, and sends basic auth and impersonation headers', async () => {
+    api.on('GET', '/api/v1/namespaces/shop/pods/p', (_req, res) => json(res, 200, pod('p', '1')));
+    const tokenFile = join(api.kubeconfig(), '..', 'token');
+    writeFileSync(tokenFile, 'first\n');
+    const fromFile = api.client([
+      `    tokenFile: ${tokenFile}`,
+      '    as: jane',
+      '    as-groups: [devs, ops]',
+    ]);
+    const basic = api.client(['    username: jane', '    password: pw']);
+    try {
+      await fromFile.get('Pod', 'shop', 'p');
+      writeFileSync(tokenFile, 'rotated\n');
+      await fromFile.get('Pod', 'shop', 'p');
+      await basic.get('Pod', 'shop', 'p');
+      const [first, second, third] = api.requests;
+      assert.equal(first?.headers.authorization, 'Bearer first');
+      assert.equal(second?.headers.authorization, 'Bearer rotated');
+      assert.equal(first?.headers['impersonate-user'], 'jane');
+      assert.equal(first?.headers['impersonate-group'], 'devs, ops');
+      assert.equal(third?.headers.authorization, `Basic ${Buffer.from('jane:pw').toString('base64')}`);
+    } finally {
+      fromFile.close();
+      basic.close();
+    }
+  });
+
   it('runs exec credential plugins and reports their failures', async () => {
     api.on('GET', '/api/v1/namespaces/shop/pods/p', (req, res) =>
       json(res, 200, pod('p', '1', { metadata: { name: req.headers.authorization } })),

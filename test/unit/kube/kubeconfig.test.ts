@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { createKubeClient } from '../../../src/kube/client.js';
 import { loadKubeConfig } from '../../../src/kube/kubeconfig.js';
 import { isDevboxError } from '../../../src/util/errors.js';
 
@@ -79,7 +80,6 @@ describe('loadKubeConfig', () => {
     assert.deepEqual(cfg.files, [a, b]);
     // Relative paths are relative to the file that holds them.
     assert.equal(cfg.cluster.caFile, join(dir, 'certs/ca.pem'));
-    assert.equal(cfg.kubeConfig.getCurrentContext(), 'alpha');
     assert.equal(cfg.user.token, 't0k3n');
 
     const beta = loadKubeConfig({ context: 'beta', namespace: 'dev' }, env);
@@ -102,6 +102,55 @@ describe('loadKubeConfig', () => {
       ),
     );
     assert.equal(loadKubeConfig({}, { HOME: home }).cluster.server, 'https://home.example');
+  });
+
+  it('hands a CA given as a file to the client as PEM, and names an unreadable one', () => {
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+    mkdirSync(join(dir, 'certs'), { recursive: true });
+    writeFileSync(join(dir, 'certs', 'ca.pem'), pem);
+    const client = createKubeClient({ loaded: loadKubeConfig({ kubeconfig: a }, {}) });
+    try {
+      assert.equal(client.cluster.caPem, pem);
+    } finally {
+      client.close();
+    }
+    rmSync(join(dir, 'certs'), { recursive: true });
+    assert.throws(
+      () => createKubeClient({ loaded: loadKubeConfig({ kubeconfig: a }, {}) }),
+      (err: unknown) =>
+        isDevboxError(err, 'BAD_INPUT') &&
+        err.message.includes('certificate-authority of cluster "one"') &&
+        err.message.includes(join(dir, 'certs/ca.pem')),
+    );
+  });
+
+  it('skips malformed entries and refuses a file that is not a kubeconfig', () => {
+    const odd = join(dir, 'odd.yaml');
+    writeFileSync(
+      odd,
+      [
+        'current-context: ok',
+        'clusters:',
+        '- name: broken',
+        '- cluster: {server: https://nameless}',
+        '- name: good',
+        '  cluster: {server: https://good.example/}',
+        'contexts:',
+        '- name: ok',
+        '  context: {cluster: good, user: nobody}',
+        'users: nope',
+        '',
+      ].join('\n'),
+    );
+    const cfg = loadKubeConfig({ kubeconfig: odd }, {});
+    assert.equal(cfg.cluster.server, 'https://good.example');
+    assert.equal(cfg.user.name, 'nobody');
+    const list = join(dir, 'list.yaml');
+    writeFileSync(list, '- a\n- b\n');
+    assert.throws(
+      () => loadKubeConfig({ kubeconfig: list }, {}),
+      (err: unknown) => isDevboxError(err, 'BAD_INPUT') && err.message.includes(list),
+    );
   });
 
   it('names the flag to fix', () => {
