@@ -5,10 +5,16 @@
  * What changes on `up`:
  * - the pod template gets one more container (`devbox-agent`) and one more volume
  *   (the agent bundle ConfigMap), both appended; nothing else in the template moves;
- * - each intercepted Service port's `targetPort` becomes the agent port's *name*
- *   (`dbx-8080`). A named target port only resolves in pods that declare it, so while
- *   the rollout runs, old pods simply drop out of that port's endpoints instead of
- *   receiving connections on a port nobody listens on;
+ * - when the app container names the port (`http`), the agent's port takes that name and
+ *   the app's port entry loses it (probes and hooks that used the name get the number).
+ *   A Service whose targetPort is that name needs no change at all: during the rollout
+ *   each pod resolves it by itself, old pods to the app, new pods to the agent, so
+ *   in-cluster clients never reach a new pod's app directly. A numeric targetPort of such
+ *   a port becomes the name, which old pods resolve exactly as before (so it is written
+ *   before the rollout);
+ * - an unnamed app port gets an agent port named `dbx-8080`, and each Service port
+ *   reaching it is retargeted to that name after the rollout (before, old pods would drop
+ *   out of the endpoints with no new pod to take over);
  * - the workload and each changed Service carry `devbox.dev/original`: their spec as
  *   read before the change, plus what devbox added, so any machine can undo it;
  *   the workload also carries `devbox.dev/session` (who, where, since when).
@@ -123,6 +129,8 @@ export interface InterceptPlan {
   workload: Workload;
   /** Only the Services that change. */
   services: V1Service[];
+  /** Those of `services` whose change keeps every current endpoint: written before the rollout. */
+  servicesFirst: string[];
   ports: InterceptedPort[];
   /** `agentPort:appPort` pairs, the agent's DEVBOX_INTERCEPT value. */
   interceptSpec: string;
@@ -142,6 +150,11 @@ export interface WorkloadOriginal {
   spec: Workload['spec'];
   /** What devbox added to the pod template, removed again on restore. */
   agent: { container: string; volumes: string[] };
+  /**
+   * Fields of the app container as devbox wrote them (port names handed to the agent):
+   * each is put back from `spec` on restore while it still reads as written.
+   */
+  app?: { container: string; fields: Partial<V1Container> };
   /** Services devbox changed. */
   services: string[];
 }
@@ -351,6 +364,60 @@ function agentContainer(
   return container;
 }
 
+type PortRef = { port?: number | string } | undefined;
+const PROBES = ['livenessProbe', 'readinessProbe', 'startupProbe'] as const;
+
+/**
+ * Gives the app's port names in `takenOver` (name → port) up to the agent: the port entries
+ * lose their name, probes and lifecycle hooks that used it get the number. Returns the
+ * changed fields as written, or undefined when nothing changed.
+ */
+function handOverPortNames(
+  app: V1Container,
+  takenOver: Map<string, number>,
+): Partial<V1Container> | undefined {
+  if (takenOver.size === 0) return undefined;
+  const fields: Partial<V1Container> = {};
+  app.ports = app.ports?.map((p) => {
+    if (!p.name || !takenOver.has(p.name)) return p;
+    const { name: _, ...unnamed } = p;
+    return unnamed;
+  });
+  fields.ports = app.ports;
+  const renumber = (ref: PortRef): boolean => {
+    if (!ref || typeof ref.port !== 'string' || !takenOver.has(ref.port)) return false;
+    ref.port = takenOver.get(ref.port) as number;
+    return true;
+  };
+  for (const key of PROBES) {
+    const probe = app[key];
+    if (probe && [renumber(probe.httpGet), renumber(probe.tcpSocket)].some(Boolean)) fields[key] = probe;
+  }
+  const hooks = app.lifecycle;
+  if (
+    hooks &&
+    [hooks.postStart, hooks.preStop]
+      .flatMap((h) => [renumber(h?.httpGet), renumber(h?.tcpSocket)])
+      .some(Boolean)
+  )
+    fields.lifecycle = hooks;
+  return clone(fields);
+}
+
+/** Puts back the app container fields devbox changed, where they still read as devbox wrote them. */
+function restoreAppFields(w: Workload, original: WorkloadOriginal): void {
+  if (!original.app) return;
+  const name = original.app.container;
+  const current = podTemplate(w).spec?.containers.find((c) => c.name === name);
+  const before = original.spec?.template?.spec?.containers.find((c) => c.name === name);
+  if (!current || !before) return;
+  for (const [key, written] of Object.entries(original.app.fields) as [keyof V1Container, unknown][]) {
+    if (differingPaths(written, current[key]).length > 0) continue;
+    if (before[key] === undefined) delete current[key];
+    else (current as unknown as Record<string, unknown>)[key] = clone(before[key]);
+  }
+}
+
 /**
  * The workload with the agent added and the Services retargeted to it.
  * Throws CONFLICT when the workload already has a session or a name devbox needs.
@@ -375,12 +442,19 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
 
   const excluded = new Set(req.excludeServices ?? []);
   const targets = portsReachingContainer(w, req.services, req.container);
+  const app = spec.containers.find((c) => c.name === req.container) as V1Container;
+  // A name an excluded Service targets must keep leading to the app.
+  const keptNames = new Set(
+    targets
+      .filter((t) => excluded.has(t.service) && typeof t.servicePort.targetPort === 'string')
+      .map((t) => t.servicePort.targetPort as string),
+  );
   const used = usedPorts(spec);
   const names = usedPortNames(spec);
   const tunnelPort = req.agent.tunnelPort ?? DEFAULT_TUNNEL_PORT;
   used.add(tunnelPort);
   let next = req.agent.firstAgentPort ?? DEFAULT_FIRST_AGENT_PORT;
-  const agentPortFor = new Map<number, { port: number; name: string }>();
+  const agentPortFor = new Map<number, { port: number; name: string; takenOver: boolean }>();
   const ports: InterceptedPort[] = [];
   const skipped: InterceptPlan['skipped'] = [];
 
@@ -399,10 +473,14 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
     let agentPort = agentPortFor.get(t.containerPort);
     if (!agentPort) {
       while (used.has(next)) next++;
-      const name = agentPortName(t.containerPort);
-      if (names.has(name))
+      const appName = app.ports?.find(
+        (p) => p.containerPort === t.containerPort && protocolOf(p) === 'TCP',
+      )?.name;
+      const takeOver = appName !== undefined && !keptNames.has(appName);
+      const name = takeOver ? appName : agentPortName(t.containerPort);
+      if (!takeOver && names.has(name))
         throw new DevboxError('CONFLICT', `${label} already declares a port named ${name}`);
-      agentPort = { port: next, name };
+      agentPort = { port: next, name, takenOver: takeOver };
       used.add(next);
       names.add(name);
       agentPortFor.set(t.containerPort, agentPort);
@@ -424,10 +502,18 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
     protocol: 'TCP',
   }));
 
-  const changedServices = [...new Set(ports.map((p) => p.service))].sort();
+  const retargeted = ports.filter((p) => p.originalTargetPort !== p.agentPortName);
+  const changedServices = [...new Set(retargeted.map((p) => p.service))].sort();
+  const takenOver = new Map(pairs.filter((p) => p.agent.takenOver).map((p) => [p.agent.name, p.app]));
+  const servicesFirst = changedServices.filter((name) =>
+    retargeted.filter((p) => p.service === name).every((p) => takenOver.has(p.agentPortName)),
+  );
   const patched = clone(w);
   const pSpec = podTemplate(patched).spec as V1PodSpec;
-  const app = spec.containers.find((c) => c.name === req.container) as V1Container;
+  const appFields = handOverPortNames(
+    pSpec.containers.find((c) => c.name === req.container) as V1Container,
+    takenOver,
+  );
   const fileMounts = agentFileMounts(app);
   pSpec.containers.push(
     agentContainer(
@@ -447,6 +533,7 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
     kind: w.kind,
     spec: clone(w.spec),
     agent: { container: AGENT_CONTAINER, volumes: [AGENT_BUNDLE_VOLUME] },
+    ...(appFields ? { app: { container: req.container, fields: appFields } } : {}),
     services: changedServices,
   };
   patched.metadata = {
@@ -461,7 +548,7 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
   const services: V1Service[] = [];
   for (const name of changedServices) {
     const svc = req.services.find((s) => nameOf(s) === name) as V1Service;
-    const mine = ports.filter((p) => p.service === name);
+    const mine = retargeted.filter((p) => p.service === name);
     const out = clone(svc);
     for (const sp of out.spec?.ports ?? []) {
       const hit = mine.find((p) => p.port === sp.port && p.protocol === protocolOf(sp));
@@ -500,6 +587,7 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
   return {
     workload: patched,
     services,
+    servicesFirst,
     ports,
     interceptSpec,
     tunnelPort,
@@ -583,6 +671,26 @@ function withoutAgent(
   return w;
 }
 
+/**
+ * Without a record: the port names the agent took over go back to the app ports it
+ * forwards to (read from its DEVBOX_INTERCEPT pairs), where those ports have no name.
+ */
+function givePortNamesBack(w: Workload): Workload {
+  const containers = podTemplate(w).spec?.containers ?? [];
+  const agent = containers.find((c) => c.name === AGENT_CONTAINER);
+  const pairs = agent?.env?.find((e) => e.name === 'DEVBOX_INTERCEPT')?.value?.split(',') ?? [];
+  for (const pair of pairs) {
+    const [agentPort, appPort] = pair.split(':').map(Number);
+    const name = agent?.ports?.find((p) => p.containerPort === agentPort)?.name;
+    if (!name || name === agentPortName(appPort as number)) continue;
+    for (const c of containers) {
+      const port = c.name === AGENT_CONTAINER ? undefined : c.ports?.find((p) => p.containerPort === appPort);
+      if (port && !port.name && protocolOf(port) === 'TCP') port.name = name;
+    }
+  }
+  return w;
+}
+
 /** The stored original of a workload, if devbox changed it. */
 export function workloadOriginal(w: Workload): WorkloadOriginal | undefined {
   return parseOriginal<WorkloadOriginal>(w, workloadLabel(w.kind, nameOf(w)));
@@ -610,7 +718,7 @@ export function restoreWorkload(
       template?.volumes?.some((v) => v.name === AGENT_BUNDLE_VOLUME);
     if (sessionOf(current) === undefined && !hasAgent) return undefined;
     const stripped = withoutAgent(
-      withoutOurAnnotations(current),
+      givePortNamesBack(withoutOurAnnotations(current)),
       AGENT_CONTAINER,
       [AGENT_BUNDLE_VOLUME],
       false,
@@ -627,6 +735,7 @@ export function restoreWorkload(
     original.agent.volumes,
     original.spec?.template?.spec?.volumes !== undefined,
   );
+  restoreAppFields(stripped, original);
   const drift = specDrift(original.spec, stripped.spec);
   if (drift.length === 0 || options.prefer === 'original') {
     stripped.spec = clone(original.spec) as typeof stripped.spec;

@@ -281,16 +281,20 @@ export async function up(options: UpOptions): Promise<UpResult> {
           }
         }
       });
+      // Services whose new target resolves as before in the old pods go first: new pods then
+      // never serve a client directly. The others would lose the old pods' endpoints, so they wait.
+      const first = plan.services.filter((s) => plan.servicesFirst.includes(s.metadata?.name ?? ''));
+      const afterRollout = plan.services.filter((s) => !first.includes(s));
+      const pointServices = (list: V1Service[]) =>
+        step(`Pointing ${list.map((s) => `service/${s.metadata?.name}`).join(', ')} at the agent`, () =>
+          writeServices(client, list),
+        );
+      if (first.length) await pointServices(first);
       if (plan.rollout === 'delete-pods') await deletePodsWithoutAgent(client, workload);
       await step(`Waiting for ${label} to roll out`, () =>
         waitForRollout(client, workload, { timeoutMs: options.rolloutTimeoutMs, signal }),
       );
-      if (plan.services.length) {
-        await step(
-          `Pointing ${plan.services.map((s) => `service/${s.metadata?.name}`).join(', ')} at the agent`,
-          () => writeServices(client, plan.services),
-        );
-      }
+      if (afterRollout.length) await pointServices(afterRollout);
       tunnelPort = plan.tunnelPort;
       intercepted = plan.ports.map((p) => ({
         service: p.service,

@@ -48,6 +48,15 @@ describe('devbox up and down on the sample shop', { timeout: 600_000 }, () => {
     } finally {
       client.close();
     }
+    // A Service with a numeric target port: `up` points it at the agent's port name.
+    await kubectl(['-n', ns.name, 'apply', '-f', '-'], {
+      input: JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'api-direct' },
+        spec: { selector: { app: 'api' }, ports: [{ port: 8081, targetPort: 8080 }] },
+      }),
+    });
     pristine = await clusterSnapshot(ns.name);
   });
 
@@ -156,7 +165,7 @@ describe('devbox up and down on the sample shop', { timeout: 600_000 }, () => {
     'Installing the sidecar service account',
     'Adding the agent',
     'Waiting for deployment/api to roll out',
-    'Pointing service/api',
+    'Pointing service/api-direct',
     'Resolving the env',
   ]) {
     it(`leaves state that devbox down restores when the CLI is killed after "${step}"`, async () => {

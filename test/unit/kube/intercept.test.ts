@@ -137,6 +137,10 @@ function services(): V1Service[] {
   ];
 }
 
+function app0Ports(w: Workload) {
+  return w.spec?.template?.spec?.containers[0]?.ports;
+}
+
 function request(w: Workload = realisticDeployment(), svcs: V1Service[] = services()): InterceptRequest {
   const container = w.spec?.template?.spec?.containers[0]?.name ?? '';
   return { workload: w, services: svcs, container, agent, holder };
@@ -218,7 +222,7 @@ function roundTrip(w: Workload, svcs: V1Service[]) {
 }
 
 describe('planIntercept', () => {
-  it('adds a restricted agent container and retargets the TCP Service ports of the container', () => {
+  it('adds a restricted agent container, hands it the port names and retargets the other TCP Service ports', () => {
     const w = realisticDeployment();
     const svcs = services();
     const before = structuredClone([w, svcs]);
@@ -231,9 +235,9 @@ describe('planIntercept', () => {
     assert.deepEqual(
       plan.ports.map((p) => `${p.service}:${p.port}->${p.agentPortName}(${p.agentPort})->${p.appPort}`),
       [
-        'api:80->dbx-8080(47002)->8080',
+        'api:80->http(47002)->8080',
         'api:9090->dbx-9090(47003)->9090',
-        'api-internal:8080->dbx-8080(47002)->8080',
+        'api-internal:8080->http(47002)->8080',
       ],
     );
     assert.deepEqual(plan.skipped, [
@@ -265,7 +269,7 @@ describe('planIntercept', () => {
       { name: 'DEVBOX_SESSION', value: holder.id },
     ]);
     assert.deepEqual(a.ports, [
-      { name: 'dbx-8080', containerPort: 47002, protocol: 'TCP' },
+      { name: 'http', containerPort: 47002, protocol: 'TCP' },
       { name: 'dbx-9090', containerPort: 47003, protocol: 'TCP' },
     ]);
     assert.deepEqual(a.volumeMounts, [
@@ -292,23 +296,56 @@ describe('planIntercept', () => {
       a.ports?.some((p) => 'hostPort' in p),
       false,
     );
-    assert.deepEqual(a.readinessProbe?.tcpSocket, { port: 'dbx-8080' });
+    assert.deepEqual(a.readinessProbe?.tcpSocket, { port: 'http' });
 
-    // Nothing else in the template moved.
-    const orig = w.spec?.template?.spec as V1PodSpec;
+    // Nothing else in the template moved: the app's port 8080 only lost its name to the agent.
+    const orig = structuredClone(w.spec?.template?.spec as V1PodSpec);
+    delete orig.containers[0]?.ports?.[0]?.name;
     assert.deepEqual(spec.containers.slice(0, 2), orig.containers);
     assert.deepEqual(plan.workload.spec?.template?.metadata, w.spec?.template?.metadata);
 
     const byName = new Map(plan.services.map((s) => [s.metadata?.name, s]));
     assert.deepEqual([...byName.keys()], ['api', 'api-internal']);
+    // `http` resolves in old pods to the app and in new pods to the agent: only the numeric
+    // targets change, and api-internal's change keeps its endpoints, so it goes before the rollout.
     assert.deepEqual(
       byName.get('api')?.spec?.ports?.map((p) => p.targetPort),
-      ['dbx-8080', 'dbx-9090'],
+      ['http', 'dbx-9090'],
     );
     assert.deepEqual(
       byName.get('api-internal')?.spec?.ports?.map((p) => p.targetPort),
-      ['dbx-8080'],
+      ['http'],
     );
+    assert.deepEqual(plan.servicesFirst, ['api-internal']);
+  });
+
+  it('leaves a Service that names the port alone, gives probes and hooks the number, and undoes it all', () => {
+    const w = realisticDeployment();
+    const app = w.spec?.template?.spec?.containers[0] as V1Container;
+    app.livenessProbe = { tcpSocket: { port: 'http' }, periodSeconds: 5 };
+    app.lifecycle = { preStop: { httpGet: { path: '/drain', port: 'http' } } };
+    const only = [
+      service('shop', 'api', '10.96.40.1', [{ name: 'http', port: 80, targetPort: 'http' }], { app: 'api' }),
+    ];
+    const { plan, finalWorkload, restored } = roundTrip(w, only);
+    assert.deepEqual(plan.services, [], 'no Service changes');
+    const patchedApp = plan.workload.spec?.template?.spec?.containers[0] as V1Container;
+    assert.deepEqual(patchedApp.livenessProbe?.tcpSocket, { port: 8080 });
+    assert.deepEqual(patchedApp.lifecycle?.preStop?.httpGet?.port, 8080);
+    assert.deepEqual(patchedApp.readinessProbe, app.readinessProbe, 'numeric probes untouched');
+    assert.equal(restored.exact, true);
+    assert.deepEqual(userFields(finalWorkload), userFields(w));
+  });
+
+  it('keeps a port name an excluded Service targets, and uses a dbx- name instead', () => {
+    const w = realisticDeployment();
+    const plan = planIntercept({ ...request(w), excludeServices: ['api'] });
+    assert.deepEqual(
+      plan.ports.map((p) => `${p.service}:${p.port}->${p.agentPortName}`),
+      ['api-internal:8080->dbx-8080'],
+    );
+    assert.deepEqual(plan.workload.spec?.template?.spec?.containers[0]?.ports, app0Ports(w));
+    assert.deepEqual(plan.servicesFirst, []);
   });
 
   it("mounts the app's volumes read-only for the agent and runs it as the app's non-root user", () => {
@@ -360,10 +397,9 @@ describe('planIntercept', () => {
     const svc = plan.services[0] as V1Service;
     const record = JSON.parse(svc.metadata?.annotations?.[ANNOTATION_ORIGINAL] as string);
     assert.equal(record.workload, 'deployment/api');
-    assert.deepEqual(record.ports, [
-      { port: 80, protocol: 'TCP', targetPort: 'dbx-8080' },
-      { port: 9090, protocol: 'TCP', targetPort: 'dbx-9090' },
-    ]);
+    assert.deepEqual(record.ports, [{ port: 9090, protocol: 'TCP', targetPort: 'dbx-9090' }]);
+    assert.equal(original.app.container, 'app');
+    assert.deepEqual(Object.keys(original.app.fields), ['ports']);
     assert.equal(svc.metadata?.annotations?.[ANNOTATION_SESSION], undefined);
   });
 
@@ -541,6 +577,20 @@ describe('restore', () => {
     assert.equal(forced?.exact, true);
     assert.deepEqual(forced?.object.spec, realisticDeployment().spec);
     assert.deepEqual(forced?.drift, r.drift);
+  });
+
+  it("keeps the app's ports when someone else changed them during the session, and reports it", () => {
+    const w = realisticDeployment();
+    const live = serverWrite(w, planIntercept(request(w)).workload);
+    const app = live.spec?.template?.spec?.containers[0] as V1Container;
+    app.ports = [...(app.ports ?? []), { name: 'admin', containerPort: 8081, protocol: 'TCP' }];
+    const r = restoreWorkload(live);
+    assert.equal(r?.exact, false);
+    assert.ok(
+      r?.drift.some((d) => d.includes('ports')),
+      r?.drift.join(', '),
+    );
+    assert.equal(r?.object.spec?.template?.spec?.containers[0]?.ports?.at(-1)?.name, 'admin');
   });
 
   it('moves back only the Service ports still pointing at the agent', () => {
