@@ -4,8 +4,12 @@
  * and `down` — or any failure on the way — leaves the namespace exactly as it was.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { parse, stringify } from 'yaml';
 import { deployShop } from '../../../src/demo/shop.js';
 import { createKubeClient } from '../../../src/kube/index.js';
 import { clusterImages, docker, kubeconfig, kubectl, testNamespace } from '../../support/cluster.js';
@@ -150,11 +154,30 @@ describe('devbox up and down on the sample shop', { timeout: 600_000 }, () => {
     assert.equal((await storefrontHears(ns.name, 'pod')).answeredBy, 'pod');
   });
 
-  it('starts again right after down (regression: pods of the previous session came back with its token)', async () => {
+  it('starts again right after down (regression: pods of the previous session came back with its token), with a CA file', async () => {
     const first = await devbox(['up', 'api', '-n', ns.name, '--detach']);
     assert.equal(first.code, 0, first.stderr);
     assert.equal((await devbox(['down', 'api', '-n', ns.name])).code, 0);
-    const again = await devbox(['up', 'api', '-n', ns.name, '--detach', '--timeout', '60']);
+    // The cluster's CA as a file next to the kubeconfig, as minikube and kubeadm write it: the sidecar needs it too.
+    const dir = await mkdtemp(join(tmpdir(), 'devbox-kubeconfig-'));
+    const config = parse(await readFile(kubeconfig, 'utf8'));
+    const cluster = config.clusters[0].cluster;
+    await writeFile(join(dir, 'ca.crt'), Buffer.from(cluster['certificate-authority-data'], 'base64'));
+    delete cluster['certificate-authority-data'];
+    cluster['certificate-authority'] = 'ca.crt';
+    await writeFile(join(dir, 'config'), stringify(config));
+    const again = await devbox([
+      'up',
+      'api',
+      '-n',
+      ns.name,
+      '--detach',
+      '--timeout',
+      '60',
+      '--kubeconfig',
+      join(dir, 'config'),
+    ]);
+    await rm(dir, { recursive: true });
     assert.equal(again.code, 0, again.stderr);
     await storefrontHears(ns.name, 'local container');
     assert.equal((await devbox(['down', 'api', '-n', ns.name])).code, 0);
