@@ -1,3 +1,4 @@
+import net from 'node:net';
 import os from 'node:os';
 import type { AgentStats, InterceptSpec } from '../tunnel/protocol.js';
 import { PROTOCOL_VERSION } from '../tunnel/protocol.js';
@@ -59,6 +60,15 @@ export async function startAgent(config: AgentConfig, log: Logger = silent): Pro
     interceptor.close();
     throw err;
   }
+  let health: net.Server | undefined;
+  try {
+    // Listened on last: accepting here means every other listener is up.
+    if (config.healthPort) health = await listenForProbes(config.interceptHost, config.healthPort);
+  } catch (err) {
+    interceptor.close();
+    await server.close(0);
+    throw err;
+  }
   log.info('agent listening', {
     tunnel: `${address.address}:${address.port}`,
     intercepts: intercepts.map((i) => `${i.listenPort}->${i.appPort}`),
@@ -71,6 +81,7 @@ export async function startAgent(config: AgentConfig, log: Logger = silent): Pro
     stats: () => counters.snapshot(server.sessionCount, server.acceptPending, interceptor.queued),
     close: () => {
       closing ??= (async () => {
+        health?.close();
         interceptor.close();
         await server.close(config.shutdownGraceMs);
         interceptor.destroyConnections();
@@ -79,4 +90,16 @@ export async function startAgent(config: AgentConfig, log: Logger = silent): Pro
       return closing;
     },
   };
+}
+
+/** A port the kubelet's probes connect to: accepted, then closed. */
+function listenForProbes(host: string | undefined, port: number): Promise<net.Server> {
+  const server = net.createServer((socket) => socket.on('error', () => {}).end());
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
 }

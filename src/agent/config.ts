@@ -12,6 +12,11 @@ export interface AgentConfig {
   intercepts: InterceptSpec[];
   /** Address the intercept ports listen on; undefined = all interfaces. */
   interceptHost: string | undefined;
+  /**
+   * The kubelet's readiness probe port (DEVBOX_HEALTH_PORT; 0 = none), on the intercept address:
+   * a probe of an intercept port would be handed to the session like any other connection.
+   */
+  healthPort: number;
   /** The pod's resolver configuration (DEVBOX_RESOLV_CONF). */
   resolvConfPath: string;
   /** Inbound connections that may wait for an accept stream; beyond, they pass through. */
@@ -31,6 +36,7 @@ export interface AgentConfig {
 export const AGENT_DEFAULTS = {
   tunnelHost: '127.0.0.1',
   tunnelPort: 9901,
+  healthPort: 0,
   resolvConfPath: '/etc/resolv.conf',
   acceptQueueMax: 128,
   acceptWaitMs: 5_000,
@@ -43,7 +49,7 @@ export const AGENT_DEFAULTS = {
 
 /**
  * Reads the agent's configuration from `env`. Reports every problem at once in one BAD_INPUT error.
- * Variables: DEVBOX_AGENT_TOKEN (required), DEVBOX_TUNNEL_PORT, DEVBOX_INTERCEPT, DEVBOX_RESOLV_CONF,
+ * Variables: DEVBOX_AGENT_TOKEN (required), DEVBOX_TUNNEL_PORT, DEVBOX_INTERCEPT, DEVBOX_HEALTH_PORT, DEVBOX_RESOLV_CONF,
  * DEVBOX_ACCEPT_QUEUE, DEVBOX_ACCEPT_WAIT_MS, DEVBOX_PING_INTERVAL_MS, DEVBOX_SUSPECT_AFTER_MS,
  * DEVBOX_SESSION_TIMEOUT_MS, DEVBOX_DIAL_TIMEOUT_MS, DEVBOX_SHUTDOWN_GRACE_MS.
  */
@@ -67,6 +73,7 @@ export function parseAgentConfig(env: NodeJS.ProcessEnv): AgentConfig {
     tunnelPort: int('DEVBOX_TUNNEL_PORT', AGENT_DEFAULTS.tunnelPort, 1, 65535),
     intercepts,
     interceptHost: undefined,
+    healthPort: int('DEVBOX_HEALTH_PORT', AGENT_DEFAULTS.healthPort, 0, 65535),
     resolvConfPath: env.DEVBOX_RESOLV_CONF?.trim() || AGENT_DEFAULTS.resolvConfPath,
     acceptQueueMax: int('DEVBOX_ACCEPT_QUEUE', AGENT_DEFAULTS.acceptQueueMax, 0, 100_000),
     acceptWaitMs: int('DEVBOX_ACCEPT_WAIT_MS', AGENT_DEFAULTS.acceptWaitMs, 0, 600_000),
@@ -79,6 +86,9 @@ export function parseAgentConfig(env: NodeJS.ProcessEnv): AgentConfig {
   for (const spec of intercepts) {
     if (spec.listenPort === config.tunnelPort) {
       problems.push(`DEVBOX_INTERCEPT listen port ${spec.listenPort} collides with DEVBOX_TUNNEL_PORT`);
+    }
+    if (spec.listenPort === config.healthPort) {
+      problems.push(`DEVBOX_INTERCEPT listen port ${spec.listenPort} collides with DEVBOX_HEALTH_PORT`);
     }
   }
   if (problems.length > 0) {

@@ -310,6 +310,7 @@ function agentContainer(
   agent: AgentSettings,
   ports: V1ContainerPort[],
   tunnelPort: number,
+  healthPort: number,
   interceptSpec: string,
   fileMounts: V1VolumeMount[],
   identity: { uid: number; gid: number },
@@ -334,6 +335,7 @@ function agentContainer(
       },
       { name: 'DEVBOX_INTERCEPT', value: interceptSpec },
       { name: 'DEVBOX_TUNNEL_PORT', value: String(tunnelPort) },
+      { name: 'DEVBOX_HEALTH_PORT', value: String(healthPort) },
       // Each session's template differs, so its pods are new ones holding its token: a
       // ReplicaSet of an earlier session with the same spec would come back with the old one.
       { name: 'DEVBOX_SESSION', value: session },
@@ -352,15 +354,10 @@ function agentContainer(
     },
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
-  if (ports.length) {
-    container.ports = ports;
-    // Ready once it accepts connections, so a rollout waits for a working agent.
-    container.readinessProbe = {
-      tcpSocket: { port: ports[0]?.name as string },
-      periodSeconds: 2,
-      failureThreshold: 3,
-    };
-  }
+  if (ports.length) container.ports = ports;
+  // Ready once it listens, so a rollout waits for a working agent. Not on an intercept port:
+  // with a session there, each probe would go to the local app.
+  container.readinessProbe = { tcpSocket: { port: healthPort }, periodSeconds: 2, failureThreshold: 3 };
   return container;
 }
 
@@ -496,6 +493,8 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
 
   const pairs = [...agentPortFor].map(([app, a]) => ({ app, agent: a }));
   const interceptSpec = pairs.map((p) => `${p.agent.port}:${p.app}`).join(',');
+  while (used.has(next)) next++;
+  const healthPort = next;
   const containerPorts: V1ContainerPort[] = pairs.map((p) => ({
     name: p.agent.name,
     containerPort: p.agent.port,
@@ -520,6 +519,7 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
       req.agent,
       containerPorts,
       tunnelPort,
+      healthPort,
       interceptSpec,
       fileMounts.mounts,
       agentIdentity(app, spec),

@@ -23,7 +23,8 @@ describe('agent config', () => {
       () =>
         parseAgentConfig({
           DEVBOX_TUNNEL_PORT: 'abc',
-          DEVBOX_INTERCEPT: '80,9080:9080,70000:1,9901:80',
+          DEVBOX_INTERCEPT: '80,9080:9080,70000:1,9901:80,9902:81',
+          DEVBOX_HEALTH_PORT: '9902',
           DEVBOX_PING_INTERVAL_MS: '1',
         }),
       (err) => {
@@ -36,6 +37,7 @@ describe('agent config', () => {
           "listens on the app's own port",
           '"70000:1"',
           'collides with DEVBOX_TUNNEL_PORT',
+          'collides with DEVBOX_HEALTH_PORT',
           'DEVBOX_PING_INTERVAL_MS',
         ]) {
           assert.ok(text.includes(part), `${part} in: ${text}`);

@@ -623,6 +623,19 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
       assert.ok(elapsed < 2_000, `pass-through after ${elapsed} ms`);
     });
 
+    it('answers probes on the health port itself, also while a session accepts', async () => {
+      const healthPort = await fx.freePort();
+      const { sidecarApp, agent } = await interceptSetup({ healthPort });
+      const client = await fx.client(agent);
+      client.startAccepting((stream) => {
+        const local = net.connect({ host: '127.0.0.1', port: sidecarApp, allowHalfOpen: true });
+        local.on('connect', () => void joinStreams(local, stream));
+      }, 2);
+      await eventually(async () => (await client.stats()).open.acceptPending === 2, 2_000, 'pool');
+      assert.equal(await exchange(healthPort), '', 'accepted and closed');
+      assert.equal(agent.stats().totals.intercepted, 0);
+    });
+
     it('hands a keep-alive connection over to a new session at its first quiet moment after an answer', async () => {
       // An app that answers every message and keeps the connection, like an HTTP keep-alive server.
       const app = await fx.tcpServer((socket) => {

@@ -266,6 +266,7 @@ describe('planIntercept', () => {
       },
       { name: 'DEVBOX_INTERCEPT', value: '47002:8080,47003:9090' },
       { name: 'DEVBOX_TUNNEL_PORT', value: '47000' },
+      { name: 'DEVBOX_HEALTH_PORT', value: '47004' },
       { name: 'DEVBOX_SESSION', value: holder.id },
     ]);
     assert.deepEqual(a.ports, [
@@ -296,7 +297,8 @@ describe('planIntercept', () => {
       a.ports?.some((p) => 'hostPort' in p),
       false,
     );
-    assert.deepEqual(a.readinessProbe?.tcpSocket, { port: 'http' });
+    // Probes go to a port of their own: on an intercept port they would reach the session.
+    assert.deepEqual(a.readinessProbe?.tcpSocket, { port: 47004 });
 
     // Nothing else in the template moved: the app's port 8080 only lost its name to the agent.
     const orig = structuredClone(w.spec?.template?.spec as V1PodSpec);
@@ -444,7 +446,7 @@ describe('planIntercept', () => {
     assert.deepEqual(none.services, []);
     const a = none.workload.spec?.template?.spec?.containers.at(-1);
     assert.equal(a?.ports, undefined);
-    assert.equal(a?.readinessProbe, undefined);
+    assert.deepEqual(a?.readinessProbe?.tcpSocket, { port: 47002 }, 'still probed, on its health port');
   });
 
   it('says how the pods will pick the agent up', () => {
