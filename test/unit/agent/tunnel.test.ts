@@ -10,6 +10,7 @@ import type { Duplex, Readable } from 'node:stream';
 import { afterEach, describe, it } from 'node:test';
 import tar from 'tar-stream';
 import { HAND_OVER_QUIET_MS } from '../../../src/agent/intercept.js';
+import type { TunnelClient } from '../../../src/tunnel/client.js';
 import { StreamRefusedError } from '../../../src/tunnel/errors.js';
 import { abortStream, joinStreams } from '../../../src/tunnel/pipe.js';
 import { HEADERS, PATHS, PROTOCOL_VERSION } from '../../../src/tunnel/protocol.js';
@@ -495,6 +496,16 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
   });
 
   describe('inbound (intercept)', () => {
+    /** Accepts inbound connections into the TCP server on `port`, with a pool of `pool` streams. */
+    async function acceptInto(client: TunnelClient, port: number, pool: number) {
+      const handle = client.startAccepting((stream) => {
+        const local = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+        local.on('connect', () => void joinStreams(local, stream));
+      }, pool);
+      await eventually(async () => (await client.stats()).open.acceptPending === pool, 2_000, 'accept pool');
+      return handle;
+    }
+
     async function interceptSetup(overrides: Parameters<Fixtures['agent']>[0] = {}) {
       const app = await fx.bannerServer('from-app');
       const sidecarApp = await fx.tcpServer((socket) => {
@@ -556,11 +567,7 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
     it('stop() hands traffic back to the app', async () => {
       const { sidecarApp, agent, port } = await interceptSetup();
       const client = await fx.client(agent);
-      const handle = client.startAccepting((stream) => {
-        const local = net.connect({ host: '127.0.0.1', port: sidecarApp, allowHalfOpen: true });
-        local.on('connect', () => void joinStreams(local, stream));
-      }, 2);
-      await eventually(async () => (await client.stats()).open.acceptPending === 2, 2_000, 'pool');
+      const handle = await acceptInto(client, sidecarApp, 2);
       assert.equal(await exchange(port, 'a'), 'from-sidecar:a');
       handle.stop();
       await eventually(async () => (await exchange(port, 'b')) === 'from-app', 2_000, 'back to app');
@@ -569,11 +576,7 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
     it('passes through within 2 s after the sidecar side is destroyed', async () => {
       const { sidecarApp, agent, port } = await interceptSetup();
       const client = await fx.client(agent);
-      client.startAccepting((stream) => {
-        const local = net.connect({ host: '127.0.0.1', port: sidecarApp, allowHalfOpen: true });
-        local.on('connect', () => void joinStreams(local, stream));
-      }, 2);
-      await eventually(async () => (await client.stats()).open.acceptPending === 2, 2_000, 'pool');
+      await acceptInto(client, sidecarApp, 2);
       assert.equal(await exchange(port, 'x'), 'from-sidecar:x');
       client.destroy();
       const t0 = Date.now();
@@ -606,11 +609,7 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
       const { TunnelClient } = await import('../../../src/tunnel/client.js');
       const client = await TunnelClient.connect(socket, { token: TEST_TOKEN, pingIntervalMs: 0 });
       fx.add(() => client.destroy());
-      client.startAccepting((stream) => {
-        const local = net.connect({ host: '127.0.0.1', port: sidecarApp, allowHalfOpen: true });
-        local.on('connect', () => void joinStreams(local, stream));
-      }, 2);
-      await eventually(async () => (await client.stats()).open.acceptPending === 2, 2_000, 'pool');
+      await acceptInto(client, sidecarApp, 2);
       assert.equal(await exchange(port, 'x'), 'from-sidecar:x');
       frozen = true;
       const t0 = Date.now();
@@ -627,11 +626,7 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
       const healthPort = await fx.freePort();
       const { sidecarApp, agent } = await interceptSetup({ healthPort });
       const client = await fx.client(agent);
-      client.startAccepting((stream) => {
-        const local = net.connect({ host: '127.0.0.1', port: sidecarApp, allowHalfOpen: true });
-        local.on('connect', () => void joinStreams(local, stream));
-      }, 2);
-      await eventually(async () => (await client.stats()).open.acceptPending === 2, 2_000, 'pool');
+      await acceptInto(client, sidecarApp, 2);
       assert.equal(await exchange(healthPort), '', 'accepted and closed');
       assert.equal(agent.stats().totals.intercepted, 0);
     });
