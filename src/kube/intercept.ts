@@ -580,6 +580,12 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
       `${label} has a rollout partition of ${partition}: pods below that ordinal keep running without the agent`,
     );
 
+  for (const p of pairs.filter((p) => !p.agent.takenOver)) {
+    const via = ports.filter((q) => q.appPort === p.app).map((q) => `service/${q.service}:${q.port}`);
+    warnings.push(
+      `container port ${p.app} of ${req.container} has no name, so ${via.join(', ')} can only move to the agent after the rollout: clients that connect in between stay with the pod's app until they reconnect. Name the container port (e.g. \`name: http\`) for a seamless switch`,
+    );
+  }
   for (const path of fileMounts.skipped) {
     warnings.push(`the volume mounted at ${path} uses subPathExpr; the agent cannot serve its contents`);
   }

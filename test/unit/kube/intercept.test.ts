@@ -249,7 +249,10 @@ describe('planIntercept', () => {
       },
     ]);
     assert.equal(plan.rollout, 'automatic');
-    assert.deepEqual(plan.warnings, []);
+    // 9090 has no name: its Service can only follow after the rollout, and the user is told how to fix that.
+    assert.deepEqual(plan.warnings, [
+      "container port 9090 of app has no name, so service/api:9090 can only move to the agent after the rollout: clients that connect in between stay with the pod's app until they reconnect. Name the container port (e.g. `name: http`) for a seamless switch",
+    ]);
 
     const spec = plan.workload.spec?.template?.spec as V1PodSpec;
     assert.deepEqual(
@@ -367,9 +370,10 @@ describe('planIntercept', () => {
       { name: 'cfg', mountPath: '/devbox-pod/etc/api/app.yaml', readOnly: true, subPath: 'app.yaml' },
       { name: 'cfg', mountPath: '/devbox-pod/relative', readOnly: true },
     ]);
-    assert.deepEqual(plan.warnings, [
+    assert.deepEqual(
+      plan.warnings.at(-1),
       'the volume mounted at /data uses subPathExpr; the agent cannot serve its contents',
-    ]);
+    );
     assert.equal(agentSpec?.securityContext?.runAsUser, 1000);
     assert.equal(agentSpec?.securityContext?.runAsGroup, 3000);
     const root = realisticDeployment();
