@@ -38,6 +38,8 @@ interface PassedThrough {
   /** The app sent the last bytes: a request-response client has its answer. */
   appSpokeLast: boolean;
   lastBytesAt: number;
+  /** Since when a session could have it. */
+  waitingSince?: number;
   timer?: NodeJS.Timeout;
 }
 
@@ -47,6 +49,12 @@ interface PassedThrough {
  * (Node 5 s, Go 90 s, nginx 75 s) and long enough for a request that follows an answer at once.
  */
 export const HAND_OVER_QUIET_MS = 250;
+/**
+ * A client that never pauses that long (several requests a second on one connection) is taken
+ * at its first short pause once it has kept the session waiting this long.
+ */
+export const HAND_OVER_PATIENCE_MS = 2_000;
+export const HAND_OVER_SHORT_QUIET_MS = 25;
 /** A handed-over connection whose peers do not close after our FIN is destroyed after this. */
 const HAND_OVER_CLOSE_MS = 5_000;
 
@@ -264,13 +272,18 @@ export class Interceptor {
       if (!accepting) {
         clearTimeout(conn.timer);
         conn.timer = undefined;
+        conn.waitingSince = undefined;
       } else if (conn.appSpokeLast) this.scheduleHandOver(conn);
     }
   }
 
   private scheduleHandOver(conn: PassedThrough): void {
     clearTimeout(conn.timer);
-    const wait = Math.max(0, HAND_OVER_QUIET_MS - (Date.now() - conn.lastBytesAt));
+    const now = Date.now();
+    conn.waitingSince ??= now;
+    const quiet =
+      now - conn.waitingSince >= HAND_OVER_PATIENCE_MS ? HAND_OVER_SHORT_QUIET_MS : HAND_OVER_QUIET_MS;
+    const wait = Math.max(0, quiet - (now - conn.lastBytesAt));
     conn.timer = setTimeout(() => this.handOver(conn), wait);
   }
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
 import { afterEach, describe, it } from 'node:test';
 import tar from 'tar-stream';
-import { HAND_OVER_QUIET_MS } from '../../../src/agent/intercept.js';
+import { HAND_OVER_PATIENCE_MS, HAND_OVER_QUIET_MS } from '../../../src/agent/intercept.js';
 import type { TunnelClient } from '../../../src/tunnel/client.js';
 import { StreamRefusedError } from '../../../src/tunnel/errors.js';
 import { abortStream, joinStreams } from '../../../src/tunnel/pipe.js';
@@ -670,6 +670,34 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
       // Once the app has answered and the connection is quiet, it is handed over too.
       await within(once(waiting, 'end'), 2_000, 'hand-over after the answer');
       assert.equal(agent.stats().totals.handedOver, 2);
+    });
+
+    it('takes a client that never pauses long at a short pause, once it kept the session waiting', async () => {
+      const app = await fx.tcpServer((socket) => {
+        socket.on('data', (d: Buffer) => socket.write(`app:${d}`));
+        socket.on('end', () => socket.end());
+      });
+      const sidecarApp = await fx.tcpServer((socket) => socket.end('from-sidecar'));
+      const agent = await fx.agent({ intercepts: [{ listenPort: 0, appPort: app }] });
+      const busy = net.connect({
+        host: '127.0.0.1',
+        port: agent.intercepts[0]!.listenPort,
+        allowHalfOpen: true,
+      });
+      busy.on('error', () => {});
+      // Asks every 100 ms: never quiet for HAND_OVER_QUIET_MS.
+      const asking = setInterval(() => busy.writable && busy.write('x'), 100);
+      fx.add(() => {
+        clearInterval(asking);
+        busy.destroy();
+      });
+      await once(busy, 'data');
+      const client = await fx.client(agent);
+      await acceptInto(client, sidecarApp, 2);
+      const t0 = Date.now();
+      await within(once(busy, 'end'), HAND_OVER_PATIENCE_MS + 2_000, 'hand-over of a busy connection');
+      assert.ok(Date.now() - t0 >= HAND_OVER_PATIENCE_MS - 200, `handed over after ${Date.now() - t0} ms`);
+      assert.equal(agent.stats().totals.handedOver, 1);
     });
 
     it('queues connections while the pool is empty, bounded, then passes through', async () => {
