@@ -4,11 +4,13 @@
  * the agent not yet in the pods (cold) and already there (warm, after
  * `devbox down --keep-agent`), and how long `devbox down` takes. Runs on the
  * local cluster; requests go to the Service's ClusterIP from the node, through
- * kube-proxy, as any in-cluster client's would. `--json` prints one JSON object
- * on the last line.
+ * kube-proxy, as any in-cluster client's would: one fresh connection per request,
+ * and beside it a pooled client asking every 100 ms on one kept-alive connection,
+ * which has to be handed over to the session. `--json` prints one JSON object on the
+ * last line.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { get } from 'node:http';
+import { Agent, get } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { deployShop } from '../../src/demo/shop.js';
 import { createKubeClient } from '../../src/kube/index.js';
@@ -26,9 +28,9 @@ function devbox(args: string[]): number {
   return performance.now() - started;
 }
 
-function whoAnswers(ip: string): Promise<string> {
+function whoAnswers(ip: string, agent: Agent | false = false): Promise<string> {
   return new Promise((resolve) => {
-    const req = get({ host: ip, port: 80, path: '/', timeout: 300, agent: false }, (res) => {
+    const req = get({ host: ip, port: 80, path: '/', timeout: 300, agent }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
       res.on('end', () => resolve(/"where":"([^"]+)"/.exec(body)?.[1] ?? 'unknown'));
@@ -38,18 +40,28 @@ function whoAnswers(ip: string): Promise<string> {
   });
 }
 
-/** Milliseconds from `since` until the Service answers from `where` (polled every 10 ms, 120 s at most). */
-async function answeredFrom(ip: string, where: string, since: number): Promise<number> {
+/** Milliseconds from `since` until the Service answers from `where` (polled every `everyMs`, 120 s at most). */
+async function answeredFrom(
+  ip: string,
+  where: string,
+  since: number,
+  { agent = false, everyMs = 10 }: { agent?: Agent | false; everyMs?: number } = {},
+): Promise<number> {
   const deadline = since + 120_000;
   while (performance.now() < deadline) {
-    if ((await whoAnswers(ip)) === where) return performance.now() - since;
-    await new Promise((r) => setTimeout(r, 10));
+    if ((await whoAnswers(ip, agent)) === where) return performance.now() - since;
+    await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`service never answered from ${where}`);
 }
 
-/** Starts `devbox up --detach` and polls the Service meanwhile, so the first local answer is timed as it happens. */
-async function upUntilLocal(ns: string, ip: string): Promise<number> {
+/**
+ * Starts `devbox up --detach` and polls the Service meanwhile, so the first local answer is timed
+ * as it happens, for new connections and for a pooled client's kept-alive one.
+ */
+async function upUntilLocal(ns: string, ip: string): Promise<{ fresh: number; keptAlive: number }> {
+  const pool = new Agent({ keepAlive: true, maxSockets: 1 });
+  await whoAnswers(ip, pool);
   const started = performance.now();
   const child = spawn(process.execPath, [cli, 'up', 'api', '-n', ns, '--detach'], { env: devboxEnv() });
   let stderr = '';
@@ -57,8 +69,13 @@ async function upUntilLocal(ns: string, ip: string): Promise<number> {
   const exited = new Promise<void>((resolve, reject) =>
     child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`devbox up failed:\n${stderr}`)))),
   );
-  const [, answered] = await Promise.all([exited, answeredFrom(ip, 'local container', started)]);
-  return answered;
+  const [, fresh, keptAlive] = await Promise.all([
+    exited,
+    answeredFrom(ip, 'local container', started),
+    answeredFrom(ip, 'local container', started, { agent: pool, everyMs: 100 }),
+  ]);
+  pool.destroy();
+  return { fresh, keptAlive };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -74,17 +91,25 @@ async function main() {
     ).trim();
     const cold: number[] = [];
     const warm: number[] = [];
+    const coldKeptAlive: number[] = [];
+    const warmKeptAlive: number[] = [];
     const downs: number[] = [];
     for (let i = 0; i < ROUNDS; i++) {
-      cold.push(await upUntilLocal(ns.name, ip));
+      const c = await upUntilLocal(ns.name, ip);
+      cold.push(c.fresh);
+      coldKeptAlive.push(c.keptAlive);
       devbox(['down', 'api', '-n', ns.name, '--keep-agent']);
-      warm.push(await upUntilLocal(ns.name, ip));
+      const w = await upUntilLocal(ns.name, ip);
+      warm.push(w.fresh);
+      warmKeptAlive.push(w.keptAlive);
       downs.push(devbox(['down', 'api', '-n', ns.name]));
       await answeredFrom(ip, 'pod', performance.now());
     }
     const result = {
       upColdMs: Math.round(median(cold)),
       upWarmMs: Math.round(median(warm)),
+      upColdKeptAliveMs: Math.round(median(coldKeptAlive)),
+      upWarmKeptAliveMs: Math.round(median(warmKeptAlive)),
       downMs: Math.round(median(downs)),
     };
     const row = (name: string, xs: number[], target: string) =>
@@ -95,6 +120,8 @@ async function main() {
         `${'measure'.padEnd(34)}${Array.from({ length: ROUNDS }, (_, i) => `#${i + 1}`.padStart(7)).join('')}${'median'.padStart(9)}   target`,
         row('up --detach → answered locally, cold', cold, '≤ 10000'),
         row('up --detach → answered locally, warm', warm, '≤ 2000'),
+        row('  same, kept-alive client, cold', coldKeptAlive, ''),
+        row('  same, kept-alive client, warm', warmKeptAlive, ''),
         row('down', downs, '≤ 3000'),
         '',
       ].join('\n'),
