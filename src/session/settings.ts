@@ -1,4 +1,4 @@
-import type { PortForwardTransport } from '../tunnel/portforward.js';
+import { PORT_FORWARD_TRANSPORTS, type PortForwardTransport } from '../tunnel/portforward.js';
 import { DevboxError } from '../util/errors.js';
 
 /**
@@ -14,8 +14,6 @@ export interface Settings {
   portForward: PortForwardTransport;
 }
 
-const TRANSPORTS: PortForwardTransport[] = ['auto', 'spdy', 'websocket'];
-
 export const DEFAULT_AGENT_IMAGE = 'node:22-slim';
 
 export function settings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -28,8 +26,12 @@ export function settings(env: NodeJS.ProcessEnv = process.env): Settings {
 
 function portForwardTransport(value: string | undefined): PortForwardTransport {
   const v = value?.trim().toLowerCase() || 'auto';
-  if ((TRANSPORTS as string[]).includes(v)) return v as PortForwardTransport;
-  throw new DevboxError('BAD_INPUT', `DEVBOX_PORT_FORWARD=${value} is not one of ${TRANSPORTS.join(', ')}`, {
-    hint: 'use websocket behind proxies that refuse SPDY upgrades, or unset it',
-  });
+  if ((PORT_FORWARD_TRANSPORTS as readonly string[]).includes(v)) return v as PortForwardTransport;
+  throw new DevboxError(
+    'BAD_INPUT',
+    `DEVBOX_PORT_FORWARD=${value} is not one of ${PORT_FORWARD_TRANSPORTS.join(', ')}`,
+    {
+      hint: 'use websocket behind proxies that refuse SPDY upgrades, or unset it',
+    },
+  );
 }

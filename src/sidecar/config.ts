@@ -5,7 +5,7 @@
  */
 
 import { readFileSync } from 'node:fs';
-import type { PortForwardTransport } from '../tunnel/portforward.js';
+import { PORT_FORWARD_TRANSPORTS, type PortForwardTransport } from '../tunnel/portforward.js';
 import { DevboxError } from '../util/errors.js';
 
 /** An agent stream for `port` (the pod's container port) goes to 127.0.0.1:`appPort` locally. */
@@ -179,8 +179,8 @@ export function parseSidecarConfig(raw: Record<string, unknown>): SidecarConfig 
   const dnsPort = port('dnsPort', 53);
   const interceptPorts = parseInterceptPorts(raw.interceptPorts, (why) => bad('interceptPorts', why));
   const portForward = str('portForward', false) ?? 'auto';
-  if (!['auto', 'spdy', 'websocket'].includes(portForward))
-    bad('portForward', 'must be auto, spdy or websocket');
+  if (!(PORT_FORWARD_TRANSPORTS as readonly string[]).includes(portForward))
+    bad('portForward', `must be one of ${PORT_FORWARD_TRANSPORTS.join(', ')}`);
   const forceFallback =
     raw.forceFallback === true || raw.forceFallback === 'true' || raw.forceFallback === '1';
 

@@ -49,7 +49,8 @@ export interface PortForwardOptions {
   transport?: PortForwardTransport;
 }
 
-export type PortForwardTransport = 'auto' | 'spdy' | 'websocket';
+export const PORT_FORWARD_TRANSPORTS = ['auto', 'spdy', 'websocket'] as const;
+export type PortForwardTransport = (typeof PORT_FORWARD_TRANSPORTS)[number];
 
 /** API servers (by URL) that refused a SPDY upgrade: `auto` goes straight to WebSocket for them. */
 const spdyRefused = new Set<string>();
