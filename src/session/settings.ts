@@ -10,7 +10,7 @@ export interface Settings {
   agentImage: string;
   /** The cluster's DNS domain (the kubelet's clusterDomain). */
   clusterDomain: string;
-  /** How port-forwards talk to the API server (DEVBOX_PORT_FORWARD): auto, spdy or websocket. */
+  /** How port-forwards talk to the API server (DEVBOX_PORT_FORWARD): auto, spdy, spdy-websocket or websocket. */
   portForward: PortForwardTransport;
 }
 
@@ -31,7 +31,7 @@ function portForwardTransport(value: string | undefined): PortForwardTransport {
     'BAD_INPUT',
     `DEVBOX_PORT_FORWARD=${value} is not one of ${PORT_FORWARD_TRANSPORTS.join(', ')}`,
     {
-      hint: 'use websocket behind proxies that refuse SPDY upgrades, or unset it',
+      hint: 'unset it: auto finds what the API server and the proxies before it take',
     },
   );
 }

@@ -46,7 +46,7 @@ export interface SidecarConfig {
    * chosen automatically when `ip addr add` is refused.
    */
   forceFallback: boolean;
-  /** Port-forward transport to the agents: auto (SPDY, WebSocket where refused), spdy or websocket. */
+  /** Port-forward transport to the agents: auto (SPDY, then WebSocket where refused), spdy, spdy-websocket or websocket. */
   portForward: PortForwardTransport;
 }
 

@@ -1,6 +1,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { DevboxError, errorText } from '../util/errors.js';
 import { ERROR_TEXT_MAX, PortForwardDuplex } from './port-forward-duplex.js';
 import {
@@ -15,6 +16,7 @@ import {
   SpdyHeaderEncoder,
   synStreamFrame,
 } from './spdy.js';
+import { HandshakeRefused, openWebSocketBytes } from './websocket-bytes.js';
 
 /**
  * Pod port-forward over SPDY/3.1 (`X-Stream-Protocol-Version: portforward.k8s.io`), the protocol
@@ -22,9 +24,15 @@ import {
  * and request id: an error stream (the server writes a message there when it cannot reach the pod
  * port) and a data stream. Unlike the WebSocket protocol the container runtime neither unmasks nor
  * reassembles every message, which roughly doubles what it can carry towards the pod.
+ *
+ * The same connection can also travel inside WebSocket binary messages (subprotocol
+ * `SPDY/3.1+portforward.k8s.io`, Kubernetes 1.30+): the API server unwraps it and speaks SPDY to
+ * the kubelet, so where proxies pass only WebSockets the runtime still takes its cheap path.
  */
 export const SPDY_UPGRADE = 'SPDY/3.1';
 export const PORT_FORWARD_PROTOCOL = 'portforward.k8s.io';
+/** The WebSocket subprotocol that carries a SPDY port-forward connection. */
+export const SPDY_TUNNEL_SUBPROTOCOL = `${SPDY_UPGRADE}+${PORT_FORWARD_PROTOCOL}`;
 
 const ERROR_STREAM = 1;
 const DATA_STREAM = 3;
@@ -75,7 +83,7 @@ export class SpdyPortForwardStream extends PortForwardDuplex {
 
   /** @internal use {@link openSpdyPortForward} */
   constructor(
-    private readonly socket: Socket,
+    private readonly socket: Duplex,
     private readonly label: string,
     keepaliveMs: number,
   ) {
@@ -260,25 +268,33 @@ export class SpdyPortForwardStream extends PortForwardDuplex {
   }
 }
 
+/** How the SPDY connection is made: an HTTP upgrade, or inside a WebSocket (Kubernetes 1.30+). */
+export type SpdyCarrier = 'upgrade' | 'websocket';
+
 /**
- * Upgrades to SPDY, opens the error and data streams for `port` and resolves once the server has
- * replied to both. Rejects with {@link UpgradeRefused} on a non-101 answer or when the streams do
- * not open after the upgrade (status 101), with a TUNNEL DevboxError when there is no answer within
- * `timeoutMs` or on abort, and with the connection's own error when it cannot be made.
+ * Connects (see {@link SpdyCarrier}), opens the error and data streams for `port` and resolves once
+ * the server has replied to both. Rejects with {@link UpgradeRefused} when the server answers the
+ * upgrade with another status or the streams do not open after it, with a TUNNEL DevboxError when
+ * there is no answer within `timeoutMs` or on abort, and with the connection's own error when it
+ * cannot be made.
  */
-export function openSpdyPortForward(opts: SpdyPortForwardOptions): Promise<SpdyPortForwardStream> {
+export function openSpdyPortForward(
+  opts: SpdyPortForwardOptions,
+  carrier: SpdyCarrier = 'upgrade',
+): Promise<SpdyPortForwardStream> {
   const { label } = opts;
   return new Promise((resolve, reject) => {
     let settled = false;
-    let socket: Socket | undefined;
+    let connection: Duplex | undefined;
+    const dialed = carrier === 'upgrade' ? dialUpgrade(opts) : dialWebSocket(opts);
     const settle = (err: Error | undefined, stream?: SpdyPortForwardStream) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
       if (err) {
-        request.destroy();
-        socket?.destroy();
+        dialed.request.destroy();
+        connection?.destroy();
         reject(err);
       } else {
         resolve(stream!);
@@ -290,55 +306,118 @@ export function openSpdyPortForward(opts: SpdyPortForwardOptions): Promise<SpdyP
         settle(new DevboxError('TUNNEL', `${label}: no answer to the upgrade within ${opts.timeoutMs} ms`)),
       opts.timeoutMs,
     );
-    const secure = opts.url.protocol === 'https:';
-    const requestOptions: https.RequestOptions = {
-      method: 'POST',
-      host: opts.url.hostname.replace(/^\[|\]$/g, ''),
-      port: opts.url.port || (secure ? 443 : 80),
-      path: `${opts.url.pathname}${opts.url.search}`,
-      headers: {
-        ...opts.headers,
-        Connection: 'Upgrade',
-        Upgrade: SPDY_UPGRADE,
-        'X-Stream-Protocol-Version': PORT_FORWARD_PROTOCOL,
-      },
-      agent: false,
-      ...(secure ? opts.tls : {}),
-    };
-    const request = secure ? https.request(requestOptions) : http.request(requestOptions);
     if (opts.signal?.aborted) {
       onAbort();
       return;
     }
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    request.on('error', (err) => settle(err));
+    dialed.connected.then(
+      ({ stream: connected, head }) => {
+        connection = connected;
+        if (settled) {
+          connected.destroy();
+          return;
+        }
+        startSpdyPortForward(connected, head, opts).then(
+          (stream) => settle(undefined, stream),
+          (err: Error) => settle(err),
+        );
+      },
+      (err: Error) => settle(err),
+    );
+  });
+}
+
+interface Dialed {
+  request: http.ClientRequest;
+  connected: Promise<{ stream: Duplex; head: Buffer }>;
+}
+
+function upgradeRequest(opts: SpdyPortForwardOptions, method: string, headers: Record<string, string>) {
+  const secure = opts.url.protocol === 'https:';
+  const requestOptions: https.RequestOptions = {
+    method,
+    host: opts.url.hostname.replace(/^\[|\]$/g, ''),
+    port: opts.url.port || (secure ? 443 : 80),
+    path: `${opts.url.pathname}${opts.url.search}`,
+    headers: { ...opts.headers, ...headers },
+    agent: false,
+    ...(secure ? opts.tls : {}),
+  };
+  return secure ? https.request(requestOptions) : http.request(requestOptions);
+}
+
+/** SPDY on the connection itself, after `Upgrade: SPDY/3.1`. */
+function dialUpgrade(opts: SpdyPortForwardOptions): Dialed {
+  const request = upgradeRequest(opts, 'POST', {
+    Connection: 'Upgrade',
+    Upgrade: SPDY_UPGRADE,
+    'X-Stream-Protocol-Version': PORT_FORWARD_PROTOCOL,
+  });
+  const connected = new Promise<{ stream: Duplex; head: Buffer }>((resolve, reject) => {
+    request.on('error', reject);
     request.on('response', (res: IncomingMessage) => {
-      readStatusMessage(res).then((detail) => settle(new UpgradeRefused(res.statusCode ?? 0, detail)));
+      readStatusMessage(res).then((detail) => reject(new UpgradeRefused(res.statusCode ?? 0, detail)));
     });
     request.on('upgrade', (res: IncomingMessage, upgraded: Socket, head: Buffer) => {
-      socket = upgraded;
       const protocol = String(res.headers['x-stream-protocol-version'] ?? '');
       if (protocol !== PORT_FORWARD_PROTOCOL) {
-        settle(new UpgradeRefused(res.statusCode ?? 101, `the server chose protocol "${protocol}"`));
+        upgraded.destroy();
+        reject(new UpgradeRefused(res.statusCode ?? 101, `the server chose protocol "${protocol}"`));
         return;
       }
       upgraded.setNoDelay(true);
-      const stream = new SpdyPortForwardStream(upgraded, label, opts.keepaliveMs);
-      stream.once('spdy-open', () => {
-        stream.off('error', onEarlyError);
-        stream.off('close', onEarlyClose);
-        stream.destroyOnAbort(opts.signal, label);
-        settle(undefined, stream);
-      });
-      // The server took the upgrade but the streams did not come up: something between us and the
-      // runtime does not speak SPDY. Reported as a refusal, so that `auto` tries WebSocket.
-      const onEarlyError = (err: Error) => settle(new UpgradeRefused(101, errorText(err)));
-      const onEarlyClose = () => settle(new UpgradeRefused(101, 'closed before the streams opened'));
-      stream.once('error', onEarlyError);
-      stream.once('close', onEarlyClose);
-      stream.open(opts.port, head);
+      resolve({ stream: upgraded, head });
     });
     request.end();
+  });
+  return { request, connected };
+}
+
+/** SPDY in the binary messages of a WebSocket, which the API server unwraps. */
+function dialWebSocket(opts: SpdyPortForwardOptions): Dialed {
+  const { request, opened } = openWebSocketBytes({
+    url: opts.url,
+    headers: opts.headers,
+    tls: opts.tls,
+    subprotocol: SPDY_TUNNEL_SUBPROTOCOL,
+  });
+  const connected = opened.then(
+    (stream) => ({ stream: stream as Duplex, head: Buffer.alloc(0) }),
+    async (err: Error) => {
+      if (!(err instanceof HandshakeRefused)) throw err;
+      throw new UpgradeRefused(
+        err.status,
+        err.response ? await readStatusMessage(err.response) : err.message,
+      );
+    },
+  );
+  return { request, connected };
+}
+
+/**
+ * Opens the error and data streams for `opts.port` over an established connection and resolves once
+ * the server replied to both. When they do not come up, something between us and the runtime does
+ * not speak SPDY: that is reported as a refusal (101), so that `auto` moves on.
+ */
+function startSpdyPortForward(
+  connection: Duplex,
+  head: Buffer,
+  opts: Pick<SpdyPortForwardOptions, 'port' | 'label' | 'keepaliveMs' | 'signal'>,
+): Promise<SpdyPortForwardStream> {
+  return new Promise((resolve, reject) => {
+    const stream = new SpdyPortForwardStream(connection, opts.label, opts.keepaliveMs);
+    const onEarlyError = (err: Error) => reject(new UpgradeRefused(101, errorText(err)));
+    const onEarlyClose = () => reject(new UpgradeRefused(101, 'closed before the streams opened'));
+    stream.once('spdy-open', () => {
+      stream.off('error', onEarlyError);
+      stream.off('close', onEarlyClose);
+      stream.destroyOnAbort(opts.signal, opts.label);
+      resolve(stream);
+    });
+    stream.once('error', onEarlyError);
+    stream.once('close', onEarlyClose);
+    stream.open(opts.port, head);
   });
 }
 

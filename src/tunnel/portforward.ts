@@ -42,18 +42,19 @@ export interface PortForwardOptions {
   /** Aborting fails the open, or destroys the stream once open. */
   signal?: AbortSignal;
   /**
-   * `spdy` (SPDY/3.1, what the container runtime carries fastest), `websocket` (v4.channel.k8s.io,
-   * for proxies that only pass WebSockets) or `auto` (default): SPDY, and WebSocket from then on for
-   * a server that refuses the SPDY upgrade.
+   * `spdy` (SPDY/3.1, what the container runtime carries fastest), `spdy-websocket` (the same inside
+   * a WebSocket, for proxies that pass only WebSockets; Kubernetes 1.30+), `websocket`
+   * (v4.channel.k8s.io, any version) or `auto` (default): the first of these the server takes,
+   * remembered for it when SPDY was refused.
    */
   transport?: PortForwardTransport;
 }
 
-export const PORT_FORWARD_TRANSPORTS = ['auto', 'spdy', 'websocket'] as const;
+export const PORT_FORWARD_TRANSPORTS = ['auto', 'spdy', 'spdy-websocket', 'websocket'] as const;
 export type PortForwardTransport = (typeof PORT_FORWARD_TRANSPORTS)[number];
 
-/** API servers (by URL) that refused a SPDY upgrade: `auto` goes straight to WebSocket for them. */
-const spdyRefused = new Set<string>();
+/** API servers (by URL) that refused the SPDY upgrade, with the transport that worked instead. */
+const fallbackFor = new Map<string, Exclude<PortForwardTransport, 'auto' | 'spdy'>>();
 
 /** One decoded port-forward message. */
 export type PortForwardFrame =
@@ -253,12 +254,33 @@ export function portForwardUrl(server: string, namespace: string, pod: string, p
  */
 export async function openPortForward(opts: PortForwardOptions): Promise<Duplex> {
   const transport = opts.transport ?? 'auto';
-  if (transport === 'websocket' || (transport === 'auto' && spdyRefused.has(opts.server))) {
-    return openWebSocketPortForward(opts);
-  }
   const label = `port-forward ${opts.namespace}/${opts.pod}:${opts.port}`;
-  try {
-    return await openSpdyPortForward({
+  if (transport !== 'auto') return explained(openWith(transport, opts, label), opts, label);
+  const known = fallbackFor.get(opts.server);
+  if (known) return explained(openWith(known, opts, label), opts, label);
+  for (const candidate of ['spdy', 'spdy-websocket', 'websocket'] as const) {
+    try {
+      const stream = await openWith(candidate, opts, label);
+      // Remembered only once another transport works: a refusal about the pod (not running yet)
+      // would fail every way and must not cost this server SPDY for good.
+      if (candidate !== 'spdy') fallbackFor.set(opts.server, candidate);
+      return stream;
+    } catch (err) {
+      const refused = err instanceof UpgradeRefused && ![401, 403, 404].includes(err.status);
+      if (!refused || candidate === 'websocket') return explained(Promise.reject(err), opts, label);
+    }
+  }
+  throw new DevboxError('INTERNAL', `${label}: no transport left`);
+}
+
+function openWith(
+  transport: Exclude<PortForwardTransport, 'auto'>,
+  opts: PortForwardOptions,
+  label: string,
+): Promise<Duplex> {
+  if (transport === 'websocket') return openWebSocketPortForward(opts);
+  return openSpdyPortForward(
+    {
       url: new URL(portForwardUrl(opts.server, opts.namespace, opts.pod, opts.port).replace(/^ws/, 'http')),
       headers: opts.token ? { Authorization: `Bearer ${opts.token}` } : {},
       tls: {
@@ -273,18 +295,17 @@ export async function openPortForward(opts: PortForwardOptions): Promise<Duplex>
       keepaliveMs: opts.keepaliveMs ?? 30_000,
       timeoutMs: opts.timeoutMs ?? 15_000,
       signal: opts.signal,
-    });
+    },
+    transport === 'spdy' ? 'upgrade' : 'websocket',
+  );
+}
+
+/** Turns refusals and connection failures into DevboxErrors that say what to change. */
+async function explained(opening: Promise<Duplex>, opts: PortForwardOptions, label: string): Promise<Duplex> {
+  try {
+    return await opening;
   } catch (err) {
-    if (err instanceof UpgradeRefused) {
-      if (transport === 'auto' && ![401, 403, 404].includes(err.status)) {
-        // Remembered only once WebSocket works: a refusal about the pod (not running yet) would
-        // fail both ways and must not cost this server SPDY for good.
-        const stream = await openWebSocketPortForward(opts);
-        spdyRefused.add(opts.server);
-        return stream;
-      }
-      throw upgradeError(err.status, err.detail, opts, label);
-    }
+    if (err instanceof UpgradeRefused) throw upgradeError(err.status, err.detail, opts, label);
     if (err instanceof DevboxError) throw err;
     throw connectError(err as Error, opts, label);
   }

@@ -157,7 +157,7 @@ async function main(): Promise<void> {
       kubectl.child.kill();
     }
 
-    for (const transport of ['spdy', 'websocket'] as PortForwardTransport[]) {
+    for (const transport of ['spdy', 'spdy-websocket', 'websocket'] as PortForwardTransport[]) {
       say(`devbox port-forward over ${transport}`);
       results[transport] = { download: { mbps: 0 }, upload: { mbps: 0 } };
       for (const direction of ['download', 'upload'] as const) {

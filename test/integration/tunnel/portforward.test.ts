@@ -1,5 +1,5 @@
 /**
- * Both port-forward transports against the real API server, kubelet and container runtime: bytes
+ * The port-forward transports against the real API server, kubelet and container runtime: bytes
  * both ways intact, closing, the runtime's error text when nothing listens in the pod, and a
  * missing pod named as such.
  */
@@ -12,8 +12,9 @@ import type { KubeClient } from '../../../src/kube/client.js';
 import {
   openPortForward,
   type PortForwardOptions,
-  type PortForwardTransport,
+  PortForwardStream,
 } from '../../../src/tunnel/portforward.js';
+import { SpdyPortForwardStream } from '../../../src/tunnel/portforward-spdy.js';
 import { isDevboxError } from '../../../src/util/errors.js';
 import { apply, nodePodManifest, testNamespace } from '../../support/cluster.js';
 import { clusterClient, portForwardAccess, readyPod } from '../kube/pod-probe.js';
@@ -75,9 +76,16 @@ describe('port-forward transports on the local cluster', () => {
   });
   after(() => ns?.remove());
 
-  for (const transport of ['spdy', 'websocket'] as PortForwardTransport[]) {
+  // SPDY on its own connection, SPDY inside WebSocket messages (the API server unwraps it), v4 channels.
+  const streamKind = {
+    spdy: SpdyPortForwardStream,
+    'spdy-websocket': SpdyPortForwardStream,
+    websocket: PortForwardStream,
+  };
+  for (const transport of ['spdy', 'spdy-websocket', 'websocket'] as const) {
     it(`${transport}: carries ${SIZE >> 20} MB both ways intact`, async () => {
       const stream = await openPortForward({ ...base, port: ECHO, transport });
+      assert.ok(stream instanceof streamKind[transport], stream.constructor.name);
       const payload = randomBytes(SIZE);
       const echoed = readBytes(stream, SIZE, 60_000);
       stream.write(payload);

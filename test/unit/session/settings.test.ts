@@ -19,7 +19,9 @@ describe('settings from the environment', () => {
       () => settings({ DEVBOX_PORT_FORWARD: 'quic' }),
       (err) =>
         isDevboxError(err, 'BAD_INPUT') &&
-        /DEVBOX_PORT_FORWARD=quic is not one of auto, spdy, websocket/.test((err as Error).message),
+        /DEVBOX_PORT_FORWARD=quic is not one of auto, spdy, spdy-websocket, websocket/.test(
+          (err as Error).message,
+        ),
     );
   });
 });

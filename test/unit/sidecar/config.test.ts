@@ -67,7 +67,7 @@ describe('sidecar config', () => {
     );
     assert.throws(
       () => parseSidecarConfig({ ...complete, portForward: 'h2' }),
-      /invalid portForward .*DEVBOX_PORT_FORWARD.*one of auto, spdy, websocket/,
+      /invalid portForward .*DEVBOX_PORT_FORWARD.*one of auto, spdy, spdy-websocket, websocket/,
     );
   });
 

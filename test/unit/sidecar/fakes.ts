@@ -59,8 +59,10 @@ export class FakeKube {
       handleProtocols: (protocols) => (protocols.has('v4.channel.k8s.io') ? 'v4.channel.k8s.io' : false),
     });
     this.server.on('upgrade', (req, socket, head) => {
-      // WebSocket only, like a proxy that refuses SPDY: the client falls back on the 400.
-      if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
+      // v4 WebSocket only, like a proxy that refuses SPDY in front of an API server older than 1.30:
+      // the client falls back on the 400s.
+      const v4 = String(req.headers['sec-websocket-protocol'] ?? '').includes('v4.channel.k8s.io');
+      if (req.headers.upgrade?.toLowerCase() !== 'websocket' || !v4) {
         socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n');
         return;
       }

@@ -91,6 +91,12 @@ function frame(channel: number, payload: Buffer | string): Buffer {
   return Buffer.concat([Buffer.from([channel]), Buffer.from(payload)]);
 }
 
+/** What a request asked for: the upgrade, or for WebSockets the subprotocol. */
+function asked(req: { headers: Record<string, string | string[] | undefined> }): string {
+  const upgrade = String(req.headers.upgrade ?? '').toLowerCase();
+  return upgrade === 'websocket' ? String(req.headers['sec-websocket-protocol']) : upgrade;
+}
+
 describe('port-forward client', () => {
   const fx = new Fixtures();
   afterEach(() => fx.close());
@@ -111,16 +117,17 @@ describe('port-forward client', () => {
     assert.equal(chunk.toString(), 'hello');
   });
 
-  it('auto: asks for SPDY first, falls back to WebSocket when refused, and goes straight there next time', async () => {
+  it('auto: asks for SPDY, then SPDY in a WebSocket, then v4 channels, and goes straight to what worked next time', async () => {
     const api = await fakeApi(fx, (ws) => onData(ws, (d) => ws.send(frame(0, d))));
     const first = await openPortForward(options(api, { transport: 'auto' }));
     fx.add(() => {
       first.destroy();
     });
-    assert.deepEqual(
-      api.requests.map((r) => r.headers.upgrade?.toLowerCase()),
-      ['spdy/3.1', 'websocket'],
-    );
+    assert.deepEqual(api.requests.map(asked), [
+      'spdy/3.1',
+      'SPDY/3.1+portforward.k8s.io',
+      'v4.channel.k8s.io',
+    ]);
     assert.equal(api.requests[0]!.headers['x-stream-protocol-version'], 'portforward.k8s.io');
     assert.equal(api.requests[0]!.headers.authorization, 'Bearer tok');
     first.write('via fallback');
@@ -128,8 +135,8 @@ describe('port-forward client', () => {
     assert.equal(chunk.toString(), 'via fallback');
     const second = await openPortForward(options(api, { transport: 'auto' }));
     second.destroy();
-    assert.equal(api.requests.length, 3);
-    assert.equal(api.requests[2]!.headers.upgrade?.toLowerCase(), 'websocket');
+    assert.equal(api.requests.length, 4);
+    assert.equal(asked(api.requests[3]!), 'v4.channel.k8s.io');
   });
 
   it('auto: a refusal that WebSocket gets too (the pod, not the protocol) does not give up SPDY', async () => {
@@ -137,10 +144,8 @@ describe('port-forward client', () => {
     for (let round = 0; round < 2; round++) {
       await assert.rejects(openPortForward(options(api, { transport: 'auto' })), /HTTP 400/);
     }
-    assert.deepEqual(
-      api.requests.map((r) => r.headers.upgrade?.toLowerCase()),
-      ['spdy/3.1', 'websocket', 'spdy/3.1', 'websocket'],
-    );
+    const round = ['spdy/3.1', 'SPDY/3.1+portforward.k8s.io', 'v4.channel.k8s.io'];
+    assert.deepEqual(api.requests.map(asked), [...round, ...round]);
   });
 
   it('spdy: a refused upgrade is an error naming the status, with no fallback', async () => {
