@@ -1,5 +1,4 @@
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { DevboxError, errorText } from '../util/errors.js';
@@ -16,7 +15,12 @@ import {
   SpdyHeaderEncoder,
   synStreamFrame,
 } from './spdy.js';
-import { HandshakeRefused, openWebSocketBytes } from './websocket-bytes.js';
+import {
+  HandshakeRefused,
+  openWebSocketBytes,
+  type UpgradeTarget,
+  upgradeRequest,
+} from './websocket-bytes.js';
 
 /**
  * Pod port-forward over SPDY/3.1 (`X-Stream-Protocol-Version: portforward.k8s.io`), the protocol
@@ -39,14 +43,8 @@ const DATA_STREAM = 3;
 /** Outbound bytes queued in the socket before writes wait for `drain`. */
 const WRITE_HIGH_WATER = 1024 * 1024;
 
-/** What {@link openSpdyPortForward} needs; the same fields as the WebSocket transport. */
-export interface SpdyPortForwardOptions {
-  url: URL;
-  headers: Record<string, string>;
-  tls: Pick<
-    https.RequestOptions,
-    'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername' | 'checkServerIdentity'
-  >;
+/** What {@link openSpdyPortForward} needs. */
+export interface SpdyPortForwardOptions extends UpgradeTarget {
   port: number;
   label: string;
   keepaliveMs: number;
@@ -329,22 +327,8 @@ export function openSpdyPortForward(
 }
 
 interface Dialed {
-  request: http.ClientRequest;
+  request: ClientRequest;
   connected: Promise<{ stream: Duplex; head: Buffer }>;
-}
-
-function upgradeRequest(opts: SpdyPortForwardOptions, method: string, headers: Record<string, string>) {
-  const secure = opts.url.protocol === 'https:';
-  const requestOptions: https.RequestOptions = {
-    method,
-    host: opts.url.hostname.replace(/^\[|\]$/g, ''),
-    port: opts.url.port || (secure ? 443 : 80),
-    path: `${opts.url.pathname}${opts.url.search}`,
-    headers: { ...opts.headers, ...headers },
-    agent: false,
-    ...(secure ? opts.tls : {}),
-  };
-  return secure ? https.request(requestOptions) : http.request(requestOptions);
 }
 
 /** SPDY on the connection itself, after `Upgrade: SPDY/3.1`. */

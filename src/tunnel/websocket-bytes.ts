@@ -239,8 +239,8 @@ export class WebSocketByteStream extends Duplex {
   }
 }
 
-/** What {@link openWebSocketBytes} needs. */
-export interface WebSocketBytesOptions {
+/** An HTTP endpoint to upgrade, with the credentials for it. */
+export interface UpgradeTarget {
   /** `https:` or `http:` URL of the endpoint. */
   url: URL;
   headers: Record<string, string>;
@@ -248,6 +248,29 @@ export interface WebSocketBytesOptions {
     https.RequestOptions,
     'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername' | 'checkServerIdentity'
   >;
+}
+
+/** A request to `target` asking to upgrade the connection (`headers` say to what); not sent yet. */
+export function upgradeRequest(
+  target: UpgradeTarget,
+  method: string,
+  headers: Record<string, string>,
+): http.ClientRequest {
+  const secure = target.url.protocol === 'https:';
+  const requestOptions: https.RequestOptions = {
+    method,
+    host: target.url.hostname.replace(/^\[|\]$/g, ''),
+    port: target.url.port || (secure ? 443 : 80),
+    path: `${target.url.pathname}${target.url.search}`,
+    headers: { ...target.headers, ...headers },
+    agent: false,
+    ...(secure ? target.tls : {}),
+  };
+  return secure ? https.request(requestOptions) : http.request(requestOptions);
+}
+
+/** What {@link openWebSocketBytes} needs. */
+export interface WebSocketBytesOptions extends UpgradeTarget {
   subprotocol: string;
 }
 
@@ -273,24 +296,13 @@ export function openWebSocketBytes(opts: WebSocketBytesOptions): {
   opened: Promise<WebSocketByteStream>;
 } {
   const key = randomBytes(16).toString('base64');
-  const secure = opts.url.protocol === 'https:';
-  const requestOptions: https.RequestOptions = {
-    method: 'GET',
-    host: opts.url.hostname.replace(/^\[|\]$/g, ''),
-    port: opts.url.port || (secure ? 443 : 80),
-    path: `${opts.url.pathname}${opts.url.search}`,
-    headers: {
-      ...opts.headers,
-      Connection: 'Upgrade',
-      Upgrade: 'websocket',
-      'Sec-WebSocket-Version': '13',
-      'Sec-WebSocket-Key': key,
-      'Sec-WebSocket-Protocol': opts.subprotocol,
-    },
-    agent: false,
-    ...(secure ? opts.tls : {}),
-  };
-  const request = secure ? https.request(requestOptions) : http.request(requestOptions);
+  const request = upgradeRequest(opts, 'GET', {
+    Connection: 'Upgrade',
+    Upgrade: 'websocket',
+    'Sec-WebSocket-Version': '13',
+    'Sec-WebSocket-Key': key,
+    'Sec-WebSocket-Protocol': opts.subprotocol,
+  });
   const opened = new Promise<WebSocketByteStream>((resolve, reject) => {
     request.on('error', reject);
     request.on('response', (res) => reject(new HandshakeRefused(res.statusCode ?? 0, res, 'no upgrade')));
