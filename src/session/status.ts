@@ -41,13 +41,18 @@ export async function status(options: { progress: Progress }): Promise<SessionSt
       if (!s.sidecar || s.sidecar.state !== 'running') {
         return { ...base, ready: false, reason: 'the sidecar is not running', tunnels: [], lastErrors: [] };
       }
+      // A tunnel that is up does not help while the app it leads to has stopped.
+      const stopped =
+        s.service && s.service.state !== 'running'
+          ? `the service container ${s.service.name} is not running (${s.service.status}); see \`docker logs ${s.service.name}\``
+          : undefined;
       try {
         const live = await readSidecarStatus(docker, s.sidecar.id);
         const verdict = sidecarReadiness(live);
         return {
           ...base,
-          ready: verdict.ready,
-          reason: verdict.reason,
+          ready: verdict.ready && !stopped,
+          reason: stopped ?? verdict.reason,
           tunnels: live.tunnels.map((t) => ({ pod: t.pod, state: t.state })),
           addressMode: live.addressMode,
           inbound: live.inbound,

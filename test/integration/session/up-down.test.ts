@@ -137,6 +137,21 @@ describe('devbox up and down on the sample shop', { timeout: 600_000 }, () => {
     assert.ok(mine?.ready, status.stdout);
   });
 
+  it('status says when the local app has stopped, and where to look', async () => {
+    const service = `devbox-api.${ns.name}`;
+    await docker(['stop', '-t', '1', service]);
+    try {
+      const status = await devbox(['status', '-o', 'json']);
+      const mine = (
+        JSON.parse(status.stdout) as { namespace: string; ready: boolean; reason: string }[]
+      ).find((s) => s.namespace === ns.name);
+      assert.equal(mine?.ready, false, status.stdout);
+      assert.match(mine?.reason ?? '', new RegExp(`${service} is not running .*docker logs ${service}`));
+    } finally {
+      await docker(['start', service]);
+    }
+  });
+
   it('refuses a second up while the session runs, naming who holds it', async () => {
     const result = await devbox(['up', 'api', '-n', ns.name, '--detach']);
     assert.equal(result.code, 5, result.stderr);
