@@ -27,6 +27,9 @@ export function statusCommand(): Command {
             s.inbound
               ? `  inbound: ${s.inbound.accepted} connections, ${s.inbound.bytesIn} B in, ${s.inbound.bytesOut} B out`
               : '',
+            s.podsRouted
+              ? `  at the pods: ${s.podsRouted.toSession} connections sent to you, ${s.podsRouted.toPodApp} to the pod's app${s.podsRouted.handedOver ? ` (${s.podsRouted.handedOver} later closed so that their clients reconnect to you)` : ''}`
+              : '',
             s.outbound
               ? `  outbound: ${s.outbound.tcpConnections} TCP, ${s.outbound.udpFlows} UDP flows`
               : '',

@@ -1,5 +1,6 @@
 /** `devbox status`: sessions on this Docker engine and how their tunnels fare. */
 import { findSessions, readSidecarStatus, type SidecarStatus, sidecarReadiness } from '../docker/index.js';
+import type { AgentStats } from '../tunnel/protocol.js';
 import { errorText } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import { connectToDocker } from './connect.js';
@@ -19,6 +20,8 @@ export interface SessionStatus {
   inbound?: SidecarStatus['inbound'];
   outbound?: SidecarStatus['outbound'];
   dns?: SidecarStatus['dns'];
+  /** Where the agents sent the cluster's connections, summed over the workload's pods. */
+  podsRouted?: PodsRouted;
   /** Other namespaces a local name resolved into, and whether their Services are listened on. */
   otherNamespaces?: SidecarStatus['otherNamespaces'];
   lastErrors: SidecarStatus['lastErrors'];
@@ -58,6 +61,7 @@ export async function status(options: { progress: Progress }): Promise<SessionSt
           inbound: live.inbound,
           outbound: live.outbound,
           dns: live.dns,
+          podsRouted: podsRouted(live.agents),
           otherNamespaces: live.otherNamespaces ?? {},
           lastErrors: live.lastErrors,
         };
@@ -72,4 +76,26 @@ export async function status(options: { progress: Progress }): Promise<SessionSt
       }
     }),
   );
+}
+
+export interface PodsRouted {
+  /** Connections sent to this session. */
+  toSession: number;
+  /** Connections sent to the pod's own app (no session accepting yet, or none in time). */
+  toPodApp: number;
+  /** Of those, kept-alive ones closed at a quiet moment so that their clients reconnect to the session. */
+  handedOver: number;
+}
+
+/** Sums the agents' counters; pods whose agent did not answer are left out. */
+export function podsRouted(agents: Record<string, unknown> | undefined): PodsRouted | undefined {
+  const answers = Object.values(agents ?? {})
+    .map((a) => (a as Partial<AgentStats> | undefined)?.totals)
+    .filter((t): t is AgentStats['totals'] => typeof t?.intercepted === 'number');
+  if (answers.length === 0) return undefined;
+  return {
+    toSession: answers.reduce((n, t) => n + t.intercepted, 0),
+    toPodApp: answers.reduce((n, t) => n + t.passedThrough, 0),
+    handedOver: answers.reduce((n, t) => n + (t.handedOver ?? 0), 0),
+  };
 }

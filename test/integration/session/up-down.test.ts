@@ -131,10 +131,15 @@ describe('devbox up and down on the sample shop', { timeout: 600_000 }, () => {
     assert.equal(fetched.stdout.trim(), 'inventory', fetched.stderr);
 
     const status = await devbox(['status', '-o', 'json']);
-    const mine = (JSON.parse(status.stdout) as { namespace: string; ready: boolean }[]).find(
-      (s) => s.namespace === ns.name,
-    );
+    const mine = (
+      JSON.parse(status.stdout) as {
+        namespace: string;
+        ready: boolean;
+        podsRouted?: { toSession: number; toPodApp: number };
+      }[]
+    ).find((s) => s.namespace === ns.name);
     assert.ok(mine?.ready, status.stdout);
+    assert.ok((mine?.podsRouted?.toSession ?? 0) >= 1, `the agents' routing in: ${status.stdout}`);
   });
 
   it('status says when the local app has stopped, and where to look', async () => {
