@@ -2,6 +2,7 @@ import net from 'node:net';
 import os from 'node:os';
 import type { AgentStats, InterceptSpec } from '../tunnel/protocol.js';
 import { PROTOCOL_VERSION } from '../tunnel/protocol.js';
+import { listen } from '../util/listen.js';
 import type { Logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
 import { DnsRelay } from './dns-relay.js';
@@ -93,13 +94,8 @@ export async function startAgent(config: AgentConfig, log: Logger = silent): Pro
 }
 
 /** A port the kubelet's probes connect to: accepted, then closed. */
-function listenForProbes(host: string | undefined, port: number): Promise<net.Server> {
+async function listenForProbes(host: string | undefined, port: number): Promise<net.Server> {
   const server = net.createServer((socket) => socket.on('error', () => {}).end());
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port }, () => {
-      server.off('error', reject);
-      resolve(server);
-    });
-  });
+  await listen(server, { host, port });
+  return server;
 }

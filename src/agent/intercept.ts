@@ -3,6 +3,7 @@ import net, { type AddressInfo } from 'node:net';
 import { abortStream, joinStreams } from '../tunnel/pipe.js';
 import { type InboundInfo, type InterceptSpec, inboundInfoHeaders } from '../tunnel/protocol.js';
 import { errorText } from '../util/errors.js';
+import { listen } from '../util/listen.js';
 import type { Logger } from '../util/log.js';
 import type { AgentCounters } from './stats.js';
 
@@ -79,13 +80,7 @@ export class Interceptor {
     this.bound = [];
     for (const spec of this.opts.specs) {
       const server = net.createServer({ allowHalfOpen: true, noDelay: true });
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host: this.opts.host, port: spec.listenPort }, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      await listen(server, { host: this.opts.host, port: spec.listenPort });
       const actual = { listenPort: (server.address() as AddressInfo).port, appPort: spec.appPort };
       server.on('connection', (socket) => this.onConnection(socket, actual));
       server.on('error', (err) =>

@@ -14,6 +14,7 @@ import {
   PROTOCOL_VERSION,
 } from '../tunnel/protocol.js';
 import { errorText } from '../util/errors.js';
+import { listen } from '../util/listen.js';
 import type { Logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
 import { headerText, replyError, type StreamHandlers } from './handlers.js';
@@ -119,20 +120,12 @@ export class TunnelServer {
   }
 
   /** Starts listening; resolves with the bound address. */
-  listen(): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.netServer.once('error', reject);
-      this.netServer.listen({ host: this.opts.config.tunnelHost, port: this.opts.config.tunnelPort }, () => {
-        this.netServer.off('error', reject);
-        // Silence is judged every 100 ms (bytes read since the last look); pings go out at their own interval.
-        this.ticker = setInterval(
-          () => this.tick(),
-          Math.min(SILENCE_CHECK_MS, this.opts.config.pingIntervalMs),
-        );
-        this.ticker.unref();
-        resolve(this.netServer.address() as AddressInfo);
-      });
-    });
+  async listen(): Promise<AddressInfo> {
+    await listen(this.netServer, { host: this.opts.config.tunnelHost, port: this.opts.config.tunnelPort });
+    // Silence is judged every 100 ms (bytes read since the last look); pings go out at their own interval.
+    this.ticker = setInterval(() => this.tick(), Math.min(SILENCE_CHECK_MS, this.opts.config.pingIntervalMs));
+    this.ticker.unref();
+    return this.netServer.address() as AddressInfo;
   }
 
   /** Serves one byte stream as a tunnel connection (the listener calls this; tests may too). */

@@ -8,6 +8,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { joinStreams } from '../tunnel/pipe.js';
 import { errorText } from '../util/errors.js';
+import { listen } from '../util/listen.js';
 import type { Logger } from '../util/log.js';
 import type { UdpFlowLink } from './tunnel-link.js';
 
@@ -115,13 +116,7 @@ export async function startTcpForwarder(spec: ForwardSpec, ctx: ForwarderContext
     socket.once('close', () => sockets.delete(socket));
     void forwardSocket(socket, (signal) => ctx.outbound.openTcp(spec.remoteIp, spec.port, signal), ctx, what);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: spec.localIp, port: spec.port, exclusive: true }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, { host: spec.localIp, port: spec.port, exclusive: true });
   server.on('error', (err) => ctx.onError(what, err));
   return {
     close: () =>

@@ -6,6 +6,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { errorText } from '../util/errors.js';
+import { listen } from '../util/listen.js';
 
 export interface StatusServerOptions {
   address: string;
@@ -39,13 +40,7 @@ export async function startStatusServer(opts: StatusServerOptions): Promise<Stat
     send(404, { error: `unknown path ${path}; try /status or /healthz` });
   });
   server.keepAliveTimeout = 1000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.address, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, { port: opts.port, host: opts.address });
   return {
     port: (server.address() as AddressInfo).port,
     close: () =>
