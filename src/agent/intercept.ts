@@ -241,16 +241,15 @@ export class Interceptor {
   private watchPassedThrough(client: net.Socket, app: net.Socket): void {
     const conn: PassedThrough = { client, app, appSpokeLast: false, lastBytesAt: Date.now() };
     this.passed.add(conn);
+    // Per chunk only two fields change; one timer per connection judges the quiet when it fires.
     client.on('data', () => {
       conn.appSpokeLast = false;
       conn.lastBytesAt = Date.now();
-      clearTimeout(conn.timer);
-      conn.timer = undefined;
     });
     app.on('data', () => {
       conn.appSpokeLast = true;
       conn.lastBytesAt = Date.now();
-      if (this.opts.source.hasAcceptingSession()) this.scheduleHandOver(conn);
+      if (this.accepting && !conn.timer) this.scheduleHandOver(conn);
     });
     client.once('close', () => {
       clearTimeout(conn.timer);
@@ -272,19 +271,29 @@ export class Interceptor {
     }
   }
 
+  /** Arms the connection's timer for the end of the quiet it still needs. */
   private scheduleHandOver(conn: PassedThrough): void {
     clearTimeout(conn.timer);
+    conn.timer = setTimeout(() => this.handOver(conn), Math.max(0, this.quietLeft(conn)));
+  }
+
+  private quietLeft(conn: PassedThrough): number {
     const now = Date.now();
     conn.waitingSince ??= now;
     const quiet =
       now - conn.waitingSince >= HAND_OVER_PATIENCE_MS ? HAND_OVER_SHORT_QUIET_MS : HAND_OVER_QUIET_MS;
-    const wait = Math.max(0, quiet - (now - conn.lastBytesAt));
-    conn.timer = setTimeout(() => this.handOver(conn), wait);
+    return quiet - (now - conn.lastBytesAt);
   }
 
   private handOver(conn: PassedThrough): void {
     conn.timer = undefined;
-    if (!conn.appSpokeLast || conn.client.destroyed || !this.opts.source.hasAcceptingSession()) return;
+    // The client spoke since: the next answer from the app arms the timer again.
+    if (!conn.appSpokeLast || conn.client.destroyed) return;
+    if (this.quietLeft(conn) > 0) {
+      this.scheduleHandOver(conn);
+      return;
+    }
+    if (!this.opts.source.hasAcceptingSession()) return;
     this.passed.delete(conn);
     this.opts.counters.totals.handedOver++;
     // FIN both ways; each side's own FIN in reply ends the join cleanly.
