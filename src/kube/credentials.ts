@@ -21,9 +21,9 @@ export async function credentialOptions(loaded: LoadedKubeConfig): Promise<https
   const opts: https.RequestOptions = { headers };
   if (cluster.insecureSkipTlsVerify) opts.rejectUnauthorized = false;
   if (cluster.tlsServerName) opts.servername = cluster.tlsServerName;
-  const ca = fileOrData(cluster.caFile, cluster.caData);
-  const cert = fileOrData(user.certFile, user.certData);
-  const key = fileOrData(user.keyFile, user.keyData);
+  const ca = readOnce(loaded, 'ca', cluster.caFile, cluster.caData);
+  const cert = readOnce(loaded, 'cert', user.certFile, user.certData);
+  const key = readOnce(loaded, 'key', user.keyFile, user.keyData);
   if (ca) opts.ca = ca;
   if (cert) opts.cert = cert;
   if (key) opts.key = key;
@@ -40,13 +40,26 @@ export async function credentialOptions(loaded: LoadedKubeConfig): Promise<https
 
 /** The cluster's CA in PEM, from the file or the inline data (undefined: the system's CAs). */
 export function clusterCaPem(loaded: LoadedKubeConfig): string | undefined {
-  return fileOrData(loaded.cluster.caFile, loaded.cluster.caData)?.toString('utf8');
+  return readOnce(loaded, 'ca', loaded.cluster.caFile, loaded.cluster.caData)?.toString('utf8');
 }
 
-function fileOrData(file: string | undefined, data: string | undefined): Buffer | undefined {
-  if (file) return readFileSync(file);
-  if (data) return Buffer.from(data, 'base64');
-  return undefined;
+/**
+ * TLS material is read once per context, not per request: the keep-alive agent holds the first
+ * read anyway. Token files are read at each use instead, because tokens rotate.
+ */
+const tlsMaterial = new WeakMap<LoadedKubeConfig, Map<string, Buffer | undefined>>();
+
+function readOnce(
+  loaded: LoadedKubeConfig,
+  what: 'ca' | 'cert' | 'key',
+  file: string | undefined,
+  data: string | undefined,
+): Buffer | undefined {
+  const read = tlsMaterial.get(loaded) ?? new Map<string, Buffer | undefined>();
+  tlsMaterial.set(loaded, read);
+  if (!read.has(what))
+    read.set(what, file ? readFileSync(file) : data ? Buffer.from(data, 'base64') : undefined);
+  return read.get(what);
 }
 
 /** One client-node KubeConfig per loaded context: it caches plugin tokens until they expire. */
