@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { deployShop } from '../../../src/demo/shop.js';
 import { createKubeClient } from '../../../src/kube/index.js';
+import type { SessionStatus } from '../../../src/session/status.js';
 import { clusterImages, docker, kubeconfig, kubectl, testNamespace } from '../../support/cluster.js';
 import { clusterSnapshot, devbox, finished, startDevbox, waitForOutput } from '../../support/devbox.js';
 
@@ -38,6 +39,13 @@ async function storefrontHears(
     await new Promise((r) => setTimeout(r, 500));
   }
   throw new Error(`storefront never heard from "${where}"; last log:\n${last}`);
+}
+
+/** `devbox status -o json` for the session in `namespace`, and the whole output for messages. */
+async function sessionStatus(namespace: string) {
+  const text = (await devbox(['status', '-o', 'json'])).stdout;
+  const mine = (JSON.parse(text) as SessionStatus[]).find((s) => s.namespace === namespace);
+  return { mine, text };
 }
 
 describe('devbox up and down on the sample shop', { timeout: 600_000 }, () => {
@@ -130,27 +138,17 @@ describe('devbox up and down on the sample shop', { timeout: 600_000 }, () => {
     ]);
     assert.equal(fetched.stdout.trim(), 'inventory', fetched.stderr);
 
-    const status = await devbox(['status', '-o', 'json']);
-    const mine = (
-      JSON.parse(status.stdout) as {
-        namespace: string;
-        ready: boolean;
-        podsRouted?: { toSession: number; toPodApp: number };
-      }[]
-    ).find((s) => s.namespace === ns.name);
-    assert.ok(mine?.ready, status.stdout);
-    assert.ok((mine?.podsRouted?.toSession ?? 0) >= 1, `the agents' routing in: ${status.stdout}`);
+    const { mine, text } = await sessionStatus(ns.name);
+    assert.ok(mine?.ready, text);
+    assert.ok((mine?.podsRouted?.toSession ?? 0) >= 1, `the agents' routing in: ${text}`);
   });
 
   it('status says when the local app has stopped, and where to look', async () => {
     const service = `devbox-api.${ns.name}`;
     await docker(['stop', '-t', '1', service]);
     try {
-      const status = await devbox(['status', '-o', 'json']);
-      const mine = (
-        JSON.parse(status.stdout) as { namespace: string; ready: boolean; reason: string }[]
-      ).find((s) => s.namespace === ns.name);
-      assert.equal(mine?.ready, false, status.stdout);
+      const { mine, text } = await sessionStatus(ns.name);
+      assert.equal(mine?.ready, false, text);
       assert.match(mine?.reason ?? '', new RegExp(`${service} is not running .*docker logs ${service}`));
     } finally {
       await docker(['start', service]);
