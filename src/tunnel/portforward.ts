@@ -255,22 +255,22 @@ export function portForwardUrl(server: string, namespace: string, pod: string, p
 export async function openPortForward(opts: PortForwardOptions): Promise<Duplex> {
   const transport = opts.transport ?? 'auto';
   const label = `port-forward ${opts.namespace}/${opts.pod}:${opts.port}`;
-  if (transport !== 'auto') return explained(openWith(transport, opts, label), opts, label);
   const known = fallbackFor.get(opts.server);
-  if (known) return explained(openWith(known, opts, label), opts, label);
-  for (const candidate of ['spdy', 'spdy-websocket', 'websocket'] as const) {
+  const candidates =
+    transport !== 'auto' ? [transport] : known ? [known] : (['spdy', 'spdy-websocket', 'websocket'] as const);
+  for (const [i, candidate] of candidates.entries()) {
     try {
       const stream = await openWith(candidate, opts, label);
       // Remembered only once another transport works: a refusal about the pod (not running yet)
       // would fail every way and must not cost this server SPDY for good.
-      if (candidate !== 'spdy') fallbackFor.set(opts.server, candidate);
+      if (transport === 'auto' && candidate !== 'spdy') fallbackFor.set(opts.server, candidate);
       return stream;
     } catch (err) {
       const refused = err instanceof UpgradeRefused && ![401, 403, 404].includes(err.status);
-      if (!refused || candidate === 'websocket') return explained(Promise.reject(err), opts, label);
+      if (!refused || i === candidates.length - 1) throw explain(err, opts, label);
     }
   }
-  throw new DevboxError('INTERNAL', `${label}: no transport left`);
+  throw new DevboxError('INTERNAL', `${label}: no transport to try`);
 }
 
 function openWith(
@@ -301,14 +301,10 @@ function openWith(
 }
 
 /** Turns refusals and connection failures into DevboxErrors that say what to change. */
-async function explained(opening: Promise<Duplex>, opts: PortForwardOptions, label: string): Promise<Duplex> {
-  try {
-    return await opening;
-  } catch (err) {
-    if (err instanceof UpgradeRefused) throw upgradeError(err.status, err.detail, opts, label);
-    if (err instanceof DevboxError) throw err;
-    throw connectError(err as Error, opts, label);
-  }
+function explain(err: unknown, opts: PortForwardOptions, label: string): Error {
+  if (err instanceof UpgradeRefused) return upgradeError(err.status, err.detail, opts, label);
+  if (err instanceof DevboxError) return err;
+  return connectError(err as Error, opts, label);
 }
 
 /** The WebSocket (v4.channel.k8s.io) transport of {@link openPortForward}. */
