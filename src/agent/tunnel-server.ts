@@ -326,6 +326,9 @@ export class TunnelServer {
       session.stoppedGeneration = Number.MAX_SAFE_INTEGER;
       for (let s = session.takeAccept(); s; s = session.takeAccept())
         replyError(s, 503, 'ESTOPPED', 'session ended');
+      // Our half of the control stream must end too: until it does, the HTTP/2 session (closed
+      // gracefully below) waits for this stream, and the client's close() with it.
+      if (stream.writable) stream.end();
       if (!session.closed) session.h2.close();
       this.opts.onRoutingChanged();
     };

@@ -423,11 +423,19 @@ export class TunnelClient extends EventEmitter {
     });
   }
 
-  /** Closes the tunnel gracefully (GOAWAY): open streams finish, no new ones start. */
-  close(): Promise<void> {
+  /**
+   * Closes the tunnel gracefully (GOAWAY): open streams finish, no new ones start. Streams still
+   * open after `graceMs` are torn down, so a peer that never ends its side cannot hold the caller.
+   */
+  close(graceMs = 5_000): Promise<void> {
     if (this.isClosed) return Promise.resolve();
     return new Promise((resolve) => {
-      this.once('close', () => resolve());
+      const timer = setTimeout(() => this.destroy(), graceMs);
+      timer.unref();
+      this.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
       for (const handle of this.acceptHandles) handle.stop();
       this.control.end();
       this.session.close();

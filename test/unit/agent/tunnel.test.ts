@@ -202,6 +202,15 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
       assert.ok(Date.now() - started < 2_500, 'did not wait for the whole grace period');
     });
 
+    // Regression: the agent left its half of the control stream open, so a client's graceful close
+    // (what `up` does after copying volume contents) waited for the agent's 15 s silence timeout.
+    it("the client's graceful close completes at once, without waiting for the agent's timeout", async () => {
+      const agent = await fx.agent();
+      const client = await fx.client(agent, { pingIntervalMs: 0 });
+      await within(client.close(60_000), 1_000, 'graceful close');
+      assert.equal(client.closed, true);
+    });
+
     it('closing the agent sends GOAWAY and the client reports close', async () => {
       const agent = await fx.agent();
       const client = await fx.client(agent);
