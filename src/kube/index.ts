@@ -26,7 +26,23 @@ export {
   type WatchEventType,
   type WatchOptions,
 } from './client.js';
-export type { PodFields, ResourceList } from './downward.js';
+export type { PodFields, ResourceList } from './env/downward.js';
+export { expandReferences } from './env/expansion.js';
+export {
+  type EnvFormatOptions,
+  quoteDotenvValue,
+  SECRET_MASK,
+  toDockerEnv,
+  toDotenv,
+  toEnvJson,
+} from './env/format.js';
+export {
+  clusterEnvLookup,
+  labelSelectorString,
+  resolvePodEnv,
+  resolveWorkloadEnv,
+  runningPods,
+} from './env/live.js';
 export {
   type EnvFromKeyRule,
   type EnvLookup,
@@ -37,23 +53,8 @@ export {
   type ResolvedEnvVar,
   type ResolveEnvInput,
   resolveEnv,
-} from './env.js';
-export {
-  type EnvFormatOptions,
-  quoteDotenvValue,
-  SECRET_MASK,
-  toDockerEnv,
-  toDotenv,
-  toEnvJson,
-} from './env-format.js';
-export {
-  clusterEnvLookup,
-  labelSelectorString,
-  resolvePodEnv,
-  resolveWorkloadEnv,
-  runningPods,
-} from './env-live.js';
-export { expandReferences } from './expansion.js';
+} from './env/resolve.js';
+export { MASTER_SERVICE, serviceLinkVariables } from './env/service-env.js';
 export {
   AGENT_BUNDLE_FILE,
   AGENT_BUNDLE_VOLUME,
@@ -101,7 +102,6 @@ export {
   SIDECAR_ACCOUNT,
   SIDECAR_PERMISSIONS,
 } from './rbac.js';
-export { MASTER_SERVICE, serviceLinkVariables } from './service-env.js';
 export {
   agentObjectNames,
   type FoundSession,

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { KubeClient } from '../../../src/kube/client.js';
-import { resolvePodEnv } from '../../../src/kube/env-live.js';
+import { resolvePodEnv } from '../../../src/kube/env/live.js';
 import { apply, clusterImages, docker, testNamespace } from '../../support/cluster.js';
 import { clusterClient, containerEnv, readyPod } from './pod-probe.js';
 

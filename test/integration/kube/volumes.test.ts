@@ -13,10 +13,14 @@ import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
 import type { KubeClient } from '../../../src/kube/client.js';
 import { planIntercept } from '../../../src/kube/intercept.js';
 import { updateWithRetry } from '../../../src/kube/session.js';
-import { resolveVolumes, SERVICE_ACCOUNT_MOUNT_PATH, type VolumeLayout } from '../../../src/kube/volumes.js';
-import { mountContentsTar, readTarEntries } from '../../../src/kube/volumes-copy.js';
-import { followVolumes, type VolumeChange } from '../../../src/kube/volumes-follow.js';
-import { clusterVolumeLookup, podVolumesInput, resolvePodVolumes } from '../../../src/kube/volumes-live.js';
+import { mountContentsTar, readTarEntries } from '../../../src/kube/volumes/copy.js';
+import { followVolumes, type VolumeChange } from '../../../src/kube/volumes/follow.js';
+import { clusterVolumeLookup, podVolumesInput, resolvePodVolumes } from '../../../src/kube/volumes/live.js';
+import {
+  resolveVolumes,
+  SERVICE_ACCOUNT_MOUNT_PATH,
+  type VolumeLayout,
+} from '../../../src/kube/volumes/resolve.js';
 import { TunnelClient } from '../../../src/tunnel/client.js';
 import { openPortForward } from '../../../src/tunnel/portforward.js';
 import { apply, clusterImages, kubectl, testNamespace } from '../../support/cluster.js';

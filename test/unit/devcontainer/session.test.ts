@@ -16,7 +16,7 @@ import type {
   DockerClient,
   SessionSpec,
 } from '../../../src/docker/index.js';
-import { readTarEntries } from '../../../src/kube/volumes-copy.js';
+import { readTarEntries } from '../../../src/kube/volumes/copy.js';
 import { DevboxError, isDevboxError } from '../../../src/util/errors.js';
 
 interface FakeContainer {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { LoadedDevcontainer } from '../../../src/devcontainer/config.js';
 import { folderTar, workspaceTarget, workspaceVolumeName } from '../../../src/devcontainer/workspace.js';
-import { readTarEntries } from '../../../src/kube/volumes-copy.js';
+import { readTarEntries } from '../../../src/kube/volumes/copy.js';
 
 /** The devcontainer.json variable, spelled out. */
 const LWF = '$' + '{localWorkspaceFolder}';

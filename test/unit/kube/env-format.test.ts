@@ -4,14 +4,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import type { ResolvedEnvVar } from '../../../src/kube/env.js';
 import {
   quoteDotenvValue,
   SECRET_MASK,
   toDockerEnv,
   toDotenv,
   toEnvJson,
-} from '../../../src/kube/env-format.js';
+} from '../../../src/kube/env/format.js';
+import type { ResolvedEnvVar } from '../../../src/kube/env/resolve.js';
 
 const v = (name: string, value: string, secret = false): ResolvedEnvVar => ({
   name,

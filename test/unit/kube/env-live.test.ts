@@ -5,7 +5,7 @@ import {
   resolvePodEnv,
   resolveWorkloadEnv,
   runningPods,
-} from '../../../src/kube/env-live.js';
+} from '../../../src/kube/env/live.js';
 import { isDevboxError } from '../../../src/util/errors.js';
 import { FakeApi, json, status } from './fake-api.js';
 import { deployment, service } from './fixtures.js';

@@ -6,7 +6,7 @@ import {
   type ResolvedEnvVar,
   type ResolveEnvInput,
   resolveEnv,
-} from '../../../src/kube/env.js';
+} from '../../../src/kube/env/resolve.js';
 import { isDevboxError } from '../../../src/util/errors.js';
 import { type FakeCluster, fakeLookup, service } from './fixtures.js';
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { expandReferences, referencedNames } from '../../../src/kube/expansion.js';
+import { expandReferences, referencedNames } from '../../../src/kube/env/expansion.js';
 
 const vars: Record<string, string> = {
   VAR_A: 'A',

@@ -1,5 +1,5 @@
 import type { V1ConfigMap, V1Container, V1Secret, V1Service } from '@kubernetes/client-node';
-import type { EnvLookup } from '../../../src/kube/env.js';
+import type { EnvLookup } from '../../../src/kube/env/resolve.js';
 import type { Workload } from '../../../src/kube/workload.js';
 
 /** A Service with a ClusterIP and ports, as the API returns it. */

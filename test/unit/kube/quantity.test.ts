@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseQuantity, quantityMilliValue, quantityValue } from '../../../src/kube/quantity.js';
+import { parseQuantity, quantityMilliValue, quantityValue } from '../../../src/kube/env/quantity.js';
 import { isDevboxError } from '../../../src/util/errors.js';
 
 describe('parseQuantity', () => {

@@ -10,7 +10,7 @@ import {
   layoutTar,
   mountContentsTar,
   readTarEntries,
-} from '../../../src/kube/volumes-copy.js';
+} from '../../../src/kube/volumes/copy.js';
 import { isDevboxError } from '../../../src/util/errors.js';
 import { Fixtures } from '../tunnel/harness.js';
 

@@ -3,13 +3,13 @@ import { afterEach, describe, it } from 'node:test';
 import type { V1ConfigMap, V1Pod, V1Secret } from '@kubernetes/client-node';
 import { KubeApiError } from '../../../src/kube/api-errors.js';
 import type { Kind, KindTypes, WatchEvent, WatchOptions } from '../../../src/kube/client.js';
-import { resolveVolumes } from '../../../src/kube/volumes.js';
 import {
   followVolumes,
   type VolumeChange,
   type VolumeFollowClient,
-} from '../../../src/kube/volumes-follow.js';
-import { clusterVolumeLookup } from '../../../src/kube/volumes-live.js';
+} from '../../../src/kube/volumes/follow.js';
+import { clusterVolumeLookup } from '../../../src/kube/volumes/live.js';
+import { resolveVolumes } from '../../../src/kube/volumes/resolve.js';
 
 const NS = 'shop';
 

@@ -18,7 +18,7 @@ import {
   type VolumeFile,
   type VolumeLayout,
   type VolumeLookup,
-} from '../../../src/kube/volumes.js';
+} from '../../../src/kube/volumes/resolve.js';
 import { isDevboxError } from '../../../src/util/errors.js';
 
 const NS = 'shop';

@@ -23,7 +23,8 @@ import type {
   V1Secret,
   V1Service,
 } from '@kubernetes/client-node';
-import { DevboxError } from '../util/errors.js';
+import { DevboxError } from '../../util/errors.js';
+import { findContainer, podContainer } from '../pod-container.js';
 import {
   defaultedRequests,
   effectiveLimits,
@@ -34,7 +35,6 @@ import {
   resourceFieldRefValue,
 } from './downward.js';
 import { expandReferences, referencedNames } from './expansion.js';
-import { findContainer, podContainer } from './pod-container.js';
 import { MASTER_SERVICE, serviceLinkVariables, servicesVisibleToPod } from './service-env.js';
 
 /** Where the env reads cluster objects from. Missing objects resolve to `undefined`. */

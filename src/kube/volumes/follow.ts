@@ -11,10 +11,11 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1ConfigMap, V1Pod, V1Secret } from '@kubernetes/client-node';
-import { errorText } from '../util/errors.js';
-import { debugLogger } from '../util/log.js';
-import { KubeApiError } from './api-errors.js';
-import type { KubeClient, MintedToken } from './client.js';
+import { errorText } from '../../util/errors.js';
+import { debugLogger } from '../../util/log.js';
+import { KubeApiError } from '../api-errors.js';
+import type { KubeClient, MintedToken } from '../client.js';
+import { clusterVolumeLookup } from './live.js';
 import {
   assembleLayout,
   type MountLayout,
@@ -23,8 +24,7 @@ import {
   type VolumeFile,
   type VolumeLayout,
   type VolumeLookup,
-} from './volumes.js';
-import { clusterVolumeLookup } from './volumes-live.js';
+} from './resolve.js';
 
 const log = debugLogger('kube:volumes');
 

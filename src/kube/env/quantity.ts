@@ -2,7 +2,7 @@
  * Kubernetes resource quantities ("500m", "1.5Gi", "2e3") as exact rationals, with the
  * rounding the kubelet applies when it turns them into downward-API values.
  */
-import { DevboxError } from '../util/errors.js';
+import { DevboxError } from '../../util/errors.js';
 
 /** An exact quantity: `num / den`, with `den > 0`. */
 export interface Quantity {

@@ -12,7 +12,7 @@ import type {
   V1PodSpec,
   V1Secret,
 } from '@kubernetes/client-node';
-import { DevboxError } from '../util/errors.js';
+import { DevboxError } from '../../util/errors.js';
 import {
   defaultedRequests,
   effectiveLimits,
@@ -21,7 +21,7 @@ import {
   type PodFields,
   type ResourceList,
   resourceFieldRefValue,
-} from './downward.js';
+} from '../env/downward.js';
 
 /** One file of a volume, before the mount puts it somewhere. */
 export interface Projection {

@@ -30,14 +30,14 @@ import type {
   V1Volume,
   V1VolumeMount,
 } from '@kubernetes/client-node';
-import { DevboxError, errorText } from '../util/errors.js';
-import { KubeApiError } from './api-errors.js';
-import type { MintedToken } from './client.js';
-import type { PodFields, ResourceList } from './downward.js';
-import type { PodLike } from './env.js';
-import { expandReferences } from './expansion.js';
-import { AGENT_POD_FILES_ROOT } from './intercept.js';
-import { podContainer } from './pod-container.js';
+import { DevboxError, errorText } from '../../util/errors.js';
+import { KubeApiError } from '../api-errors.js';
+import type { MintedToken } from '../client.js';
+import type { PodFields, ResourceList } from '../env/downward.js';
+import { expandReferences } from '../env/expansion.js';
+import type { PodLike } from '../env/resolve.js';
+import { AGENT_POD_FILES_ROOT } from '../intercept.js';
+import { podContainer } from '../pod-container.js';
 import {
   cleanVolumePath,
   configMapPayload,
@@ -50,7 +50,7 @@ import {
   secretPayload,
   volumeRootMode,
   withFsGroup,
-} from './volumes-payload.js';
+} from './payload.js';
 
 /** Where the ServiceAccount admission plugin mounts the API credentials. */
 export const SERVICE_ACCOUNT_MOUNT_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';

@@ -10,7 +10,7 @@ import type {
   V1PodStatus,
   V1ResourceFieldSelector,
 } from '@kubernetes/client-node';
-import { DevboxError } from '../util/errors.js';
+import { DevboxError } from '../../util/errors.js';
 import {
   isZeroQuantity,
   parseQuantity,

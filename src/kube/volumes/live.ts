@@ -3,13 +3,13 @@
  * tokens with TokenRequest; the helpers pick the pod and the node's allocatable.
  */
 import type { V1Node, V1Pod } from '@kubernetes/client-node';
-import { DevboxError } from '../util/errors.js';
-import { KubeApiError } from './api-errors.js';
-import type { KubeClient } from './client.js';
-import type { ResourceList } from './downward.js';
-import { runningPods } from './env-live.js';
-import { type ResolveVolumesInput, resolveVolumes, type VolumeLayout, type VolumeLookup } from './volumes.js';
-import { podTemplate, type Workload, workloadLabel } from './workload.js';
+import { DevboxError } from '../../util/errors.js';
+import { KubeApiError } from '../api-errors.js';
+import type { KubeClient } from '../client.js';
+import type { ResourceList } from '../env/downward.js';
+import { runningPods } from '../env/live.js';
+import { podTemplate, type Workload, workloadLabel } from '../workload.js';
+import { type ResolveVolumesInput, resolveVolumes, type VolumeLayout, type VolumeLookup } from './resolve.js';
 
 /** The client calls volumes need. */
 export type VolumeClient = Pick<KubeClient, 'get' | 'requestToken'>;

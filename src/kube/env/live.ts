@@ -3,13 +3,13 @@
  * helpers pick the pod, the node's allocatable and the kubelet's version.
  */
 import type { V1LabelSelector, V1Node, V1Pod, V1Service } from '@kubernetes/client-node';
-import { DevboxError } from '../util/errors.js';
-import { KubeApiError } from './api-errors.js';
-import type { KubeClient } from './client.js';
+import { DevboxError } from '../../util/errors.js';
+import { KubeApiError } from '../api-errors.js';
+import type { KubeClient } from '../client.js';
+import { podTemplate, type Workload, workloadLabel } from '../workload.js';
 import type { ResourceList } from './downward.js';
-import { type EnvLookup, envFromKeyRuleFor, type ResolvedEnv, resolveEnv } from './env.js';
+import { type EnvLookup, envFromKeyRuleFor, type ResolvedEnv, resolveEnv } from './resolve.js';
 import { MASTER_SERVICE } from './service-env.js';
-import { podTemplate, type Workload, workloadLabel } from './workload.js';
 
 function isForbidden(err: unknown): boolean {
   return err instanceof KubeApiError && (err.status === 403 || err.status === 401);

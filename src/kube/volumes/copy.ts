@@ -13,8 +13,8 @@ import { posix } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar, { type Header, type Pack } from 'tar-stream';
-import { DevboxError, errorText } from '../util/errors.js';
-import type { VolumeCopy, VolumeLayout } from './volumes.js';
+import { DevboxError, errorText } from '../../util/errors.js';
+import type { VolumeCopy, VolumeLayout } from './resolve.js';
 
 /** The tunnel call the copy needs (TunnelClient.files). */
 export interface FilesSource {

@@ -2,7 +2,7 @@
  * Output formats for a resolved environment: dotenv (sourceable by a POSIX shell with
  * `set -a; . ./file`, and read by the common dotenv parsers) and JSON.
  */
-import type { ResolvedEnvVar } from './env.js';
+import type { ResolvedEnvVar } from './resolve.js';
 
 /** What a masked secret value prints as. */
 export const SECRET_MASK = '********';
