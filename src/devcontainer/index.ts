@@ -30,7 +30,7 @@ export {
   prepareDevcontainer,
   type SidecarOnlyFiles,
   type SidecarOnlyOptions,
-} from './session.js';
+} from './session-containers.js';
 export { type PodMount, volumeRoots } from './volumes.js';
 export {
   placeFolder,

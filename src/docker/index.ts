@@ -61,7 +61,7 @@ export {
   type SessionContainer,
   type SessionFilter,
   sidecarBundlePath,
-} from './session.js';
+} from './session-containers.js';
 export { filesTar, putFiles, type UpdatedFiles, updateFiles } from './session-files.js';
 export { parsePublishFlag, parseVolumeFlag } from './session-flags.js';
 export { followLogs, waitExit } from './session-logs.js';

@@ -88,6 +88,19 @@ export {
   type WorkloadOriginal,
   workloadOriginal,
 } from './intercept.js';
+export {
+  agentObjectNames,
+  type FoundSession,
+  findSessions,
+  findWorkload,
+  getWorkload,
+  listWorkloads,
+  type RestoreReport,
+  restoreSession,
+  updateWithRetry,
+  writeServices,
+  writeWorkload,
+} from './intercept-live.js';
 export { type KubeTarget, kubeconfigFiles, type LoadedKubeConfig, loadKubeConfig } from './kubeconfig.js';
 export {
   DEVELOPER_PERMISSIONS,
@@ -102,19 +115,6 @@ export {
   SIDECAR_ACCOUNT,
   SIDECAR_PERMISSIONS,
 } from './rbac.js';
-export {
-  agentObjectNames,
-  type FoundSession,
-  findSessions,
-  findWorkload,
-  getWorkload,
-  listWorkloads,
-  type RestoreReport,
-  restoreSession,
-  updateWithRetry,
-  writeServices,
-  writeWorkload,
-} from './session.js';
 export { closestNames } from './suggest.js';
 export {
   chooseWorkload,

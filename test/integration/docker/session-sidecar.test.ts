@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ensureRuntimeImage } from '../../../src/docker/runtime-image.js';
-import { createSession, readSidecarBundle, removeSession } from '../../../src/docker/session.js';
+import { createSession, readSidecarBundle, removeSession } from '../../../src/docker/session-containers.js';
 import { waitSidecarReady } from '../../../src/docker/session-ready.js';
 import { newSessionId, SESSION_LABELS, type SessionSpec } from '../../../src/docker/session-spec.js';
 import { isDevboxError } from '../../../src/util/errors.js';

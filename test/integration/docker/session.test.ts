@@ -16,7 +16,7 @@ import {
   ensurePauseImage,
   ensureRuntimeImage,
 } from '../../../src/docker/runtime-image.js';
-import { createSession, findSessions, removeSession } from '../../../src/docker/session.js';
+import { createSession, findSessions, removeSession } from '../../../src/docker/session-containers.js';
 import { updateFiles } from '../../../src/docker/session-files.js';
 import { followLogs, waitExit } from '../../../src/docker/session-logs.js';
 import { waitSidecarReady } from '../../../src/docker/session-ready.js';

@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
 import type { KubeClient } from '../../../src/kube/client.js';
 import { planIntercept } from '../../../src/kube/intercept.js';
-import { updateWithRetry } from '../../../src/kube/session.js';
+import { updateWithRetry } from '../../../src/kube/intercept-live.js';
 import { mountContentsTar, readTarEntries } from '../../../src/kube/volumes/copy.js';
 import { followVolumes, type VolumeChange } from '../../../src/kube/volumes/follow.js';
 import { clusterVolumeLookup, podVolumesInput, resolvePodVolumes } from '../../../src/kube/volumes/live.js';

@@ -18,7 +18,7 @@ import {
   missingExecutable,
   portConflict,
   removeSession,
-} from '../../../src/docker/session.js';
+} from '../../../src/docker/session-containers.js';
 import type { SessionSpec } from '../../../src/docker/session-spec.js';
 import { DevboxError, isDevboxError } from '../../../src/util/errors.js';
 

@@ -11,7 +11,7 @@ import {
   restoreSession,
   writeServices,
   writeWorkload,
-} from '../../../src/kube/session.js';
+} from '../../../src/kube/intercept-live.js';
 import type { Workload } from '../../../src/kube/workload.js';
 import { isDevboxError } from '../../../src/util/errors.js';
 import { deployment, service } from './fixtures.js';

@@ -26,7 +26,7 @@ import {
   SIDECAR_BUNDLE_PATH,
   SIDECAR_CONFIG_PATH,
 } from '../docker/index.js';
-import { portConflict } from '../docker/session.js';
+import { portConflict } from '../docker/session-containers.js';
 import { sessionLabels, sidecarContainerSpec } from '../docker/session-spec.js';
 import { DevboxError, errorText, isDevboxError } from '../util/errors.js';
 import { debugLogger } from '../util/log.js';

@@ -9,7 +9,7 @@ import {
   createDevcontainerSession,
   createSidecarOnlySession,
   prepareDevcontainer,
-} from '../../../src/devcontainer/session.js';
+} from '../../../src/devcontainer/session-containers.js';
 import type {
   ContainerSpec,
   ContainerSummary,
