@@ -66,7 +66,7 @@ session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
       const { down } = await import('../session/down.js');
       const { up } = await import('../session/up.js');
       const { followPodFiles } = await import('../session/follow.js');
-      const { connectDocker, followLogs, waitExit } = await import('../docker/index.js');
+      const { createDockerClient, followLogs, waitExit } = await import('../docker/index.js');
       const format = outputFormat(flags.output);
       checkModes(flags, command);
       if (flags.sidecarOnly) flags.detach = true;
@@ -119,7 +119,7 @@ session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
       }
 
       // Foreground: follow the service until it exits or the user interrupts, then end the session.
-      const docker = connectDocker();
+      const docker = createDockerClient();
       const logs = followLogs(
         docker,
         result.containers.serviceId,

@@ -10,7 +10,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { connectDocker } from '../docker/index.js';
+import { createDockerClient } from '../docker/index.js';
 import { createKubeClient, type KubeClient, labelSelectorString } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
 import { DEFAULT_AGENT_IMAGE } from '../session/settings.js';
@@ -110,7 +110,7 @@ async function storefrontSays(client: KubeClient, match: (line: string) => boole
 
 async function main(): Promise<void> {
   const cluster = await pickCluster();
-  const docker = connectDocker();
+  const docker = createDockerClient();
   await progress.step('Checking Docker', () => docker.ping({ timeoutMs: 10_000 }));
   if (!(await docker.imageExists(cluster.image))) {
     throw new DevboxError('NOT_FOUND', `the sample's image ${cluster.image} is not in your Docker engine`, {

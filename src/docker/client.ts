@@ -214,8 +214,8 @@ export interface LogOptions {
   timestamps?: boolean;
 }
 
-/** Options of `connectDocker`. */
-export interface ConnectOptions {
+/** Options of `createDockerClient`. */
+export interface DockerClientOptions {
   /** Use this endpoint instead of resolving one. */
   endpoint?: DockerEndpoint;
   /** Use this Docker context (like `docker --context`). */
@@ -229,7 +229,7 @@ export interface ConnectOptions {
  * the current Docker context, else the local socket. No I/O happens until a
  * method is called; call `ping()` first for a clear error.
  */
-export function connectDocker(options: ConnectOptions = {}): DockerClient {
+export function createDockerClient(options: DockerClientOptions = {}): DockerClient {
   const inputs = options.inputs ?? processEndpointInputs();
   const endpoint = options.endpoint ?? resolveDockerEndpoint(inputs, options.context);
   let docker: Docker;

@@ -5,12 +5,12 @@
  */
 import { errorText, isDevboxError } from '../util/errors.js';
 import { createProgress } from '../util/progress.js';
-import { connectDocker } from './client.js';
+import { createDockerClient } from './client.js';
 import { ensureBusyboxImage, ensurePauseImage, ensureRuntimeImage } from './runtime-image.js';
 
 async function main(): Promise<void> {
   const progress = createProgress(process.stderr);
-  const docker = connectDocker();
+  const docker = createDockerClient();
   await docker.ping();
   const runtime = await ensureRuntimeImage(docker, { progress });
   const busybox = await ensureBusyboxImage(docker, { progress });

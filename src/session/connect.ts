@@ -2,7 +2,7 @@
  * The two worlds a session spans: the cluster (through the user's kubeconfig)
  * and the Docker engine. Each is reached once per command, with a progress step.
  */
-import { connectDocker, type DockerClient } from '../docker/index.js';
+import { createDockerClient, type DockerClient } from '../docker/index.js';
 import { createKubeClient, type KubeClient } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
 import type { Progress } from '../util/progress.js';
@@ -19,7 +19,7 @@ export async function connectCluster(target: KubeTarget, progress: Progress): Pr
 }
 
 export async function connectToDocker(progress: Progress): Promise<DockerClient> {
-  const docker = connectDocker();
+  const docker = createDockerClient();
   await progress.step('Connecting to Docker', () => docker.ping({ timeoutMs: 10_000 }));
   return docker;
 }

@@ -3,7 +3,7 @@
  * each finding with what to do about it.
  */
 import { arch, platform } from 'node:os';
-import { connectDocker } from '../docker/index.js';
+import { createDockerClient } from '../docker/index.js';
 import { createKubeClient, describePermission, missingPermissions, SIDECAR_ACCOUNT } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
 import { errorText, isDevboxError } from '../util/errors.js';
@@ -26,7 +26,7 @@ export async function doctor(options: { target: KubeTarget; agentImage: string }
     ...(major! >= 20 ? {} : { hint: 'install Node.js 20 or newer' }),
   });
 
-  const docker = connectDocker();
+  const docker = createDockerClient();
   try {
     await docker.ping({ timeoutMs: 5000 });
     const version = await docker.version();

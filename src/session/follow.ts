@@ -3,7 +3,7 @@
  * tokens that change in the cluster are copied into the local container, as
  * the kubelet refreshes a pod's volumes.
  */
-import { connectDocker, updateFiles } from '../docker/index.js';
+import { createDockerClient, updateFiles } from '../docker/index.js';
 import { createKubeClient, findWorkload } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
 import { followVolumes } from '../kube/volumes/follow.js';
@@ -22,7 +22,7 @@ export interface FollowOptions {
 /** Resolves when `signal` aborts. */
 export async function followPodFiles(options: FollowOptions): Promise<void> {
   const client = createKubeClient({ ...options.target, namespace: options.namespace });
-  const docker = connectDocker();
+  const docker = createDockerClient();
   try {
     const workload = await findWorkload(client, options.workload, options.namespace);
     const files = await resolvePodFiles(client, workload, options.container, {});

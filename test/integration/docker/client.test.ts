@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import tar from 'tar-stream';
-import { connectDocker } from '../../../src/docker/client.js';
+import { createDockerClient } from '../../../src/docker/client.js';
 import { contextDirName, processEndpointInputs } from '../../../src/docker/endpoint.js';
 import { ensureBusyboxImage, ensureRuntimeImage } from '../../../src/docker/runtime-image.js';
 import { isDevboxError } from '../../../src/util/errors.js';
@@ -174,7 +174,7 @@ describe('finding the engine', () => {
     const relay = await tcpRelayToEngine();
     try {
       const inputs = { ...processEndpointInputs(), env: { DOCKER_HOST: relay.url } };
-      const client = connectDocker({ inputs });
+      const client = createDockerClient({ inputs });
       assert.equal(client.endpoint.source, 'DOCKER_HOST');
       await client.ping();
       assert.equal((await client.version()).os, 'linux');
@@ -199,7 +199,7 @@ describe('finding the engine', () => {
         }),
       );
       const inputs = { ...processEndpointInputs(), env: { DOCKER_CONFIG: configDir } };
-      const client = connectDocker({ inputs });
+      const client = createDockerClient({ inputs });
       assert.deepEqual(
         { host: client.endpoint.host, source: client.endpoint.source, context: client.endpoint.context },
         { host: relay.url, source: 'context', context: 'devbox-test' },
@@ -225,12 +225,12 @@ describe('finding the engine', () => {
         home,
         env: { DOCKER_HOST: `ssh://dev@127.0.0.1:${ssh.port}` },
       };
-      const client = connectDocker({ inputs });
+      const client = createDockerClient({ inputs });
       await client.ping();
       assert.ok(await client.imageExists(busybox), 'same engine behind ssh');
       assert.ok(ssh.execs.includes('docker system dial-stdio'));
 
-      const stranger = connectDocker({
+      const stranger = createDockerClient({
         inputs: { ...inputs, env: { DOCKER_HOST: `ssh://mallory@127.0.0.1:${ssh.port}` } },
       });
       await assert.rejects(
@@ -247,7 +247,7 @@ describe('finding the engine', () => {
   });
 
   it('fails with NO_DOCKER naming a missing socket and what to check', async () => {
-    const client = connectDocker({
+    const client = createDockerClient({
       endpoint: { host: 'unix:///nonexistent/docker.sock', source: 'DOCKER_HOST' },
     });
     await assert.rejects(
@@ -261,7 +261,9 @@ describe('finding the engine', () => {
 
   it('fails with NO_DOCKER when nothing listens at a tcp:// host', async () => {
     const port = await closedPort();
-    const client = connectDocker({ endpoint: { host: `tcp://127.0.0.1:${port}`, source: 'DOCKER_HOST' } });
+    const client = createDockerClient({
+      endpoint: { host: `tcp://127.0.0.1:${port}`, source: 'DOCKER_HOST' },
+    });
     await assert.rejects(
       client.ping({ timeoutMs: 5000 }),
       (err) => isDevboxError(err, 'NO_DOCKER') && /connection refused/.test(err.message),

@@ -5,12 +5,12 @@
 import { execFile } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { type ContainerSpec, connectDocker } from '../../../src/docker/client.js';
+import { type ContainerSpec, createDockerClient } from '../../../src/docker/client.js';
 import { findStaticBusybox } from '../../../src/docker/runtime-image.js';
 
 const run = promisify(execFile);
 
-export const docker = connectDocker();
+export const docker = createDockerClient();
 
 /** Every container and volume a test creates carries this label. */
 export const TEST_LABELS = { 'devbox.test': 'docker-integration' };

@@ -42,8 +42,8 @@ after(async () => {
 /** Runs in the dev container: resolves mounts with the compiled devbox and prints the outcome. */
 const INSIDE = `
 const fs = await import('node:fs');
-const { connectDocker, resolveBindMounts } = await import('/devbox/dist/src/docker/index.js');
-const docker = connectDocker();
+const { createDockerClient, resolveBindMounts } = await import('/devbox/dist/src/docker/index.js');
+const docker = createDockerClient();
 fs.mkdirSync('/cache/deps', { recursive: true });
 const out = {};
 out.ok = await resolveBindMounts(docker, [
