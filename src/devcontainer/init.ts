@@ -9,10 +9,11 @@
  */
 import { promises as fs } from 'node:fs';
 import { basename, dirname, isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
+import { connectDocker } from '../docker/connect.js';
 import { containerNames, ensureRuntimeImage } from '../docker/index.js';
+import { connectCluster } from '../kube/connect.js';
 import { findWorkload, pickContainer, resolveWorkloadEnv } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
-import { connectCluster, connectToDocker } from '../session/connect.js';
 import { DevboxError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import { type DevcontainerConfig, loadDevcontainer } from './config.js';
@@ -210,7 +211,7 @@ export async function initDevcontainer(options: InitOptions): Promise<InitResult
     // or this runs in a container): then the configuration names a translated path or a copy.
     await fs.mkdir(paths.dir, { recursive: true });
     for (const file of [paths.envFile, paths.labelFile]) await gitIgnoreBeside(file);
-    const docker = await connectToDocker(progress);
+    const docker = await connectDocker(progress);
     const runtime = await progress.step('Preparing the sidecar image', () => ensureRuntimeImage(docker));
     const workspace = await progress.step('Checking how the Docker engine sees the project', () =>
       placeFolder(

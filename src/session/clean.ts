@@ -4,12 +4,12 @@
  * session record or an agent, the agent objects and the auto-created sidecar
  * account. What it finds comes from labels and annotations alone.
  */
+import { connectCluster } from '../kube/connect.js';
 import { findSessions as findClusterSessions, type KubeClient, type RestoreReport } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
 import { errorText } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import { deleteAutoCreatedSidecarAccount, MANAGED_LABEL, MANAGED_VALUE } from './agent-objects.js';
-import { connectCluster } from './connect.js';
 import { removeLocalSessions, restoreInCluster } from './teardown.js';
 
 export interface CleanOptions {

@@ -3,11 +3,11 @@
  * written back as they were before `up` (the originals live in the cluster, so
  * any machine can do it).
  */
+import { connectCluster } from '../kube/connect.js';
 import { findSessions as findClusterSessions, findWorkload, type RestoreReport } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
 import type { Progress } from '../util/progress.js';
 import { deleteAutoCreatedSidecarAccount } from './agent-objects.js';
-import { connectCluster } from './connect.js';
 import { removeLocalSessions, restoreInCluster } from './teardown.js';
 
 export interface DownOptions {

@@ -1,8 +1,9 @@
 /** `devbox env`: the environment the workload's container gets from Kubernetes. */
+
+import { connectCluster } from '../kube/connect.js';
 import { findWorkload, pickContainer, type ResolvedEnvVar, resolveWorkloadEnv } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
 import type { Progress } from '../util/progress.js';
-import { connectCluster } from './connect.js';
 
 export interface EnvOptions {
   target: KubeTarget;

@@ -1,9 +1,10 @@
 /** `devbox status`: sessions on this Docker engine and how their tunnels fare. */
+
+import { connectDocker } from '../docker/connect.js';
 import { findSessions, readSidecarStatus, type SidecarStatus, sidecarReadiness } from '../docker/index.js';
 import type { AgentStats } from '../tunnel/protocol.js';
 import { errorText } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
-import { connectToDocker } from './connect.js';
 
 export interface SessionStatus {
   session: string;
@@ -28,7 +29,7 @@ export interface SessionStatus {
 }
 
 export async function status(options: { progress: Progress }): Promise<SessionStatus[]> {
-  const docker = await connectToDocker(options.progress);
+  const docker = await connectDocker(options.progress);
   const sessions = await findSessions(docker);
   return Promise.all(
     sessions.map(async (s): Promise<SessionStatus> => {

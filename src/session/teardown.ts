@@ -2,12 +2,12 @@
  * Ending sessions, shared by `down` and `clean`: the local containers, and in
  * the cluster the workload, its Services and the agent's objects.
  */
+import { connectDocker } from '../docker/connect.js';
 import { findSessions, removeSession, type SessionFilter } from '../docker/index.js';
 import { type KubeClient, type RestoreReport, restoreSession, type WorkloadKind } from '../kube/index.js';
 import { errorText } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import { deleteAgentObjects } from './agent-objects.js';
-import { connectToDocker } from './connect.js';
 
 /** Removes the matching local sessions; a Docker engine that does not answer becomes a warning. */
 export async function removeLocalSessions(
@@ -16,7 +16,7 @@ export async function removeLocalSessions(
 ): Promise<{ containers: string[]; warning?: string }> {
   const containers: string[] = [];
   try {
-    const docker = await connectToDocker(progress);
+    const docker = await connectDocker(progress);
     for (const session of await findSessions(docker, filter)) {
       const removed = await progress.step(`Removing local session ${session.id} (${session.workload})`, () =>
         removeSession(docker, session.id),

@@ -15,6 +15,7 @@ import {
   prepareDevcontainer,
   type SidecarOnlyFiles,
 } from '../devcontainer/index.js';
+import { connectDocker } from '../docker/connect.js';
 import {
   buildDirectory,
   containerNames,
@@ -31,6 +32,7 @@ import {
   type SessionSpec,
   waitSidecarReady,
 } from '../docker/index.js';
+import { connectCluster } from '../kube/connect.js';
 import {
   AGENT_CONTAINER,
   assertNotIntercepted,
@@ -66,7 +68,6 @@ import {
 import { openAgentTunnel } from './agent-tunnel.js';
 import { apiAddressForContainer } from './api-address.js';
 import { readAgentBundle } from './bundles.js';
-import { connectCluster, connectToDocker } from './connect.js';
 import { podDnsSettings } from './dns-settings.js';
 import { serviceVariablesOnAliases } from './fallback-env.js';
 import { parseEnvFlags } from './flags.js';
@@ -156,7 +157,7 @@ export async function up(options: UpOptions): Promise<UpResult> {
   const devcontainer = options.devcontainer && (await prepareDevcontainer(options.devcontainer.path));
 
   const client = await connectCluster(options.target, progress);
-  const docker = await connectToDocker(progress);
+  const docker = await connectDocker(progress);
   const undo = new UndoStack();
   try {
     const namespace = client.namespace;
