@@ -7,8 +7,8 @@
 import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { parseSidecarConfig } from '../../../src/sidecar/config.js';
-import { aRecords, buildAReply, buildQuery } from '../../../src/sidecar/dns-wire.js';
 import { startSidecar } from '../../../src/sidecar/sidecar.js';
+import { aRecords, buildAReply, buildQuery } from '../../support/dns.js';
 import {
   eventually,
   FakeDialer,

@@ -6,16 +6,34 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { kubectl } from '../../support/cluster.js';
+import { buildQuery, type QueryType, summarise } from '../../support/dns.js';
 import { clusterIP, startWorld, type World } from './fixture.js';
 import { DNS_PROBE, type DnsReport } from './probes.js';
 
-const NOERROR = 0;
-const NXDOMAIN = 3;
+const NOERROR = 'NOERROR';
+const NXDOMAIN = 'NXDOMAIN';
+
+/** What a side saw: its lookups, and each raw reply decoded here, independently of devbox's DNS code. */
+interface Seen {
+  resolvConf: DnsReport['resolvConf'];
+  lookup: DnsReport['lookup'];
+  raw: Record<string, { rcode: string; answers: string[] } | string>;
+}
+
+function decodeReport(report: DnsReport): Seen {
+  const raw = Object.fromEntries(
+    Object.entries(report.raw).map(([key, r]) => [
+      key,
+      'reply' in r ? summarise(Buffer.from(r.reply, 'base64')) : r.error,
+    ]),
+  );
+  return { resolvConf: report.resolvConf, lookup: report.lookup, raw };
+}
 
 describe('cluster DNS in the local container', { timeout: 400_000 }, () => {
   let world: World;
-  let local: DnsReport;
-  let pod: DnsReport;
+  let local: Seen;
+  let pod: Seen;
   let echoIP: string;
   let dbPodIP: string;
   const fqdn = (service: string) => `${service}.${world.ns}.svc.cluster.local`;
@@ -26,6 +44,20 @@ describe('cluster DNS in the local container', { timeout: 400_000 }, () => {
     dbPodIP = (
       await kubectl(['-n', world.ns, 'get', 'pod', 'db-0', '-o', 'jsonpath={.status.podIP}'])
     ).trim();
+    const raw: [string, QueryType][] = [
+      [fqdn('echo'), 'A'],
+      [fqdn('echo'), 'AAAA'],
+      [`_tcp-echo._tcp.${fqdn('echo')}`, 'SRV'],
+      [`_udp-echo._udp.${fqdn('echo')}`, 'SRV'],
+      [`_postgres._tcp.${fqdn('db')}`, 'SRV'],
+      [fqdn('db'), 'A'],
+      [`db-0.${fqdn('db')}`, 'A'],
+      [`db-0.${fqdn('db')}`, 'AAAA'],
+      [fqdn('legacy'), 'A'],
+      [fqdn('legacy'), 'AAAA'],
+      ['legacy.devbox.test', 'A'],
+      [fqdn('nope'), 'A'],
+    ];
     const ask = JSON.stringify({
       lookup: [
         'echo',
@@ -41,24 +73,16 @@ describe('cluster DNS in the local container', { timeout: 400_000 }, () => {
         'legacy.devbox.test',
         'nope',
       ],
-      raw: [
-        [fqdn('echo'), 'A'],
-        [fqdn('echo'), 'AAAA'],
-        [`_tcp-echo._tcp.${fqdn('echo')}`, 'SRV'],
-        [`_udp-echo._udp.${fqdn('echo')}`, 'SRV'],
-        [`_postgres._tcp.${fqdn('db')}`, 'SRV'],
-        [fqdn('db'), 'A'],
-        [`db-0.${fqdn('db')}`, 'A'],
-        [`db-0.${fqdn('db')}`, 'AAAA'],
-        [fqdn('legacy'), 'A'],
-        [fqdn('legacy'), 'AAAA'],
-        ['legacy.devbox.test', 'A'],
-        [fqdn('nope'), 'A'],
-      ],
+      raw: Object.fromEntries(
+        raw.map(([name, type], i) => [
+          `${name} ${type}`,
+          buildQuery(0x100 + i, name, type).toString('base64'),
+        ]),
+      ),
     });
     [local, pod] = await Promise.all([
-      world.local(DNS_PROBE, [ask]).then((out) => JSON.parse(out) as DnsReport),
-      world.inPod(DNS_PROBE, [ask]).then((out) => JSON.parse(out) as DnsReport),
+      world.local(DNS_PROBE, [ask]).then((out) => decodeReport(JSON.parse(out) as DnsReport)),
+      world.inPod(DNS_PROBE, [ask]).then((out) => decodeReport(JSON.parse(out) as DnsReport)),
     ]);
   });
 
@@ -132,7 +156,7 @@ describe('cluster DNS in the local container', { timeout: 400_000 }, () => {
     for (const key of [`${fqdn('echo')} AAAA`, `db-0.${fqdn('db')} AAAA`, `${fqdn('legacy')} AAAA`]) {
       const answer = local.raw[key];
       assert.equal(typeof answer, 'object', `${key}: ${answer}`);
-      assert.equal((answer as { rcode: number }).rcode, NOERROR, key);
+      assert.equal((answer as { rcode: string }).rcode, NOERROR, key);
       assert.deepEqual(answer, pod.raw[key], key);
     }
   });

@@ -9,14 +9,14 @@ export interface DnsReport {
   resolvConf: { nameservers: string[]; search: string[]; options: string[] };
   /** getaddrinfo through the search list and ndots, as an app resolves: sorted IPv4 addresses, or the error code. */
   lookup: Record<string, string[] | string>;
-  /** Raw queries to the first nameserver: rcode and sorted `name TYPE data` answers (TTLs left out). */
-  raw: Record<string, { rcode: number; answers: string[] } | string>;
+  /** Each raw query's reply from the first nameserver, base64, or the error. Decoding is left to the test. */
+  raw: Record<string, { reply: string } | { error: string }>;
 }
 
 /**
- * Argument: JSON `{ lookup: string[], raw: [name, type][] }` with type one of A, AAAA, SRV, CNAME.
- * Raw queries go over UDP to the resolv.conf nameserver, so the answer is the one the pod's (or the
- * sidecar's) DNS server gives, record by record.
+ * Argument: JSON `{ lookup: string[], raw: Record<key, base64 query> }`. Raw queries go over UDP
+ * to the resolv.conf nameserver, so the reply is the one the pod's (or the sidecar's) DNS server
+ * gives; the probe only carries bytes and knows nothing of the DNS format.
  */
 export const DNS_PROBE = `
 const dgram = require('node:dgram'), dns = require('node:dns'), fs = require('node:fs');
@@ -24,50 +24,15 @@ const ask = JSON.parse(process.argv[1]);
 const conf = fs.readFileSync('/etc/resolv.conf', 'utf8');
 const words = (key) => conf.split('\\n').filter((l) => l.startsWith(key + ' ')).flatMap((l) => l.trim().split(/\\s+/).slice(1));
 const resolvConf = { nameservers: words('nameserver'), search: words('search'), options: words('options') };
-const TYPES = { A: 1, CNAME: 5, AAAA: 28, SRV: 33 };
-const NAMES = Object.fromEntries(Object.entries(TYPES).map(([k, v]) => [v, k]));
-function readName(m, o) {
-  const out = []; let jumped = false, end = o;
-  for (let i = 0; i < 128; i++) {
-    const len = m[o];
-    if (len === 0) { if (!jumped) end = o + 1; break; }
-    if ((len & 0xc0) === 0xc0) { if (!jumped) end = o + 2; o = ((len & 0x3f) << 8) | m[o + 1]; jumped = true; continue; }
-    out.push(m.subarray(o + 1, o + 1 + len).toString()); o += 1 + len;
-  }
-  return [out.join('.').toLowerCase(), end];
-}
-function parse(m) {
-  const rcode = m[3] & 0xf, qd = m.readUInt16BE(4), an = m.readUInt16BE(6);
-  let o = 12;
-  for (let i = 0; i < qd; i++) o = readName(m, o)[1] + 4;
-  const answers = [];
-  for (let i = 0; i < an; i++) {
-    const [name, p] = readName(m, o);
-    const type = m.readUInt16BE(p), len = m.readUInt16BE(p + 8), d = p + 10;
-    let data;
-    if (type === 1) data = [...m.subarray(d, d + 4)].join('.');
-    else if (type === 28) data = m.subarray(d, d + 16).toString('hex');
-    else if (type === 5) data = readName(m, d)[0];
-    else if (type === 33) data = [m.readUInt16BE(d), m.readUInt16BE(d + 2), m.readUInt16BE(d + 4), readName(m, d + 6)[0]].join(' ');
-    else data = m.subarray(d, d + len).toString('hex');
-    answers.push(name + ' ' + (NAMES[type] || type) + ' ' + data);
-    o = d + len;
-  }
-  return { rcode, answers: answers.sort() };
-}
-function query(server, name, type, id) {
-  const head = Buffer.alloc(12);
-  head.writeUInt16BE(id, 0); head[2] = 1; head.writeUInt16BE(1, 4);
-  const parts = [head];
-  for (const l of name.split('.').filter(Boolean)) parts.push(Buffer.from([l.length]), Buffer.from(l));
-  parts.push(Buffer.from([0, 0, TYPES[type], 0, 1]));
+function query(server, message) {
+  const id = message.readUInt16BE(0);
   return new Promise((resolve) => {
     const s = dgram.createSocket(server.includes(':') ? 'udp6' : 'udp4');
     const done = (v) => { clearTimeout(timer); s.close(); resolve(v); };
-    const timer = setTimeout(() => done('timeout'), 3000);
-    s.on('message', (m) => { if (m.readUInt16BE(0) === id) done(parse(m)); });
-    s.on('error', (e) => done(e.code || e.message));
-    s.send(Buffer.concat(parts), 53, server);
+    const timer = setTimeout(() => done({ error: 'timeout' }), 3000);
+    s.on('message', (m) => { if (m.length >= 2 && m.readUInt16BE(0) === id) done({ reply: m.toString('base64') }); });
+    s.on('error', (e) => done({ error: e.code || e.message }));
+    s.send(message, 53, server);
   });
 }
 (async () => {
@@ -76,8 +41,7 @@ function query(server, name, type, id) {
     try { out.lookup[name] = (await dns.promises.lookup(name, { all: true, family: 4 })).map((a) => a.address).sort(); }
     catch (e) { out.lookup[name] = e.code || e.message; }
   }
-  let id = 0x100;
-  for (const [name, type] of ask.raw) out.raw[name + ' ' + type] = await query(resolvConf.nameservers[0], name, type, id++);
+  for (const [key, message] of Object.entries(ask.raw)) out.raw[key] = await query(resolvConf.nameservers[0], Buffer.from(message, 'base64'));
   console.log(JSON.stringify(out));
 })();
 `;

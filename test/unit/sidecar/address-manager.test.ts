@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { AddressManager, desiredAddresses } from '../../../src/sidecar/address-manager.js';
-import { aRecords, buildAReply, buildQuery, rewriteARecords } from '../../../src/sidecar/dns-wire.js';
+import { rewriteARecords } from '../../../src/sidecar/dns-wire.js';
 import { newTrafficStats, type Outbound } from '../../../src/sidecar/forwarders.js';
 import { AddressPermissionError, AliasAllocator, ipCommandAdder } from '../../../src/sidecar/loopback.js';
 import type { EndpointSliceInfo, ServiceInfo } from '../../../src/sidecar/resources.js';
+import { aRecords, buildAReply, buildQuery } from '../../support/dns.js';
 import {
   eventually,
   LoopbackLink,

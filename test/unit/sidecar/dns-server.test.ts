@@ -3,16 +3,8 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { type DnsRelay, type DnsServer, startDnsServer } from '../../../src/sidecar/dns-server.js';
-import {
-  aRecords,
-  buildAReply,
-  buildQuery,
-  firstQuestion,
-  RCODE_SERVFAIL,
-  rcodeOf,
-  readHeader,
-} from '../../../src/sidecar/dns-wire.js';
 import { NoTunnelError } from '../../../src/sidecar/tunnel-manager.js';
+import { aRecords, buildAReply, buildQuery, decodeDns, questionOf } from '../../support/dns.js';
 
 function udpAsk(port: number, query: Buffer, timeoutMs = 3000): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -66,7 +58,7 @@ const frame = (msg: Buffer) => Buffer.concat([Buffer.from([msg.length >> 8, msg.
 
 /** A relay that answers every A question with 10.96.0.<n> where n is the name's length. */
 const fakeRelay: DnsRelay = async (query) => {
-  const q = firstQuestion(query)!;
+  const q = questionOf(query)!;
   return buildAReply(query, [`10.96.0.${q.name.length}`]);
 };
 
@@ -83,12 +75,12 @@ describe('dns server', () => {
       address: '127.0.0.1',
       port: 0,
       relay: async (q, s) => {
-        seen.push(firstQuestion(q)!.name);
+        seen.push(questionOf(q)!.name);
         return fakeRelay(q, s);
       },
     });
     const reply = await udpAsk(server.udpPort, buildQuery(0x1234, 'inventory.shop'));
-    assert.equal(readHeader(reply).id, 0x1234);
+    assert.equal(decodeDns(reply).id, 0x1234);
     assert.deepEqual(aRecords(reply), ['10.96.0.14']);
     assert.deepEqual(seen, ['inventory.shop']);
     assert.equal(server.stats.queries, 1);
@@ -104,11 +96,14 @@ describe('dns server', () => {
       },
     });
     const started = Date.now();
-    const reply = await udpAsk(server.udpPort, buildQuery(77, 'db-0.db.shop.svc.cluster.local', 33));
+    const reply = await udpAsk(server.udpPort, buildQuery(77, 'db-0.db.shop.svc.cluster.local', 'SRV'));
     assert.ok(Date.now() - started < 1000);
-    assert.equal(readHeader(reply).id, 77);
-    assert.equal(rcodeOf(reply), RCODE_SERVFAIL);
-    assert.deepEqual(firstQuestion(reply), { name: 'db-0.db.shop.svc.cluster.local', type: 33, class: 1 });
+    const decoded = decodeDns(reply);
+    assert.equal(decoded.id, 77);
+    assert.equal(decoded.rcode, 'SERVFAIL');
+    assert.deepEqual(decoded.questions, [
+      { name: 'db-0.db.shop.svc.cluster.local', type: 'SRV', class: 'IN' },
+    ]);
     assert.equal(server.stats.errors, 1);
     assert.match(server.stats.lastError ?? '', /no tunnel/);
   });
@@ -127,7 +122,7 @@ describe('dns server', () => {
         }),
     });
     const reply = await udpAsk(server.udpPort, buildQuery(5, 'slow.example'));
-    assert.equal(rcodeOf(reply), RCODE_SERVFAIL);
+    assert.equal(decodeDns(reply).rcode, 'SERVFAIL');
     assert.equal(server.stats.timeouts, 1);
     assert.ok(aborted, 'the relay was told to give up');
   });
@@ -142,7 +137,7 @@ describe('dns server', () => {
         return r;
       },
     });
-    assert.equal(readHeader(await udpAsk(server.udpPort, buildQuery(4242, 'a.b'))).id, 4242);
+    assert.equal(decodeDns(await udpAsk(server.udpPort, buildQuery(4242, 'a.b'))).id, 4242);
   });
 
   it('speaks TCP with 2-byte length framing: pipelined queries and frames split across writes', async () => {
@@ -157,7 +152,7 @@ describe('dns server', () => {
       [both, third.subarray(0, 1), third.subarray(1, 9), third.subarray(9)],
       3,
     );
-    const byId = new Map(replies.map((r) => [readHeader(r).id, aRecords(r)]));
+    const byId = new Map(replies.map((r) => [decodeDns(r).id, aRecords(r)]));
     assert.deepEqual(byId.get(1), ['10.96.0.8']);
     assert.deepEqual(byId.get(2), ['10.96.0.11']);
     assert.deepEqual(byId.get(3), ['10.96.0.15']);
@@ -173,8 +168,8 @@ describe('dns server', () => {
       },
     });
     const [reply] = await tcpAsk(server.tcpPort, [frame(buildQuery(8, 'x.y'))], 1);
-    assert.equal(readHeader(reply!).id, 8);
-    assert.equal(rcodeOf(reply!), RCODE_SERVFAIL);
+    assert.equal(decodeDns(reply!).id, 8);
+    assert.equal(decodeDns(reply!).rcode, 'SERVFAIL');
   });
 
   it('truncates a UDP answer that is larger than the client accepts, and not over TCP', async () => {
@@ -185,8 +180,8 @@ describe('dns server', () => {
       relay: async (q) => buildAReply(q, many),
     });
     const udpReply = await udpAsk(server.udpPort, buildQuery(21, 'big.shop'));
-    assert.equal(readHeader(udpReply).flags & 0x0200, 0x0200, 'TC set');
-    assert.equal(readHeader(udpReply).ancount, 0);
+    assert.equal(decodeDns(udpReply).flag_tc, true, 'TC set');
+    assert.deepEqual(decodeDns(udpReply).answers, []);
     const [tcpReply] = await tcpAsk(server.tcpPort, [frame(buildQuery(22, 'big.shop'))], 1);
     assert.equal(aRecords(tcpReply!).length, 60);
     assert.equal(server.stats.truncated, 1);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { buildAReply, buildQuery, emptyReply } from '../../../src/sidecar/dns-wire.js';
 import { answeredNamespace } from '../../../src/sidecar/service-watches.js';
+import { buildAReply, buildQuery } from '../../support/dns.js';
 
 const answer = (name: string) => buildAReply(buildQuery(7, name), ['10.96.0.9']);
 
@@ -17,9 +17,9 @@ describe('the namespace a DNS answer is about', () => {
     assert.equal(answeredNamespace(answer('example.com'), 'shop'), undefined);
     assert.equal(answeredNamespace(answer('svc.cluster.local'), 'shop'), undefined);
     assert.equal(answeredNamespace(answer('x.svc.cluster.local'), 'shop'), undefined);
-    const nx = emptyReply(buildQuery(8, 'cache.billing.svc.cluster.local'), 3)!;
+    const nx = buildAReply(buildQuery(8, 'cache.billing.svc.cluster.local'), [], 5, 'NXDOMAIN');
     assert.equal(answeredNamespace(nx, 'shop'), undefined);
-    const noRecords = emptyReply(buildQuery(9, 'cache.billing.svc.cluster.local'), 0)!;
+    const noRecords = buildAReply(buildQuery(9, 'cache.billing.svc.cluster.local'), []);
     assert.equal(answeredNamespace(noRecords, 'shop'), undefined);
   });
 

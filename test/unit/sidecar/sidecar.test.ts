@@ -17,14 +17,6 @@ import { AGENT_DEFAULTS, type AgentConfig } from '../../../src/agent/config.js';
 import { linkFromClient } from '../../../src/sidecar/agent-dialer.js';
 import { parseSidecarConfig, type SidecarConfig } from '../../../src/sidecar/config.js';
 import {
-  aRecords,
-  buildAReply,
-  buildQuery,
-  firstQuestion,
-  RCODE_SERVFAIL,
-  rcodeOf,
-} from '../../../src/sidecar/dns-wire.js';
-import {
   apiHostWarning,
   type RunningSidecar,
   type SidecarStatus,
@@ -32,6 +24,7 @@ import {
 } from '../../../src/sidecar/sidecar.js';
 import type { TunnelDialer } from '../../../src/sidecar/tunnel-link.js';
 import { TunnelClient } from '../../../src/tunnel/index.js';
+import { aRecords, buildAReply, buildQuery, decodeDns, questionOf } from '../../support/dns.js';
 import {
   eventually,
   FakeKube,
@@ -66,7 +59,7 @@ async function fakeClusterDns(): Promise<{ port: number; names: string[]; close:
   const socket = dgram.createSocket('udp4');
   const names: string[] = [];
   socket.on('message', (msg, rinfo) => {
-    const name = firstQuestion(msg)?.name ?? '';
+    const name = questionOf(msg)?.name ?? '';
     names.push(name);
     socket.send(buildAReply(msg, ['127.0.0.1']), rinfo.port, rinfo.address);
   });
@@ -163,7 +156,7 @@ describe('sidecar on loopback with a real agent', () => {
 
   it('answers SERVFAIL while no agent pod is ready, and reports it', async () => {
     const reply = await dnsAsk(sidecar.dnsPort, buildQuery(1, 'inventory.shop.svc.cluster.local'));
-    assert.equal(rcodeOf(reply), RCODE_SERVFAIL);
+    assert.equal(decodeDns(reply).rcode, 'SERVFAIL');
     const health = await fetch(`http://127.0.0.1:${sidecar.statusPort}/healthz`);
     assert.equal(health.status, 503);
     assert.equal(upstream.names.length, 0);
@@ -181,7 +174,7 @@ describe('sidecar on loopback with a real agent', () => {
     });
     await eventually(() => sidecar.status().tunnels[0]?.state === 'up', 5000, 'tunnel up');
     const reply = await dnsAsk(sidecar.dnsPort, buildQuery(2, 'inventory.shop.svc.cluster.local'));
-    assert.equal(rcodeOf(reply), 0);
+    assert.equal(decodeDns(reply).rcode, 'NOERROR');
     assert.deepEqual(aRecords(reply), ['127.0.0.1']);
     assert.deepEqual(upstream.names, ['inventory.shop.svc.cluster.local']);
   });
@@ -192,7 +185,7 @@ describe('sidecar on loopback with a real agent', () => {
       spec: { type: 'ClusterIP', clusterIP: '127.0.0.9', clusterIPs: ['127.0.0.9'], ports: [{ port: 6379 }] },
     });
     const reply = await dnsAsk(sidecar.dnsPort, buildQuery(3, 'cache.billing.svc.cluster.local'));
-    assert.equal(rcodeOf(reply), 0);
+    assert.equal(decodeDns(reply).rcode, 'NOERROR');
     // No waiting: the answer went out once the Service was listened on.
     const cache = sidecar.status().addresses.find((a) => a.ip === '127.0.0.9');
     assert.deepEqual(cache?.owners, ['cache.billing']);
@@ -210,7 +203,7 @@ describe('sidecar on loopback with a real agent', () => {
     kube.forbiddenNamespaces.add('vault');
     const started = Date.now();
     const reply = await dnsAsk(sidecar.dnsPort, buildQuery(4, 'secrets.vault.svc.cluster.local'));
-    assert.equal(rcodeOf(reply), 0);
+    assert.equal(decodeDns(reply).rcode, 'NOERROR');
     assert.ok(Date.now() - started < 1_000, `answered after ${Date.now() - started} ms`);
     assert.equal(sidecar.status().otherNamespaces.vault, 'unreadable');
     assert.ok(sidecar.status().lastErrors.some((e) => /vault/.test(e.error)));
@@ -309,7 +302,7 @@ describe('sidecar on loopback with a real agent', () => {
     kube.delete(`/api/v1/namespaces/${NS}/pods`, 'api-7d9f-x');
     await eventually(() => sidecar.status().tunnels.length === 0, 5000, 'tunnel closed');
     const reply = await dnsAsk(sidecar.dnsPort, buildQuery(9, 'x.shop'));
-    assert.equal(rcodeOf(reply), RCODE_SERVFAIL);
+    assert.equal(decodeDns(reply).rcode, 'SERVFAIL');
   });
 
   it('closes listeners and status endpoint on shutdown', async () => {

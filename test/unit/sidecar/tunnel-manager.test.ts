@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import { buildAReply, buildQuery } from '../../../src/sidecar/dns-wire.js';
 import type { AgentPod } from '../../../src/sidecar/resources.js';
 import { NoTunnelError, TunnelManager } from '../../../src/sidecar/tunnel-manager.js';
+import { buildAReply, buildQuery } from '../../support/dns.js';
 import { eventually, FakeDialer } from './fakes.js';
 
 const pod = (name: string, ready = true, uid = `uid-${name}`): AgentPod => ({
