@@ -48,7 +48,9 @@ import type {
   V1Volume,
   V1VolumeMount,
 } from '@kubernetes/client-node';
-import { DevboxError } from '../util/errors.js';
+import { DEFAULT_TUNNEL_PORT, decodeAgentContainerEnv, encodeAgentEnv } from '../tunnel/agent-contract.js';
+import type { InterceptSpec } from '../tunnel/protocol.js';
+import { DevboxError, errorText } from '../util/errors.js';
 import { differingPaths } from './json-compare.js';
 import { podTemplate, portsReachingContainer, type Workload, workloadLabel } from './workload.js';
 
@@ -60,7 +62,7 @@ export const AGENT_MOUNT_PATH = '/devbox';
 /** Where the agent container sees the app container's volume mounts (`/devbox-pod/etc/config`). */
 export const AGENT_POD_FILES_ROOT = '/devbox-pod';
 export const AGENT_BUNDLE_FILE = 'agent.mjs';
-export const DEFAULT_TUNNEL_PORT = 47000;
+export { DEFAULT_TUNNEL_PORT };
 export const DEFAULT_FIRST_AGENT_PORT = 47001;
 /** Non-root uid/gid the agent runs as when the app runs as root (the image's own user may be root). */
 export const AGENT_UID = 65532;
@@ -132,8 +134,8 @@ export interface InterceptPlan {
   /** Those of `services` whose change keeps every current endpoint: written before the rollout. */
   servicesFirst: string[];
   ports: InterceptedPort[];
-  /** `agentPort:appPort` pairs, the agent's DEVBOX_INTERCEPT value. */
-  interceptSpec: string;
+  /** The agent's intercepts (agent port → app port), as its env carries them. */
+  intercepts: InterceptSpec[];
   tunnelPort: number;
   /** The app container's volume mounts and where the agent serves them. */
   files: AgentFileMount[];
@@ -309,12 +311,9 @@ function agentIdentity(app: V1Container, spec: V1PodSpec): { uid: number; gid: n
 function agentContainer(
   agent: AgentSettings,
   ports: V1ContainerPort[],
-  tunnelPort: number,
-  healthPort: number,
-  interceptSpec: string,
+  launch: { tunnelPort: number; healthPort: number; intercepts: InterceptSpec[]; session: string },
   fileMounts: V1VolumeMount[],
   identity: { uid: number; gid: number },
-  session: string,
 ): V1Container {
   const container: V1Container = {
     name: AGENT_CONTAINER,
@@ -328,18 +327,7 @@ function agentContainer(
       '--expose-gc',
       `${AGENT_MOUNT_PATH}/${agent.bundleKey ?? AGENT_BUNDLE_FILE}`,
     ],
-    env: [
-      {
-        name: 'DEVBOX_AGENT_TOKEN',
-        valueFrom: { secretKeyRef: { name: agent.tokenSecret, key: agent.tokenSecretKey ?? 'token' } },
-      },
-      { name: 'DEVBOX_INTERCEPT', value: interceptSpec },
-      { name: 'DEVBOX_TUNNEL_PORT', value: String(tunnelPort) },
-      { name: 'DEVBOX_HEALTH_PORT', value: String(healthPort) },
-      // Each session's template differs, so its pods are new ones holding its token: a
-      // ReplicaSet of an earlier session with the same spec would come back with the old one.
-      { name: 'DEVBOX_SESSION', value: session },
-    ],
+    env: encodeAgentEnv(launch, { secret: agent.tokenSecret, key: agent.tokenSecretKey ?? 'token' }),
     volumeMounts: [{ name: AGENT_BUNDLE_VOLUME, mountPath: AGENT_MOUNT_PATH, readOnly: true }, ...fileMounts],
     resources: agent.resources ?? { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '256Mi' } },
     // Everything the `restricted` Pod Security level asks of a container.
@@ -357,7 +345,11 @@ function agentContainer(
   if (ports.length) container.ports = ports;
   // Ready once it listens, so a rollout waits for a working agent. Not on an intercept port:
   // with a session there, each probe would go to the local app.
-  container.readinessProbe = { tcpSocket: { port: healthPort }, periodSeconds: 2, failureThreshold: 3 };
+  container.readinessProbe = {
+    tcpSocket: { port: launch.healthPort },
+    periodSeconds: 2,
+    failureThreshold: 3,
+  };
   return container;
 }
 
@@ -492,7 +484,7 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
   }
 
   const pairs = [...agentPortFor].map(([app, a]) => ({ app, agent: a }));
-  const interceptSpec = pairs.map((p) => `${p.agent.port}:${p.app}`).join(',');
+  const intercepts = pairs.map((p) => ({ listenPort: p.agent.port, appPort: p.app }));
   while (used.has(next)) next++;
   const healthPort = next;
   const containerPorts: V1ContainerPort[] = pairs.map((p) => ({
@@ -518,12 +510,9 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
     agentContainer(
       req.agent,
       containerPorts,
-      tunnelPort,
-      healthPort,
-      interceptSpec,
+      { tunnelPort, healthPort, intercepts, session: req.holder.id },
       fileMounts.mounts,
       agentIdentity(app, spec),
-      req.holder.id,
     ),
   );
   const volume: V1Volume = { name: AGENT_BUNDLE_VOLUME, configMap: { name: req.agent.bundleConfigMap } };
@@ -595,7 +584,7 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
     services,
     servicesFirst,
     ports,
-    interceptSpec,
+    intercepts,
     tunnelPort,
     files: fileMounts.files,
     skipped,
@@ -679,22 +668,28 @@ function withoutAgent(
 
 /**
  * Without a record: the port names the agent took over go back to the app ports it
- * forwards to (read from its DEVBOX_INTERCEPT pairs), where those ports have no name.
+ * forwards to (read from its env), where those ports have no name. Returns why names
+ * could not be given back, if they could not.
  */
-function givePortNamesBack(w: Workload): Workload {
+function givePortNamesBack(w: Workload): string[] {
   const containers = podTemplate(w).spec?.containers ?? [];
   const agent = containers.find((c) => c.name === AGENT_CONTAINER);
-  const pairs = agent?.env?.find((e) => e.name === 'DEVBOX_INTERCEPT')?.value?.split(',') ?? [];
-  for (const pair of pairs) {
-    const [agentPort, appPort] = pair.split(':').map(Number);
-    const name = agent?.ports?.find((p) => p.containerPort === agentPort)?.name;
-    if (!name || name === agentPortName(appPort as number)) continue;
+  if (!agent) return [];
+  let intercepts: InterceptSpec[];
+  try {
+    intercepts = decodeAgentContainerEnv(agent.env).intercepts;
+  } catch (err) {
+    return [`port names the agent took over were not given back: ${errorText(err)}`];
+  }
+  for (const { listenPort, appPort } of intercepts) {
+    const name = agent.ports?.find((p) => p.containerPort === listenPort)?.name;
+    if (!name || name === agentPortName(appPort)) continue;
     for (const c of containers) {
       const port = c.name === AGENT_CONTAINER ? undefined : c.ports?.find((p) => p.containerPort === appPort);
       if (port && !port.name && protocolOf(port) === 'TCP') port.name = name;
     }
   }
-  return w;
+  return [];
 }
 
 /** The stored original of a workload, if devbox changed it. */
@@ -723,16 +718,13 @@ export function restoreWorkload(
       template?.containers.some((c) => c.name === AGENT_CONTAINER) ||
       template?.volumes?.some((v) => v.name === AGENT_BUNDLE_VOLUME);
     if (sessionOf(current) === undefined && !hasAgent) return undefined;
-    const stripped = withoutAgent(
-      givePortNamesBack(withoutOurAnnotations(current)),
-      AGENT_CONTAINER,
-      [AGENT_BUNDLE_VOLUME],
-      false,
-    );
+    const unnamed = withoutOurAnnotations(current);
+    const notes = givePortNamesBack(unnamed);
+    const stripped = withoutAgent(unnamed, AGENT_CONTAINER, [AGENT_BUNDLE_VOLUME], false);
     return {
       object: stripped,
       exact: !hasAgent,
-      drift: hasAgent ? [`no ${ANNOTATION_ORIGINAL} record: removed the agent only`] : [],
+      drift: hasAgent ? [`no ${ANNOTATION_ORIGINAL} record: removed the agent only`, ...notes] : [],
     };
   }
   const stripped = withoutAgent(

@@ -56,6 +56,7 @@ import {
   writeWorkload,
 } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
+import { type AgentLaunch, decodeAgentContainerEnv } from '../tunnel/agent-contract.js';
 import { DevboxError, errorText, isDevboxError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import {
@@ -223,8 +224,12 @@ export async function up(options: UpOptions): Promise<UpResult> {
         });
       }
       token = existing;
-      tunnelPort = Number(agent.env?.find((e) => e.name === 'DEVBOX_TUNNEL_PORT')?.value);
-      intercepted = interceptedFromAgent(agent);
+      const launch = decodeAgentContainerEnv(
+        agent.env,
+        `run \`devbox down ${name} -n ${namespace}\` and try again`,
+      );
+      tunnelPort = launch.tunnelPort;
+      intercepted = interceptedFromAgent(launch);
       progress.note(`reusing the agent already in ${label}`);
     } else {
       const created = await step('Installing the sidecar service account', () =>
@@ -535,15 +540,9 @@ function mergeEnv(
   return { ...Object.fromEntries(pod.map((v) => [v.name, v.value])), ...flags, DEVBOX_SESSION: session };
 }
 
-function interceptedFromAgent(agent: V1Container): UpResult['intercepted'] {
-  const spec = agent.env?.find((e) => e.name === 'DEVBOX_INTERCEPT')?.value ?? '';
-  return spec
-    .split(',')
-    .filter(Boolean)
-    .map((pair) => {
-      const appPort = Number(pair.split(':')[1]);
-      return { service: '', port: appPort, protocol: 'TCP', appPort };
-    });
+/** The intercepts of an agent already in place (Service names are not part of its env). */
+function interceptedFromAgent(launch: AgentLaunch): UpResult['intercepted'] {
+  return launch.intercepts.map(({ appPort }) => ({ service: '', port: appPort, protocol: 'TCP', appPort }));
 }
 
 /**

@@ -1,4 +1,5 @@
-/** Public surface of the tunnel: the wire protocol shared by the sidecar and the agent. */
+/** Public surface of the tunnel: the wire protocol shared by the sidecar and the agent, and the agent's env. */
+export * from './agent-contract.js';
 export {
   type AcceptHandle,
   type InboundHandler,

@@ -23,7 +23,7 @@ describe('agent config', () => {
       () =>
         parseAgentConfig({
           DEVBOX_TUNNEL_PORT: 'abc',
-          DEVBOX_INTERCEPT: '80,9080:9080,70000:1,9901:80,9902:81',
+          DEVBOX_INTERCEPT: '80,9080:9080,70000:1,47000:80,9902:81',
           DEVBOX_HEALTH_PORT: '9902',
           DEVBOX_PING_INTERVAL_MS: '1',
         }),

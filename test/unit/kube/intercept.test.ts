@@ -230,7 +230,10 @@ describe('planIntercept', () => {
     assert.deepEqual([w, svcs], before, 'inputs untouched');
 
     // 47001 is a probe port of the app, so allocation skips it.
-    assert.equal(plan.interceptSpec, '47002:8080,47003:9090');
+    assert.deepEqual(plan.intercepts, [
+      { listenPort: 47002, appPort: 8080 },
+      { listenPort: 47003, appPort: 9090 },
+    ]);
     assert.equal(plan.tunnelPort, 47000);
     assert.deepEqual(
       plan.ports.map((p) => `${p.service}:${p.port}->${p.agentPortName}(${p.agentPort})->${p.appPort}`),
@@ -444,9 +447,9 @@ describe('planIntercept', () => {
       plan.services.map((s) => s.metadata?.name),
       ['api-internal'],
     );
-    assert.equal(plan.interceptSpec, '47002:8080');
+    assert.deepEqual(plan.intercepts, [{ listenPort: 47002, appPort: 8080 }]);
     const none = planIntercept(request(realisticDeployment(), []));
-    assert.equal(none.interceptSpec, '');
+    assert.deepEqual(none.intercepts, []);
     assert.deepEqual(none.services, []);
     const a = none.workload.spec?.template?.spec?.containers.at(-1);
     assert.equal(a?.ports, undefined);
@@ -636,6 +639,21 @@ describe('restore', () => {
     assert.deepEqual(r?.drift, ['no devbox.dev/original record: removed the agent only']);
     assert.deepEqual(r?.object.spec?.template?.spec?.containers, w.spec?.template?.spec?.containers);
     assert.deepEqual(r?.object.spec?.template?.spec?.volumes, w.spec?.template?.spec?.volumes);
+  });
+
+  it('removes a leftover agent whose env was edited, and says its port names stay with it', () => {
+    const w = realisticDeployment();
+    const live = serverWrite(w, planIntercept(request(w)).workload);
+    live.metadata = { ...live.metadata, annotations: {} };
+    const agent = live.spec?.template?.spec?.containers.find(
+      (c) => c.name === AGENT_CONTAINER,
+    ) as V1Container;
+    agent.env = agent.env?.map((e) => (e.name === 'DEVBOX_INTERCEPT' ? { ...e, value: 'x:8080' } : e));
+    const r = restoreWorkload(live);
+    assert.equal(r?.exact, false);
+    assert.equal(r?.drift.length, 2);
+    assert.match(r?.drift[1] ?? '', /port names .* not given back: .*DEVBOX_INTERCEPT entry "x:8080"/);
+    assert.ok(!r?.object.spec?.template?.spec?.containers.some((c) => c.name === AGENT_CONTAINER));
   });
 
   it('ignores objects devbox never touched and rejects an unreadable record', () => {
