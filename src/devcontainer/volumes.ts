@@ -7,7 +7,7 @@
  */
 import { posix } from 'node:path';
 import type { InjectedFiles } from '../docker/index.js';
-import { SERVICE_ACCOUNT_MOUNT_PATH } from '../kube/volumes/resolve.js';
+import { SERVICE_ACCOUNT_MOUNT_PATH } from '../kube/volumes/index.js';
 
 /** Paths a volume must not cover: the sidecar's own files and the system it runs on. */
 const RESERVED = ['/', '/devbox', '/bin', '/sbin', '/lib', '/lib64', '/usr', '/etc', '/proc', '/sys', '/dev'];

@@ -26,35 +26,7 @@ export {
   type WatchEventType,
   type WatchOptions,
 } from './client.js';
-export type { PodFields, ResourceList } from './env/downward.js';
-export { expandReferences } from './env/expansion.js';
-export {
-  type EnvFormatOptions,
-  quoteDotenvValue,
-  SECRET_MASK,
-  toDockerEnv,
-  toDotenv,
-  toEnvJson,
-} from './env/format.js';
-export {
-  clusterEnvLookup,
-  labelSelectorString,
-  resolvePodEnv,
-  resolveWorkloadEnv,
-  runningPods,
-} from './env/live.js';
-export {
-  type EnvFromKeyRule,
-  type EnvLookup,
-  type EnvSource,
-  envFromKeyRuleFor,
-  type PodLike,
-  type ResolvedEnv,
-  type ResolvedEnvVar,
-  type ResolveEnvInput,
-  resolveEnv,
-} from './env/resolve.js';
-export { MASTER_SERVICE, serviceLinkVariables } from './env/service-env.js';
+export * from './env/index.js';
 export {
   AGENT_BUNDLE_FILE,
   AGENT_BUNDLE_VOLUME,
@@ -116,6 +88,7 @@ export {
   SIDECAR_PERMISSIONS,
 } from './rbac.js';
 export { closestNames } from './suggest.js';
+export * from './volumes/index.js';
 export {
   chooseWorkload,
   otherWorkloadsSelected,

@@ -6,7 +6,7 @@
 import { createDockerClient, updateFiles } from '../docker/index.js';
 import { createKubeClient, findWorkload } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
-import { followVolumes } from '../kube/volumes/follow.js';
+import { followVolumes } from '../kube/volumes/index.js';
 import { injectedFiles, resolvePodFiles } from './pod-files.js';
 
 export interface FollowOptions {

@@ -10,14 +10,16 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import type { InjectedFile } from '../docker/index.js';
 import type { KubeClient, Workload } from '../kube/index.js';
-import { type FilesSource, mountContentsTar } from '../kube/volumes/copy.js';
-import { clusterVolumeLookup, workloadVolumesInput } from '../kube/volumes/live.js';
 import {
+  clusterVolumeLookup,
+  type FilesSource,
+  mountContentsTar,
   type ResolveVolumesInput,
   resolveVolumes,
   type VolumeFile,
   type VolumeLayout,
-} from '../kube/volumes/resolve.js';
+  workloadVolumesInput,
+} from '../kube/volumes/index.js';
 import { errorText } from '../util/errors.js';
 
 export interface PodFiles {
