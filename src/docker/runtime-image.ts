@@ -58,7 +58,7 @@ export interface EnsuredImage {
 export interface RuntimeImageOptions {
   /** Node binary to copy (default: the one running devbox). */
   nodePath?: string;
-  /** Extra host binaries (default: `ip`, see `defaultNetworkTools`). */
+  /** Extra host binaries (default: `nft` and `ip`, see `defaultNetworkTools`). */
   extraBinaries?: HostBinary[];
   /** Host CA bundle to copy, or false for none (default: the first usual bundle found). */
   caBundle?: string | false;
@@ -71,6 +71,8 @@ export interface PlannedRuntimeImage {
   nodeVersion: string;
   /** Whether `ip` (iproute2 or busybox) is in the image. */
   hasIp: boolean;
+  /** Whether `nft` is in the image (NAT for cluster addresses). */
+  hasNft: boolean;
 }
 
 /** Static files every devbox image has: users, groups, /tmp, home directories. */
@@ -108,10 +110,17 @@ export function baseSystemEntries(): LayerEntry[] {
 }
 
 /**
- * How to get `ip` into the runtime image: iproute2's `ip` with its libraries,
- * else a static busybox with an `ip` link; empty when the host has neither.
+ * The sidecar's network tools: `nft` (nftables, with its libraries) to redirect cluster
+ * addresses by NAT, and `ip` for the fallback that binds them — iproute2's `ip` with its
+ * libraries, else a static busybox with an `ip` link. Each is left out when the host lacks it.
  */
 export async function defaultNetworkTools(): Promise<HostBinary[]> {
+  const nft = await findExecutable('nft');
+  const tools: HostBinary[] = nft ? [{ hostPath: await fs.realpath(nft), imagePath: '/usr/sbin/nft' }] : [];
+  return [...tools, ...(await ipTool())];
+}
+
+async function ipTool(): Promise<HostBinary[]> {
   const ip = await findExecutable('ip');
   if (ip) {
     const real = await fs.realpath(ip);
@@ -187,6 +196,7 @@ export async function planRuntimeImage(options: RuntimeImageOptions = {}): Promi
     (b) =>
       posix.basename(b.imagePath ?? b.hostPath) === 'ip' || b.links?.some((l) => posix.basename(l) === 'ip'),
   );
+  const hasNft = extras.some((b) => posix.basename(b.imagePath ?? b.hostPath) === 'nft');
   const config: ImageConfig = {
     user: `${NODE_UID}:${NODE_UID}`,
     env,
@@ -195,15 +205,16 @@ export async function planRuntimeImage(options: RuntimeImageOptions = {}): Promi
       'devbox.image': 'runtime',
       'devbox.node-version': nodeVersion,
       'devbox.has-ip': String(hasIp),
+      'devbox.has-nft': String(hasNft),
     },
   };
   const plan = await planImage(entries, config);
-  return { plan, tag: runtimeTag(nodeVersion, plan.imageId), nodeVersion, hasIp };
+  return { plan, tag: runtimeTag(nodeVersion, plan.imageId), nodeVersion, hasIp, hasNft };
 }
 
 /**
  * A Node runtime image made from this machine's `node` and its libraries
- * (plus `ip` for the sidecar), loaded into the engine unless an identical one
+ * (plus `nft` and `ip` for the sidecar), loaded into the engine unless an identical one
  * is there. Runs as uid 1000 by default; the sidecar runs it as root with
  * NET_ADMIN.
  */

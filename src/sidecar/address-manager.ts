@@ -1,23 +1,34 @@
 /**
  * Makes cluster addresses reachable inside the sidecar's network namespace.
- * Every Service ClusterIP, and every pod IP behind a headless Service, is put
- * on `lo` and gets a listener on each declared port; connections there travel
- * through a tunnel to the same address and port in the cluster. Without
- * NET_ADMIN the manager falls back to 127.x aliases, and the DNS server
- * rewrites A answers to those aliases (see `localAddressFor`).
+ * Every Service ClusterIP:port, and every pod IP:port behind a headless
+ * Service, is redirected by NAT to the sidecar's own listener (`nat.ts`);
+ * connections there travel through a tunnel to the same address and port in
+ * the cluster. Nothing is bound on the cluster ports, so the app can listen on
+ * any of them.
+ *
+ * Where NAT cannot be programmed (no nft/iptables, no kernel support, no
+ * NET_ADMIN) the manager falls back: with NET_ADMIN each address goes on `lo`
+ * with a listener per port (`direct`); without it, on 127.x aliases that the
+ * DNS server rewrites A answers to (`fallback`, see `localAddressFor`). Both
+ * fallbacks bind the cluster ports, so they skip every port the app declares
+ * or listens on, and report those Services as unreachable.
  */
-import { isIP } from 'node:net';
+import { isIP, isIPv4 } from 'node:net';
 import type { Logger } from '../util/log.js';
 import {
   describeError,
   type Forwarder,
   type ForwarderContext,
   type Outbound,
+  type RedirectListener,
+  startRedirectListener,
   startTcpForwarder,
   startUdpForwarder,
   type TrafficStats,
 } from './forwarders.js';
+import type { ListeningPorts } from './listening-ports.js';
 import { type AddressAdder, AddressPermissionError, AliasAllocator } from './loopback.js';
+import { NatAliases, type NatOpener, type NatTable, type NatTarget } from './nat.js';
 import type { EndpointSliceInfo, PortProtocol, ServiceInfo } from './resources.js';
 
 /** One cluster address and the ports that must answer on it. */
@@ -70,11 +81,15 @@ export function desiredAddresses(
   return out;
 }
 
-export type AddressMode = 'pending' | 'direct' | 'fallback';
+/**
+ * `nat`: cluster addresses redirected to the sidecar's listener; `direct`: on `lo` with a listener
+ * per port; `fallback`: 127.x aliases (no NET_ADMIN); `pending`: nothing set up yet.
+ */
+export type AddressMode = 'pending' | 'nat' | 'direct' | 'fallback';
 
 export interface AddressStatus {
   ip: string;
-  /** Where the listeners are bound: the ip itself, or its 127.x alias in fallback mode. */
+  /** Where the listeners are bound: the ip itself, or its 127.x alias in fallback mode (none with NAT). */
   local?: string;
   owners: string[];
   ports: string[];
@@ -92,8 +107,16 @@ export interface AddressManagerOptions {
   adder: AddressAdder;
   outbound: Outbound;
   stats: TrafficStats;
-  /** Start in fallback mode instead of trying `ip addr add`. */
+  /** Start in fallback mode instead of trying NAT or `ip addr add`. */
   forceFallback?: boolean;
+  /** Programs NAT in this namespace; without it addresses are bound (`direct` or `fallback`). */
+  nat?: NatOpener;
+  /** Port of the NAT listener (default: one the kernel picks). */
+  natPort?: number;
+  /** Ports the app declares: never bound, and the NAT listener stays off them. */
+  appPorts?: readonly number[];
+  /** Ports bound on the wildcard address right now (the app's), so bound addresses keep off them. */
+  listeningPorts?: ListeningPorts;
   /** Delay to batch bursts of watch events into one reconcile. */
   settleMs?: number;
   /** How often listeners that failed to bind are retried. */
@@ -103,6 +126,20 @@ export interface AddressManagerOptions {
   log?: Logger;
 }
 
+interface NatState {
+  table: NatTable;
+  listener: RedirectListener;
+  /** By `protocol/ip/port`. */
+  targets: Map<string, NatTarget>;
+  /** TCP targets by alias, for the listener. */
+  byAlias: Map<string, NatTarget>;
+  udp: Map<string, Forwarder>;
+  /** The last update that failed (retried). */
+  error?: string;
+}
+
+const natKey = (protocol: PortProtocol, ip: string, port: number) => `${protocol}/${ip}/${port}`;
+
 interface Active {
   ip: string;
   local?: string;
@@ -111,12 +148,19 @@ interface Active {
   owners: Set<string>;
   forwarders: Map<string, Forwarder>;
   wanted: Map<string, { protocol: PortProtocol; port: number }>;
+  /** Wanted ports not bound because the app uses them, with why. */
+  skipped: Map<string, string>;
   error?: string;
 }
 
 export class AddressManager {
   private mode: AddressMode;
   private desired = new Map<string, DesiredAddress>();
+  private source: (() => Map<string, DesiredAddress>) | undefined;
+  private nat: NatState | undefined;
+  private readonly natAliases = new NatAliases();
+  /** Ports the fallback skipped, as last reported. */
+  private reportedSkips = '';
   private readonly active = new Map<string, Active>();
   private readonly aliases = new AliasAllocator();
   private running: Promise<void> | undefined;
@@ -136,7 +180,7 @@ export class AddressManager {
       log: opts.log,
     };
     this.retryTimer = setInterval(() => {
-      if ([...this.active.values()].some((a) => a.error)) this.schedule(0);
+      if (this.nat?.error || [...this.active.values()].some((a) => a.error)) this.schedule(0);
     }, opts.retryMs ?? 5000);
     this.retryTimer.unref();
   }
@@ -147,7 +191,9 @@ export class AddressManager {
 
   /** Sets what the cluster currently asks for; the change is applied shortly after. */
   setDesired(services: Iterable<ServiceInfo>, slices: Iterable<EndpointSliceInfo>, home?: string): void {
-    this.desired = desiredAddresses(services, slices, home);
+    // Bursts of watch events (a list of thousands) are computed once, when the reconcile runs.
+    const [s, e] = [[...services], [...slices]];
+    this.source = () => desiredAddresses(s, e, home);
     this.schedule(this.opts.settleMs ?? 50);
   }
 
@@ -205,15 +251,52 @@ export class AddressManager {
   private announceFallback(reason: string): void {
     this.opts.log?.warn(
       'FALLBACK MODE: cluster addresses are served on 127.x aliases and DNS answers are rewritten to them; ' +
-        'clients that use literal ClusterIPs or pod IPs will not reach them. Give the sidecar NET_ADMIN to fix this.',
+        'clients that use literal ClusterIPs or pod IPs will not reach them, nor Service ports the app uses. ' +
+        'Give the sidecar NET_ADMIN to fix this.',
       { reason },
     );
   }
 
+  /** Sets up NAT on the first reconcile; on failure says which fallback is taken. */
+  private async tryNat(): Promise<void> {
+    const open = this.opts.nat;
+    if (!open || this.mode !== 'pending') return;
+    let listener: RedirectListener | undefined;
+    try {
+      listener = await startRedirectListener((local) => this.nat?.byAlias.get(local), this.ctx, {
+        port: this.opts.natPort,
+        avoid: new Set(this.opts.appPorts ?? []),
+      });
+      const table = await open(listener.port);
+      this.nat = { table, listener, targets: new Map(), byAlias: new Map(), udp: new Map() };
+      this.mode = 'nat';
+      this.opts.log?.info('cluster addresses are redirected by NAT to the sidecar', {
+        backend: table.backend,
+        listener: `0.0.0.0:${listener.port}`,
+      });
+    } catch (err) {
+      await listener?.close();
+      this.recordError('nat', err);
+      this.opts.log?.warn(
+        "NAT is not available in the sidecar's namespace: binding cluster addresses instead " +
+          '(ip addr add on lo, or 127.x aliases without NET_ADMIN); Service ports the app declares or listens on ' +
+          'are not served',
+        { reason: describeError(err) },
+      );
+    }
+  }
+
   private async reconcile(): Promise<void> {
+    if (this.source) {
+      this.desired = this.source();
+      this.source = undefined;
+    }
+    if (!this.closed) await this.tryNat();
+    if (this.nat) await this.reconcileNat(this.nat);
+    const bound = this.nat ? new Map([...this.desired].filter(([ip]) => !isIPv4(ip))) : this.desired;
     // Remove what is no longer wanted first, so a port moving between addresses can bind again.
     for (const [ip, act] of this.active) {
-      const want = this.desired.get(ip);
+      const want = bound.get(ip);
       if (!want || this.closed) {
         await this.teardown(act);
         this.active.delete(ip);
@@ -227,20 +310,126 @@ export class AddressManager {
       }
     }
     if (this.closed) return;
-    for (const [ip, want] of this.desired) {
+    const reserved = this.reservedPorts();
+    for (const [ip, want] of bound) {
       let act = this.active.get(ip);
       if (!act) {
-        act = { ip, added: false, owners: want.owners, forwarders: new Map(), wanted: want.ports };
+        act = {
+          ip,
+          added: false,
+          owners: want.owners,
+          forwarders: new Map(),
+          wanted: want.ports,
+          skipped: new Map(),
+        };
         this.active.set(ip, act);
       }
       act.owners = want.owners;
       act.wanted = want.ports;
-      await this.bring(act);
+      await this.bring(act, reserved);
     }
+    this.reportSkips();
   }
 
-  /** Makes sure the address exists locally and every wanted port listens. */
-  private async bring(act: Active): Promise<void> {
+  /**
+   * Brings the NAT maps in line with what is desired: UDP sockets first (a datagram redirected
+   * must find one), then one transaction of added and removed targets.
+   */
+  private async reconcileNat(nat: NatState): Promise<void> {
+    const want = new Map<string, Omit<NatTarget, 'alias'>>();
+    if (!this.closed) {
+      for (const d of this.desired.values()) {
+        if (!isIPv4(d.ip)) continue;
+        for (const p of d.ports.values()) want.set(natKey(p.protocol, d.ip, p.port), { ...p, ip: d.ip });
+      }
+    }
+    const removed = [...nat.targets].filter(([key]) => !want.has(key)).map(([, t]) => t);
+    const added: NatTarget[] = [];
+    const failedUdp: string[] = [];
+    for (const [key, w] of want) {
+      if (nat.targets.has(key)) continue;
+      const target: NatTarget = { ...w, alias: this.natAliases.aliasFor(key) };
+      if (target.protocol === 'UDP') {
+        try {
+          const spec = { localIp: target.alias, port: nat.listener.port, remoteIp: w.ip, remotePort: w.port };
+          nat.udp.set(key, await startUdpForwarder(spec, this.ctx));
+        } catch (err) {
+          this.recordError(`listen udp ${target.alias}:${nat.listener.port} for ${w.ip}:${w.port}`, err);
+          this.natAliases.release(key);
+          failedUdp.push(key);
+          continue;
+        }
+      }
+      added.push(target);
+    }
+    if (added.length === 0 && removed.length === 0) return;
+    try {
+      await nat.table.update(added, removed);
+      nat.error = undefined;
+    } catch (err) {
+      const text = describeError(err);
+      if (text !== nat.error) this.recordError('nat update', err);
+      nat.error = text;
+      for (const t of added) {
+        const key = natKey(t.protocol, t.ip, t.port);
+        await nat.udp.get(key)?.close();
+        nat.udp.delete(key);
+        this.natAliases.release(key);
+      }
+      return;
+    }
+    for (const t of removed) {
+      const key = natKey(t.protocol, t.ip, t.port);
+      nat.targets.delete(key);
+      if (nat.byAlias.get(t.alias) === t) nat.byAlias.delete(t.alias);
+      await nat.udp.get(key)?.close();
+      nat.udp.delete(key);
+      this.natAliases.release(key);
+    }
+    for (const t of added) {
+      nat.targets.set(natKey(t.protocol, t.ip, t.port), t);
+      if (t.protocol === 'TCP') nat.byAlias.set(t.alias, t);
+    }
+    if (failedUdp.length) nat.error = `UDP not redirected: ${failedUdp.join(', ')}`;
+  }
+
+  /** Ports bound addresses must keep off: the app's declared ports and wildcard listeners now. */
+  private reservedPorts(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const port of this.opts.appPorts ?? []) {
+      out.set(`TCP/${port}`, `the app declares port ${port}`);
+      out.set(`UDP/${port}`, `the app declares port ${port}`);
+    }
+    if (this.opts.listeningPorts) {
+      const own = new Set<string>();
+      for (const act of this.active.values()) for (const key of act.forwarders.keys()) own.add(key);
+      for (const key of this.opts.listeningPorts()) {
+        if (!own.has(key) && !out.has(key)) out.set(key, `the app listens on ${key}`);
+      }
+    }
+    return out;
+  }
+
+  /** One warning naming the Services a bound fallback cannot serve, each time that list changes. */
+  private reportSkips(): void {
+    const skipped = [...this.active.values()]
+      .filter((a) => a.skipped.size)
+      .map((a) => `${[...a.owners].sort().join(',')} (${a.ip} ${[...a.skipped.keys()].join(' ')})`)
+      .sort();
+    const text = skipped.join('; ');
+    if (text === this.reportedSkips) return;
+    this.reportedSkips = text;
+    if (!text) return;
+    this.opts.log?.warn(
+      `Services not reachable from the local container: their ports are the app's own, and without NAT they would have to be bound: ${text}`,
+      {
+        hint: 'give the sidecar NET_ADMIN and nft or iptables in its image, so cluster addresses are redirected instead',
+      },
+    );
+  }
+
+  /** Makes sure the address exists locally and every wanted port listens, except reserved ones. */
+  private async bring(act: Active, reserved: Map<string, string>): Promise<void> {
     const previous = act.error;
     act.error = undefined;
     // Retries of a persistent failure are recorded once, not every few seconds.
@@ -257,8 +446,14 @@ export class AddressManager {
       }
     }
     if (!act.local) return;
+    act.skipped.clear();
     for (const [key, { protocol, port }] of act.wanted) {
       if (act.forwarders.has(key)) continue;
+      const why = reserved.get(key);
+      if (why) {
+        act.skipped.set(key, why);
+        continue;
+      }
       const spec = { localIp: act.local, remoteIp: act.ip, port };
       try {
         const fwd =
@@ -281,7 +476,7 @@ export class AddressManager {
     }
     try {
       await this.opts.adder.add(act.ip);
-      this.mode = 'direct';
+      if (this.mode === 'pending') this.mode = 'direct';
       act.local = act.ip;
       act.added = true;
     } catch (err) {
@@ -310,14 +505,38 @@ export class AddressManager {
   }
 
   status(): AddressStatus[] {
-    return [...this.active.values()].map((a) => ({
-      ip: a.ip,
-      local: a.local,
-      owners: [...a.owners].sort(),
-      ports: [...a.wanted.keys()].sort(),
-      listening: [...a.forwarders.keys()].sort(),
-      error: a.error,
-    }));
+    const out: AddressStatus[] = [...this.active.values()].map((a) => {
+      const skipped = [...a.skipped].map(([key, why]) => `${key} not served: ${why}`);
+      const error = [a.error, ...skipped].filter(Boolean).join('; ');
+      return {
+        ip: a.ip,
+        local: a.local,
+        owners: [...a.owners].sort(),
+        ports: [...a.wanted.keys()].sort(),
+        listening: [...a.forwarders.keys()].sort(),
+        ...(error ? { error } : {}),
+      };
+    });
+    const nat = this.nat;
+    if (!nat) return out;
+    for (const d of this.desired.values()) {
+      if (!isIPv4(d.ip)) continue;
+      const ports = [...d.ports.keys()].sort();
+      const listening = ports.filter((key) => {
+        const [protocol, port] = key.split('/') as [PortProtocol, string];
+        return nat.targets.has(natKey(protocol, d.ip, Number(port)));
+      });
+      const entry: AddressStatus = { ip: d.ip, owners: [...d.owners].sort(), ports, listening };
+      if (listening.length < ports.length && nat.error) entry.error = nat.error;
+      out.push(entry);
+    }
+    return out;
+  }
+
+  /** How cluster addresses are made reachable, for the status endpoint. */
+  natInfo(): { backend: string; listenPort: number; targets: number } | undefined {
+    const nat = this.nat;
+    return nat && { backend: nat.table.backend, listenPort: nat.listener.port, targets: nat.targets.size };
   }
 
   /** Closes every listener and removes every address this manager added. */
@@ -330,6 +549,13 @@ export class AddressManager {
     for (const [ip, act] of this.active) {
       await this.teardown(act);
       this.active.delete(ip);
+    }
+    const nat = this.nat;
+    if (nat) {
+      this.nat = undefined;
+      await nat.table.clear().catch((err) => this.recordError('nat clear', err));
+      await nat.listener.close();
+      await Promise.all([...nat.udp.values()].map((f) => f.close()));
     }
   }
 }

@@ -5,6 +5,7 @@
  */
 
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { PORT_FORWARD_TRANSPORTS, type PortForwardTransport } from '../tunnel/portforward.js';
 import { DevboxError } from '../util/errors.js';
 
@@ -43,9 +44,20 @@ export interface SidecarConfig {
   dnsPort: number;
   /**
    * Forces the no-NET_ADMIN mode (127.x aliases + rewritten DNS answers). Normally this mode is
-   * chosen automatically when `ip addr add` is refused.
+   * chosen automatically when NAT and `ip addr add` are refused.
    */
   forceFallback: boolean;
+  /** `auto`: redirect cluster addresses by NAT where it can be programmed; `off`: bind them instead. */
+  nat: 'auto' | 'off';
+  /** Port of the NAT listener; 0 lets the kernel pick one (from the ephemeral range, which apps do not declare). */
+  natPort: number;
+  /** Every port the app declares: never bound by the sidecar. */
+  appPorts: number[];
+  /**
+   * The `kubernetes` Service of `default` as the pod sees it (KUBERNETES_SERVICE_HOST:PORT): always
+   * reachable, though its namespace is not watched.
+   */
+  kubernetesService?: { host: string; port: number };
   /** Port-forward transport to the agents: auto (SPDY, then WebSocket where refused), spdy, spdy-websocket or websocket. */
   portForward: PortForwardTransport;
 }
@@ -73,6 +85,10 @@ const FIELDS: FieldSpec[] = [
   { key: 'dnsAddress', env: 'DEVBOX_DNS_ADDRESS' },
   { key: 'dnsPort', env: 'DEVBOX_DNS_PORT' },
   { key: 'forceFallback', env: 'DEVBOX_FORCE_FALLBACK' },
+  { key: 'nat', env: 'DEVBOX_NAT' },
+  { key: 'natPort', env: 'DEVBOX_NAT_PORT' },
+  { key: 'appPorts', env: 'DEVBOX_APP_PORTS' },
+  { key: 'kubernetesService', env: 'DEVBOX_KUBERNETES_SERVICE' },
   { key: 'portForward', env: 'DEVBOX_PORT_FORWARD' },
 ];
 
@@ -183,6 +199,12 @@ export function parseSidecarConfig(raw: Record<string, unknown>): SidecarConfig 
     bad('portForward', `must be one of ${PORT_FORWARD_TRANSPORTS.join(', ')}`);
   const forceFallback =
     raw.forceFallback === true || raw.forceFallback === 'true' || raw.forceFallback === '1';
+  const nat = str('nat', false) ?? 'auto';
+  if (nat !== 'auto' && nat !== 'off') bad('nat', 'must be auto or off');
+  const natPort = port('natPort', 0);
+  const appPorts = parsePortList(raw.appPorts, (why) => bad('appPorts', why));
+  if (appPorts.includes(natPort)) bad('natPort', `${natPort} is one of the app's ports`);
+  const kubernetesService = parseHostPort(raw.kubernetesService, (why) => bad('kubernetesService', why));
 
   if (problems.length > 0) {
     throw new DevboxError('BAD_INPUT', `sidecar config is incomplete:\n  - ${problems.join('\n  - ')}`, {
@@ -207,8 +229,53 @@ export function parseSidecarConfig(raw: Record<string, unknown>): SidecarConfig 
     dnsAddress,
     dnsPort,
     forceFallback,
+    nat: nat as SidecarConfig['nat'],
+    natPort,
+    appPorts,
+    ...(kubernetesService ? { kubernetesService } : {}),
     portForward: portForward as PortForwardTransport,
   };
+}
+
+const isPortNumber = (n: unknown): n is number =>
+  typeof n === 'number' && Number.isInteger(n) && n > 0 && n <= 65535;
+
+/** Accepts `[8080, 9090]` or the env form `"8080,9090"`. */
+function parsePortList(value: unknown, bad: (why: string) => void): number[] {
+  if (value === undefined || value === null || value === '') return [];
+  const items = typeof value === 'string' ? value.split(',').map((s) => Number(s.trim())) : value;
+  if (!Array.isArray(items)) {
+    bad('must be a list of ports');
+    return [];
+  }
+  const out: number[] = [];
+  for (const item of items) {
+    if (isPortNumber(item)) out.push(item);
+    else bad(`bad port ${JSON.stringify(item)}`);
+  }
+  return [...new Set(out)];
+}
+
+/** Accepts `{host, port}` or `"10.96.0.1:443"` (`[fd00::1]:443` for IPv6). */
+function parseHostPort(
+  value: unknown,
+  bad: (why: string) => void,
+): { host: string; port: number } | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  let host: unknown;
+  let port: unknown;
+  if (typeof value === 'string') {
+    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(value.trim());
+    [host, port] = m ? [m[1], Number(m[2])] : [undefined, undefined];
+  } else if (typeof value === 'object') {
+    host = (value as Record<string, unknown>).host;
+    port = Number((value as Record<string, unknown>).port);
+  }
+  if (typeof host !== 'string' || !isIP(host) || !isPortNumber(port)) {
+    bad(`expected an IP address and port such as 10.96.0.1:443, got ${JSON.stringify(value)}`);
+    return undefined;
+  }
+  return { host, port };
 }
 
 /**

@@ -49,7 +49,10 @@ export interface ForwardSpec {
   localIp: string;
   /** Address the agent dials. */
   remoteIp: string;
+  /** Port listened on locally (and dialed, unless `remotePort` differs). */
   port: number;
+  /** Port the agent dials when the local port differs (NAT: every destination behind one port). */
+  remotePort?: number;
 }
 
 export interface Forwarder {
@@ -127,6 +130,57 @@ export async function startTcpForwarder(spec: ForwardSpec, ctx: ForwarderContext
   };
 }
 
+/** Where a redirected connection was going, from the local address it arrived at. */
+export type RedirectLookup = (localAddress: string) => { ip: string; port: number } | undefined;
+
+export interface RedirectListener extends Forwarder {
+  readonly port: number;
+}
+
+/**
+ * The one TCP listener behind NAT: bound to the wildcard address (a connection redirected to
+ * 127.64.x.y arrives there with that address as its local address, which names its destination)
+ * on `port`, by default one the kernel picks from the ephemeral range, which apps do not
+ * declare. `avoid` lists ports it must not take (the app's own); a kernel pick among them is
+ * given back and another taken.
+ */
+export async function startRedirectListener(
+  lookup: RedirectLookup,
+  ctx: ForwarderContext,
+  options: { port?: number; avoid?: ReadonlySet<number> } = {},
+): Promise<RedirectListener> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
+    const target = socket.localAddress ? lookup(socket.localAddress) : undefined;
+    if (!target) {
+      ctx.stats.tcpRefused++;
+      ctx.onError('redirect', new Error(`no cluster destination for local address ${socket.localAddress}`));
+      socket.resetAndDestroy();
+      return;
+    }
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    const what = `tcp ${target.ip}:${target.port}`;
+    void forwardSocket(socket, (signal) => ctx.outbound.openTcp(target.ip, target.port, signal), ctx, what);
+  });
+  const avoid = options.avoid ?? new Set<number>();
+  for (let attempt = 0; ; attempt++) {
+    await listen(server, { host: '0.0.0.0', port: options.port ?? 0, exclusive: true });
+    const port = (server.address() as net.AddressInfo).port;
+    if (!avoid.has(port) || options.port !== undefined || attempt > 20) break;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+  server.on('error', (err) => ctx.onError('redirect listener', err));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      }),
+  };
+}
+
 interface UdpPeer {
   flow?: UdpFlowLink;
   queue: Buffer[];
@@ -141,7 +195,8 @@ export async function startUdpForwarder(
   ctx: ForwarderContext,
   idleMs = 60_000,
 ): Promise<Forwarder> {
-  const what = `udp ${spec.remoteIp}:${spec.port}`;
+  const remotePort = spec.remotePort ?? spec.port;
+  const what = `udp ${spec.remoteIp}:${remotePort}`;
   const socket = dgram.createSocket({ type: net.isIPv6(spec.localIp) ? 'udp6' : 'udp4' });
   const peers = new Map<string, UdpPeer>();
   const { stats } = ctx;
@@ -167,7 +222,7 @@ export async function startUdpForwarder(
     const fresh: UdpPeer = { queue: [datagram], lastActive: Date.now(), closed: false };
     peer = fresh;
     peers.set(key, fresh);
-    ctx.outbound.openUdp(spec.remoteIp, spec.port).then(
+    ctx.outbound.openUdp(spec.remoteIp, remotePort).then(
       (flow) => {
         if (fresh.closed) return flow.close();
         fresh.flow = flow;

@@ -18,8 +18,10 @@ import { newTrafficStats, type TrafficStats } from './forwarders.js';
 import { createInboundHandler, type InboundStats, newInboundStats } from './inbound.js';
 import { Informer, type InformerStats } from './informer.js';
 import { createKubeApi, type KubeApi, type KubeConnection, kubeConnection } from './kube-api.js';
+import { type ListeningPorts, procListeningPorts } from './listening-ports.js';
 import { type AddressAdder, ipCommandAdder } from './loopback.js';
-import { type AgentPod, paths, toAgentPod } from './resources.js';
+import { type NatOpener, systemNat } from './nat.js';
+import { type AgentPod, paths, type ServiceInfo, toAgentPod } from './resources.js';
 import { answeredNamespace, ServiceWatches } from './service-watches.js';
 import { type StatusServer, startStatusServer } from './status-server.js';
 import type { TunnelDialer } from './tunnel-link.js';
@@ -30,6 +32,10 @@ export interface SidecarDeps {
   api?: KubeApi;
   dialer?: TunnelDialer;
   adder?: AddressAdder;
+  /** Programs NAT (default: nft, else iptables-restore, in this namespace); false never tries. */
+  nat?: NatOpener | false;
+  /** Wildcard-bound ports of the namespace (default: read from /proc/net). */
+  listeningPorts?: ListeningPorts;
   log?: Logger;
 }
 
@@ -40,8 +46,13 @@ export interface SidecarStatus {
   startedAt: string;
   uptimeSeconds: number;
   rssBytes: number;
-  /** `direct`: real cluster addresses on lo; `fallback`: 127.x aliases (no NET_ADMIN); `pending`: none added yet. */
+  /**
+   * `nat`: real cluster addresses redirected to the sidecar; `direct`: on lo (no NAT);
+   * `fallback`: 127.x aliases (no NET_ADMIN); `pending`: none set up yet.
+   */
   addressMode: AddressMode;
+  /** With NAT: its backend, the listener's port and how many destinations are redirected. */
+  nat?: { backend: string; listenPort: number; targets: number };
   tunnels: TunnelStatus[];
   /** Outbound traffic from local clients to the cluster. */
   outbound: TrafficStats;
@@ -108,6 +119,10 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
     outbound: tunnels,
     stats: outboundStats,
     forceFallback: config.forceFallback,
+    nat: config.nat === 'off' || deps.nat === false ? undefined : (deps.nat ?? systemNat()),
+    natPort: config.natPort || undefined,
+    appPorts: [...config.appPorts, ...config.interceptPorts.map((p) => p.appPort)],
+    listeningPorts: deps.listeningPorts ?? (() => procListeningPorts()),
     onError: recordError,
     log,
   });
@@ -166,7 +181,11 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
       api,
       home: config.namespace,
       onChange: () =>
-        addresses.setDesired(serviceWatches.services(), serviceWatches.slices(), config.namespace),
+        addresses.setDesired(
+          withKubernetesService(serviceWatches.services(), config),
+          serviceWatches.slices(),
+          config.namespace,
+        ),
       signal: watches.signal,
       log,
     });
@@ -184,6 +203,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
         uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
         rssBytes: process.memoryUsage.rss(),
         addressMode: addresses.addressMode,
+        ...(addresses.natInfo() ? { nat: addresses.natInfo() } : {}),
         tunnels: tunnelStatus,
         outbound: { ...outboundStats },
         inbound: { ...inboundStats },
@@ -230,6 +250,27 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
   } catch (err) {
     await closeAll();
     throw err;
+  }
+}
+
+/**
+ * The Services watched, plus the API server's `kubernetes` Service of `default` as the pod's env
+ * names it: in-cluster clients reach the API there, and the agent dials it from the pod.
+ */
+export function* withKubernetesService(
+  services: Iterable<ServiceInfo>,
+  config: Pick<SidecarConfig, 'kubernetesService'>,
+): Iterable<ServiceInfo> {
+  yield* services;
+  const api = config.kubernetesService;
+  if (api) {
+    yield {
+      name: 'kubernetes',
+      namespace: 'default',
+      clusterIPs: [api.host],
+      headless: false,
+      ports: [{ name: 'https', port: api.port, protocol: 'TCP' }],
+    };
   }
 }
 

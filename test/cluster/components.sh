@@ -24,7 +24,7 @@ preflight() {
 install_packages() {
   local missing=() pair
   for pair in dockerd:docker.io containerd:containerd runc:runc etcd:etcd-server etcdctl:etcd-client \
-    iptables:iptables openssl:openssl conntrack:conntrack busybox:busybox-static ip:iproute2 \
+    iptables:iptables nft:nftables openssl:openssl conntrack:conntrack busybox:busybox-static ip:iproute2 \
     ss:iproute2 curl:curl gcc:gcc; do
     command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
   done

@@ -1,11 +1,14 @@
 /**
- * Runs inside a throwaway container (its own network namespace, no network):
- * the sidecar with the real `ip` command, a fake API server and an in-process
- * tunnel that routes every target to local echo servers. Prints one JSON line
- * describing what it saw, for addresses.test.ts to check.
+ * Runs inside a throwaway container (its own network namespace): the sidecar
+ * with the real `nft` and `ip` commands, a fake API server and an in-process
+ * tunnel that routes every target to local echo servers. Once the sidecar is
+ * ready, an "app" listens on the Service ports given as the first argument
+ * (JSON: `{nat, appPorts}`), as an app started after the sidecar would. Prints
+ * one JSON line describing what it saw, for addresses.test.ts to check.
  */
 import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { parseSidecarConfig } from '../../../src/sidecar/config.js';
 import { startSidecar } from '../../../src/sidecar/sidecar.js';
 import { aRecords, buildAReply, buildQuery } from '../../support/dns.js';
@@ -39,7 +42,25 @@ function dnsAsk(port: number, name: string): Promise<string[]> {
   });
 }
 
+function nftRuleset(): string {
+  try {
+    return execFileSync('nft', ['list', 'ruleset'], { encoding: 'utf8' }).trim();
+  } catch (err) {
+    return `unavailable: ${(err as Error).message.split('\n')[0]}`;
+  }
+}
+
+/** Listens like an app on 0.0.0.0:port; the error code when the port is taken. */
+async function appListen(port: number, reply: string): Promise<{ server?: net.Server; error?: string }> {
+  const server = net.createServer((s) => s.end(reply));
+  return new Promise((resolve) => {
+    server.once('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code }));
+    server.listen({ host: '0.0.0.0', port }, () => resolve({ server }));
+  });
+}
+
 async function main(): Promise<void> {
+  const args = JSON.parse(process.argv[2] ?? '{}') as { nat?: 'auto' | 'off'; appPorts?: number[] };
   const kube = await new FakeKube().start();
   const echo = await tcpEcho();
   const uecho = await udpEcho();
@@ -83,12 +104,16 @@ async function main(): Promise<void> {
       agentTunnelPort: 9901,
       statusPort: 0,
       dnsPort: 0,
+      nat: args.nat ?? 'auto',
+      appPorts: args.appPorts ?? [],
+      kubernetesService: '10.96.0.1:443',
     }),
     { dialer: dialer.dial },
   );
   await eventually(
     () =>
-      sidecar.status().addresses.length === 2 && sidecar.status().addresses.every((a) => a.local || a.error),
+      sidecar.status().addresses.length === 3 &&
+      sidecar.status().addresses.every((a) => a.listening.length || a.error),
     10_000,
     'addresses',
   );
@@ -96,10 +121,25 @@ async function main(): Promise<void> {
   const status = sidecar.status();
   const local = (ip: string) => status.addresses.find((a) => a.ip === ip)?.local ?? ip;
   const during = loAddresses();
+  const rulesDuring = nftRuleset();
+  const app: Record<number, string> = {};
+  const appServers: net.Server[] = [];
+  for (const port of args.appPorts ?? []) {
+    const held = await appListen(port, `app:${port}`);
+    app[port] = held.error ?? 'listening';
+    if (held.server) appServers.push(held.server);
+  }
   const result = {
     mode: status.addressMode,
+    nat: status.nat,
     before,
     during,
+    rulesDuring,
+    app,
+    appReply: Object.fromEntries(
+      await Promise.all((args.appPorts ?? []).map(async (p) => [p, await tcpRoundTrip('127.0.0.1', p, '')])),
+    ),
+    api: await tcpRoundTrip(local('10.96.0.1'), 443, 'api'),
     addresses: status.addresses,
     web: await tcpRoundTrip(local('10.96.0.20'), 80, 'web'),
     webUdp: await udpRoundTrip(local('10.96.0.20'), 5353, 'udp'),
@@ -107,9 +147,12 @@ async function main(): Promise<void> {
     dns: await dnsAsk(sidecar.dnsPort, 'web.shop.svc.cluster.local'),
     errors: status.lastErrors,
     after: [] as string[],
+    rulesAfter: '',
   };
+  for (const server of appServers) server.close();
   await sidecar.close();
   result.after = loAddresses();
+  result.rulesAfter = nftRuleset();
   process.stdout.write(`${JSON.stringify(result)}\n`);
   await kube.stop();
   await echo.close();

@@ -5,6 +5,7 @@ import { AddressManager, desiredAddresses } from '../../../src/sidecar/address-m
 import { rewriteARecords } from '../../../src/sidecar/dns-wire.js';
 import { newTrafficStats, type Outbound } from '../../../src/sidecar/forwarders.js';
 import { AddressPermissionError, AliasAllocator, ipCommandAdder } from '../../../src/sidecar/loopback.js';
+import type { NatOpener, NatTable, NatTarget } from '../../../src/sidecar/nat.js';
 import type { EndpointSliceInfo, ServiceInfo } from '../../../src/sidecar/resources.js';
 import { aRecords, buildAReply, buildQuery } from '../../support/dns.js';
 import {
@@ -351,4 +352,145 @@ describe('address manager', () => {
     assert.equal(adder.added.size, 0);
     manager = undefined;
   });
+
+  it('with NAT redirects each destination to its alias on one listener and binds nothing on the Service ports', async () => {
+    const echo = await tcpEcho();
+    const uecho = await udpEcho();
+    cleanups.push(echo.close, uecho.close);
+    // The app holds the Service port on the wildcard address: NAT leaves it alone.
+    const app = net.createServer((s) => s.end('app'));
+    await new Promise<void>((resolve) => app.listen(0, '0.0.0.0', resolve));
+    cleanups.push(() => new Promise((r) => app.close(() => r())));
+    const port = (app.address() as net.AddressInfo).port;
+    const link = new LoopbackLink((host, p) => (host === '10.96.0.20' && p === port ? echo.port : undefined));
+    const udpLink = new LoopbackLink(() => uecho.port);
+    const nat = new FakeNat();
+    const adder = new RecordingAdder();
+    manager = new AddressManager({
+      adder,
+      outbound: { openTcp: (h, p) => link.openTcp(h, p), openUdp: (h, p) => udpLink.openUdp(h, p) },
+      stats: newTrafficStats(),
+      settleMs: 1,
+      nat: nat.open,
+      appPorts: [port],
+    });
+    const web = svc(
+      'web',
+      ['10.96.0.20'],
+      [
+        { name: 'http', port, protocol: 'TCP' },
+        { name: 'dns', port: 53, protocol: 'UDP' },
+      ],
+    );
+    manager.setDesired([web], []);
+    await manager.settled();
+    assert.equal(manager.addressMode, 'nat');
+    assert.equal(adder.calls.length, 0, 'no address is added');
+    assert.notEqual(nat.listenPort, port, 'the listener keeps off the app port');
+    const tcp = nat.target('TCP', '10.96.0.20', port);
+    const udp = nat.target('UDP', '10.96.0.20', 53);
+    assert.ok(tcp && udp && tcp.alias !== udp.alias);
+    assert.deepEqual(manager.status(), [
+      {
+        ip: '10.96.0.20',
+        owners: ['web.shop'],
+        ports: [`TCP/${port}`, 'UDP/53'],
+        listening: [`TCP/${port}`, 'UDP/53'],
+      },
+    ]);
+    // What the kernel delivers after DNAT: a connection to alias:listenPort.
+    assert.deepEqual(await tcpRoundTrip(tcp.alias, nat.listenPort!, 'through nat'), { reply: 'through nat' });
+    assert.equal(await udpRoundTrip(udp.alias, nat.listenPort!, 'q'), 'echo:q');
+    assert.deepEqual(link.opened, [`tcp 10.96.0.20:${port}`]);
+    assert.deepEqual(udpLink.opened, ['udp 10.96.0.20:53']);
+    assert.deepEqual(await tcpRoundTrip('127.0.0.1', port, ''), { reply: 'app' });
+
+    // Updates are element changes, not reloads.
+    manager.setDesired([svc('web', ['10.96.0.20'], [{ name: 'http', port, protocol: 'TCP' }])], []);
+    await manager.settled();
+    assert.deepEqual(nat.updates.at(-1), { added: [], removed: [`UDP/10.96.0.20/53`] });
+    assert.notEqual(
+      await udpRoundTrip(udp.alias, nat.listenPort!, 'q', 300),
+      'echo:q',
+      'its socket is closed',
+    );
+
+    await manager.close();
+    manager = undefined;
+    assert.equal(nat.cleared, true);
+    assert.deepEqual(await tcpRoundTrip(tcp.alias, nat.listenPort!, 'x'), { error: 'ECONNREFUSED' });
+  });
+
+  it('falls back to binding when NAT cannot be programmed, skipping the ports the app declares or listens on', async () => {
+    const [declared, listened, free] = [await freePort(), await freePort(), await freePort()];
+    const errors: string[] = [];
+    const adder = new RecordingAdder();
+    manager = new AddressManager({
+      adder,
+      outbound: {
+        openTcp: () => Promise.reject(new Error('unused')),
+        openUdp: () => Promise.reject(new Error('unused')),
+      },
+      stats: newTrafficStats(),
+      settleMs: 1,
+      nat: async () => {
+        throw new Error('nft: Error: Could not process rule: No such file or directory');
+      },
+      appPorts: [declared],
+      listeningPorts: () => new Set([`TCP/${listened}`]),
+      onError: (r) => errors.push(`${r.what}: ${r.error}`),
+    });
+    manager.setDesired(
+      [
+        svc(
+          'a',
+          ['127.0.0.51'],
+          [
+            { name: 'x', port: declared, protocol: 'TCP' },
+            { name: 'y', port: listened, protocol: 'TCP' },
+            { name: 'z', port: free, protocol: 'TCP' },
+          ],
+        ),
+      ],
+      [],
+    );
+    await manager.settled();
+    assert.equal(manager.addressMode, 'direct');
+    assert.match(errors.join('\n'), /nat: .*No such file or directory/);
+    const [status] = manager.status();
+    assert.deepEqual(status!.listening, [`TCP/${free}`]);
+    assert.equal(
+      status!.error,
+      `TCP/${declared} not served: the app declares port ${declared}; TCP/${listened} not served: the app listens on TCP/${listened}`,
+    );
+  });
 });
+
+/** A NAT table that records what it was told, for the manager tests (the real one is tested in a container). */
+class FakeNat {
+  listenPort: number | undefined;
+  readonly current = new Map<string, NatTarget>();
+  readonly updates: { added: string[]; removed: string[] }[] = [];
+  cleared = false;
+  readonly open: NatOpener = async (listenPort) => {
+    this.listenPort = listenPort;
+    const key = (t: NatTarget) => `${t.protocol}/${t.ip}/${t.port}`;
+    const table: NatTable = {
+      backend: 'nftables',
+      update: async (added, removed) => {
+        this.updates.push({ added: added.map(key), removed: removed.map(key) });
+        for (const t of removed) this.current.delete(key(t));
+        for (const t of added) this.current.set(key(t), t);
+      },
+      clear: async () => {
+        this.cleared = true;
+        this.current.clear();
+      },
+    };
+    return table;
+  };
+
+  target(protocol: string, ip: string, port: number): NatTarget | undefined {
+    return this.current.get(`${protocol}/${ip}/${port}`);
+  }
+}

@@ -30,6 +30,50 @@ describe('sidecar config', () => {
     assert.equal(config.agentContainer, 'devbox-agent');
     assert.equal(config.forceFallback, false);
     assert.equal(config.portForward, 'auto');
+    assert.equal(config.nat, 'auto');
+    assert.equal(config.natPort, 0);
+    assert.deepEqual(config.appPorts, []);
+    assert.equal(config.kubernetesService, undefined);
+  });
+
+  it('reads the NAT settings, the app ports and the kubernetes Service, from JSON or env', () => {
+    const config = loadSidecarConfig(undefined, {
+      DEVBOX_API_SERVER: 'https://10.0.0.1:6443',
+      DEVBOX_TOKEN: 't',
+      DEVBOX_NAMESPACE: 'shop',
+      DEVBOX_AGENT_SELECTOR: 'app=api',
+      DEVBOX_SESSION_TOKEN: 's',
+      DEVBOX_AGENT_TUNNEL_PORT: '7700',
+      DEVBOX_STATUS_PORT: '7780',
+      DEVBOX_NAT: 'off',
+      DEVBOX_APP_PORTS: '8080, 5432',
+      DEVBOX_KUBERNETES_SERVICE: '10.96.0.1:443',
+    });
+    assert.equal(config.nat, 'off');
+    assert.deepEqual(config.appPorts, [8080, 5432]);
+    assert.deepEqual(config.kubernetesService, { host: '10.96.0.1', port: 443 });
+    assert.deepEqual(
+      parseSidecarConfig({ ...complete, kubernetesService: { host: 'fd00::1', port: '443' } })
+        .kubernetesService,
+      { host: 'fd00::1', port: 443 },
+    );
+    assert.throws(
+      () =>
+        parseSidecarConfig({
+          ...complete,
+          nat: 'maybe',
+          appPorts: [8080, 70000],
+          natPort: 8080,
+          kubernetesService: 'kubernetes:443',
+        }),
+      (err: Error) => {
+        assert.match(err.message, /invalid nat \(JSON "nat" or env DEVBOX_NAT\): must be auto or off/);
+        assert.match(err.message, /invalid appPorts .*bad port 70000/);
+        assert.match(err.message, /invalid natPort .*8080 is one of the app's ports/);
+        assert.match(err.message, /invalid kubernetesService .*expected an IP address and port/);
+        return true;
+      },
+    );
   });
 
   it('names every missing field with its JSON key and env variable, all at once', () => {

@@ -138,7 +138,7 @@ describe('sidecar on loopback with a real agent', () => {
       dnsPort: 0,
       forceFallback: true,
     });
-    sidecar = await startSidecar(config, { dialer, adder });
+    sidecar = await startSidecar(config, { dialer, adder, nat: false });
     // The fake replays no events from a resourceVersion: changes count only once all three watch.
     await eventually(() => kube.watcherCount === 3, 5000, 'the sidecar watching pods, Services and slices');
   });
@@ -342,7 +342,8 @@ describe('sidecar with NET_ADMIN', () => {
         statusPort: 0,
         dnsPort: 0,
       }),
-      { dialer: async () => Promise.reject(new Error('unused')), adder },
+      // Never the host's own tables: NAT is tested in a container (test/integration/sidecar).
+      { dialer: async () => Promise.reject(new Error('unused')), adder, nat: false },
     );
     try {
       await eventually(() => adder.added.size === 2, 5000, 'addresses added');
