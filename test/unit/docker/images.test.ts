@@ -50,10 +50,10 @@ describe('containers/ Dockerfiles', () => {
     });
   }
 
-  it('agent runs as a numeric non-root user; sidecar has iproute2 and runs as root', () => {
+  it('agent runs as a numeric non-root user; sidecar has nftables, iptables and iproute2 and runs as root', () => {
     assert.match(readFileSync('containers/agent/Dockerfile', 'utf8'), /^USER 1000:1000$/m);
     const sidecar = readFileSync('containers/sidecar/Dockerfile', 'utf8');
-    assert.match(sidecar, /apt-get install -y --no-install-recommends iproute2/);
+    assert.match(sidecar, /apt-get install -y --no-install-recommends nftables iptables iproute2/);
     assert.match(sidecar, /^USER 0:0$/m);
   });
 });
