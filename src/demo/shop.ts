@@ -1,11 +1,12 @@
 /**
  * The sample shop of templates/demo: deployed into a namespace with a given
- * Node image, for the demo and the acceptance tests.
+ * Node image, for the demo and the acceptance tests, with devbox's RBAC
+ * (templates/rbac/devbox-developer-role.yaml) installed as an admin would.
  */
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
-import type { Kind, KubeClient, Workload } from '../kube/index.js';
+import { type Kind, type KubeClient, rbacManifests, type Workload } from '../kube/index.js';
 import { waitForRollout } from '../session/rollout.js';
 
 export const SHOP_MANIFEST = fileURLToPath(new URL('../../../templates/demo/shop.yaml', import.meta.url));
@@ -19,7 +20,7 @@ export async function shopManifests(image: string): Promise<Manifest[]> {
     .filter((m): m is Manifest => m !== null);
 }
 
-/** Creates the namespace (if needed) and applies the shop; waits for every workload to be ready. */
+/** Creates the namespace (if needed), applies the shop and devbox's RBAC; waits for every workload to be ready. */
 export async function deployShop(client: KubeClient, namespace: string, image: string): Promise<void> {
   const exists = await client.request('GET', `/api/v1/namespaces/${namespace}`).then(
     () => true,
@@ -30,7 +31,7 @@ export async function deployShop(client: KubeClient, namespace: string, image: s
       body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } },
     });
   }
-  const manifests = await shopManifests(image);
+  const manifests = [...(await shopManifests(image)), ...(rbacManifests() as Manifest[])];
   for (const manifest of manifests) {
     const object = { ...manifest, metadata: { ...manifest.metadata, namespace } };
     const current = await client.get(manifest.kind, namespace, manifest.metadata.name);

@@ -19,7 +19,15 @@ export async function missingPermissions(
   namespace: string,
   command: DevboxCommand,
 ): Promise<Permission[]> {
-  const needed = permissionsFor(command);
+  return lackedPermissions(client, namespace, permissionsFor(command));
+}
+
+/** Those of `needed` the client's user lacks in `namespace`. */
+export async function lackedPermissions(
+  client: KubeClient,
+  namespace: string,
+  needed: readonly Permission[],
+): Promise<Permission[]> {
   const checks = needed.map((p) => ({
     group: p.group,
     resource: p.resource,

@@ -3,7 +3,7 @@
  * workload lookup, the container environment as the kubelet resolves it, and the
  * agent intercept with its exact undo.
  */
-export { assertPermissions, missingPermissions } from './access.js';
+export { assertPermissions, lackedPermissions, missingPermissions } from './access.js';
 export { KubeApiError, RBAC_TEMPLATE } from './api-errors.js';
 export {
   type AccessCheck,

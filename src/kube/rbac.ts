@@ -6,7 +6,9 @@
  *
  * Everything is namespaced. The sidecar's Role is a subset of the developer's, so
  * minting its tokens (serviceaccounts/token, limited to that one account) grants a
- * developer nothing new.
+ * developer nothing new. The sidecar's account, Role and RoleBinding are installed by
+ * an administrator with the template; devbox never creates or reads RBAC objects, so
+ * the developer Role grants nothing on them.
  */
 
 export type DevboxCommand = 'up' | 'down' | 'clean' | 'env';
@@ -139,6 +141,13 @@ export const DEVELOPER_PERMISSIONS: readonly Permission[] = [
   { group: '', resource: 'pods/portforward', verb: 'get', commands: ['up'], why: 'reach the agent' },
   { group: '', resource: 'pods/portforward', verb: 'create', commands: ['up'], why: 'reach the agent' },
   { group: '', resource: 'configmaps', verb: 'get', commands: ['up', 'env'], why: 'env and volumes' },
+  {
+    group: '',
+    resource: 'configmaps',
+    verb: 'list',
+    commands: ['clean'],
+    why: 'agent bundles left without a session',
+  },
   { group: '', resource: 'configmaps', verb: 'create', commands: ['up'], why: 'the agent bundle' },
   { group: '', resource: 'configmaps', verb: 'update', commands: ['up'], why: 'the agent bundle' },
   { group: '', resource: 'configmaps', verb: 'delete', commands: all, why: 'the agent bundle' },

@@ -1,25 +1,15 @@
 /**
  * The namespaced objects a session adds next to the workload: the agent's
- * bundle (ConfigMap) and session token (Secret), and — when an administrator
- * has not installed templates/rbac already — the sidecar's ServiceAccount,
- * Role and RoleBinding. Each carries a label so `down` and `clean` remove
- * exactly what devbox made.
+ * bundle (ConfigMap) and session token (Secret). Each carries a label so
+ * `down` and `clean` remove exactly what devbox made. (The sidecar's account
+ * is the administrator's: see sidecar-account.ts.)
  */
 import { randomBytes } from 'node:crypto';
 import type { V1ConfigMap, V1Secret } from '@kubernetes/client-node';
-import {
-  agentObjectNames,
-  type KubeClient,
-  rbacManifests,
-  SIDECAR_ACCOUNT,
-  type Workload,
-  type WorkloadKind,
-} from '../kube/index.js';
+import { agentObjectNames, type KubeClient, type Workload, type WorkloadKind } from '../kube/index.js';
 
 export const MANAGED_LABEL = 'app.kubernetes.io/managed-by';
 export const MANAGED_VALUE = 'devbox';
-/** On sidecar RBAC objects devbox created itself (and so removes when the last session ends). */
-export const AUTO_CREATED_LABEL = 'devbox.dev/auto-created';
 
 export interface AgentObjects {
   configMap: string;
@@ -91,43 +81,5 @@ export async function deleteAgentObjects(
   if (await client.delete('ConfigMap', namespace, names.configMap))
     removed.push(`configmap/${names.configMap}`);
   if (await client.delete('Secret', namespace, names.secret)) removed.push(`secret/${names.secret}`);
-  return removed;
-}
-
-const sidecarRbacKinds = ['ServiceAccount', 'Role', 'RoleBinding'] as const;
-
-/**
- * Makes sure the sidecar's ServiceAccount, Role and RoleBinding exist. Returns
- * the objects created (empty when an administrator installed them).
- */
-export async function ensureSidecarAccount(client: KubeClient, namespace: string): Promise<string[]> {
-  const manifests = rbacManifests().filter((m) => (m.metadata as { name: string }).name === SIDECAR_ACCOUNT);
-  const created: string[] = [];
-  for (const manifest of manifests) {
-    const kind = manifest.kind as (typeof sidecarRbacKinds)[number];
-    if (await client.get(kind, namespace, SIDECAR_ACCOUNT)) continue;
-    const metadata = manifest.metadata as { name: string; labels: Record<string, string> };
-    await client.create(kind, {
-      ...manifest,
-      metadata: { ...metadata, namespace, labels: { ...metadata.labels, [AUTO_CREATED_LABEL]: 'true' } },
-    } as never);
-    created.push(`${kind.toLowerCase()}/${SIDECAR_ACCOUNT}`);
-  }
-  return created;
-}
-
-/** Removes the sidecar RBAC objects devbox created itself. */
-export async function deleteAutoCreatedSidecarAccount(
-  client: KubeClient,
-  namespace: string,
-): Promise<string[]> {
-  const removed: string[] = [];
-  for (const kind of [...sidecarRbacKinds].reverse()) {
-    const object = await client.get(kind, namespace, SIDECAR_ACCOUNT);
-    if (object?.metadata?.labels?.[AUTO_CREATED_LABEL] !== 'true') continue;
-    if (await client.delete(kind, namespace, SIDECAR_ACCOUNT, { uid: object.metadata.uid })) {
-      removed.push(`${kind.toLowerCase()}/${SIDECAR_ACCOUNT}`);
-    }
-  }
   return removed;
 }

@@ -1,15 +1,15 @@
 /**
  * `devbox clean`: undoes every devbox change it can find, from any machine —
  * the local session containers and, in the cluster, every workload carrying a
- * session record or an agent, the agent objects and the auto-created sidecar
- * account. What it finds comes from labels and annotations alone.
+ * session record or an agent, and the agent objects. What it finds comes from
+ * labels and annotations alone.
  */
 import { connectCluster } from '../kube/connect.js';
 import { findSessions as findClusterSessions, type KubeClient, type RestoreReport } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
 import { errorText } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
-import { deleteAutoCreatedSidecarAccount, MANAGED_LABEL, MANAGED_VALUE } from './agent-objects.js';
+import { MANAGED_LABEL, MANAGED_VALUE } from './agent-objects.js';
 import { removeLocalSessions, restoreInCluster } from './teardown.js';
 
 export interface CleanOptions {
@@ -76,7 +76,6 @@ async function cleanNamespace(
   } catch (err) {
     result.warnings.push(`leftover agent objects in ${namespace} not looked for: ${errorText(err)}`);
   }
-  result.deleted.push(...(await deleteAutoCreatedSidecarAccount(client, namespace)));
 }
 
 async function namespacesWithDevbox(client: KubeClient): Promise<string[]> {

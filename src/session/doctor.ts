@@ -4,9 +4,17 @@
  */
 import { arch, platform } from 'node:os';
 import { createDockerClient } from '../docker/index.js';
-import { createKubeClient, describePermission, missingPermissions, SIDECAR_ACCOUNT } from '../kube/index.js';
+import {
+  createKubeClient,
+  describePermission,
+  type KubeClient,
+  missingPermissions,
+  RBAC_TEMPLATE,
+  SIDECAR_ACCOUNT,
+} from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
 import { errorText, isDevboxError } from '../util/errors.js';
+import { mintSidecarToken, sidecarLacks } from './sidecar-account.js';
 
 export interface Finding {
   check: string;
@@ -75,19 +83,7 @@ export async function doctor(options: { target: KubeTarget; agentImage: string }
         ? { hint: 'bind the Role in templates/rbac/devbox-developer-role.yaml to your user' }
         : {}),
     });
-    const account = await client.get('ServiceAccount', namespace, SIDECAR_ACCOUNT).catch(() => undefined);
-    add({
-      check: 'sidecar account',
-      status: account ? 'ok' : 'warn',
-      detail: account
-        ? `serviceaccount/${SIDECAR_ACCOUNT} present`
-        : `serviceaccount/${SIDECAR_ACCOUNT} missing in ${namespace}`,
-      ...(account
-        ? {}
-        : {
-            hint: 'devbox up creates it if you may; otherwise apply templates/rbac/devbox-developer-role.yaml',
-          }),
-    });
+    add(await sidecarAccountFinding(client, options.target, namespace));
   } catch (err) {
     add({
       check: 'cluster',
@@ -104,4 +100,38 @@ export async function doctor(options: { target: KubeTarget; agentImage: string }
     detail: `${options.agentImage} (set --agent-image or DEVBOX_AGENT_IMAGE)`,
   });
   return findings;
+}
+
+/**
+ * Asked as the sidecar itself, as `up` does: a token minted for its account (a token is
+ * no stored object, so nothing changes), then what that token may do.
+ */
+async function sidecarAccountFinding(
+  client: KubeClient,
+  target: KubeTarget,
+  namespace: string,
+): Promise<Finding> {
+  const check = 'sidecar account';
+  const hint = `ask an admin to apply ${RBAC_TEMPLATE} in ${namespace}`;
+  try {
+    const minted = await mintSidecarToken(client, namespace, 600);
+    const lacking = await sidecarLacks(target, namespace, minted.token);
+    return lacking.length
+      ? {
+          check,
+          status: 'fail',
+          detail: `serviceaccount/${SIDECAR_ACCOUNT} may not: ${lacking.map(describePermission).join(', ')}`,
+          hint,
+        }
+      : { check, status: 'ok', detail: `serviceaccount/${SIDECAR_ACCOUNT} holds the sidecar's Role` };
+  } catch (err) {
+    return {
+      check,
+      status: 'fail',
+      detail: errorText(err),
+      hint: isDevboxError(err, 'FORBIDDEN')
+        ? `you may not mint its tokens (see permissions above); ${hint}`
+        : hint,
+    };
+  }
 }

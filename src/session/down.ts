@@ -4,10 +4,9 @@
  * any machine can do it).
  */
 import { connectCluster } from '../kube/connect.js';
-import { findSessions as findClusterSessions, findWorkload, type RestoreReport } from '../kube/index.js';
+import { findWorkload, type RestoreReport } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
 import type { Progress } from '../util/progress.js';
-import { deleteAutoCreatedSidecarAccount } from './agent-objects.js';
 import { removeLocalSessions, restoreInCluster } from './teardown.js';
 
 export interface DownOptions {
@@ -47,9 +46,6 @@ export async function down(options: DownOptions): Promise<DownResult> {
     for (const report of restored) {
       if (!report.exact)
         warnings.push(`${report.object} changed during the session; kept: ${report.drift.join(', ')}`);
-    }
-    if ((await findClusterSessions(client, namespace)).length === 0) {
-      deleted.push(...(await deleteAutoCreatedSidecarAccount(client, namespace)));
     }
     return { workload: label, namespace, containersRemoved, restored, deleted, warnings };
   } finally {

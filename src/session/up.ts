@@ -49,7 +49,6 @@ import {
   resolveWorkloadEnv,
   restoreSession,
   type SessionHolder,
-  SIDECAR_ACCOUNT,
   sessionOf,
   type Workload,
   writeServices,
@@ -59,13 +58,7 @@ import type { KubeTarget } from '../kube/kubeconfig.js';
 import { type AgentLaunch, decodeAgentContainerEnv } from '../tunnel/agent-contract.js';
 import { DevboxError, errorText, isDevboxError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
-import {
-  deleteAgentObjects,
-  deleteAutoCreatedSidecarAccount,
-  ensureSidecarAccount,
-  readAgentToken,
-  writeAgentObjects,
-} from './agent-objects.js';
+import { deleteAgentObjects, readAgentToken, writeAgentObjects } from './agent-objects.js';
 import { openAgentTunnel } from './agent-tunnel.js';
 import { apiAddressForContainer } from './api-address.js';
 import { readAgentBundle } from './bundles.js';
@@ -75,6 +68,7 @@ import { parseEnvFlags } from './flags.js';
 import { podFilesTar, resolvePodFiles } from './pod-files.js';
 import { waitForRollout } from './rollout.js';
 import { settings } from './settings.js';
+import { sidecarCredentials } from './sidecar-account.js';
 
 export interface UpOptions {
   target: KubeTarget;
@@ -163,6 +157,9 @@ export async function up(options: UpOptions): Promise<UpResult> {
   try {
     const namespace = client.namespace;
     await step(`Checking your permissions in ${namespace}`, () => assertPermissions(client, namespace, 'up'));
+    const sidecarToken = await step(`Checking the sidecar's account in ${namespace}`, () =>
+      sidecarCredentials(client, options.target, namespace, 12 * 3600),
+    );
     const { workload, services, app } = await step(
       `Finding ${options.workload} in ${namespace}`,
       async () => {
@@ -232,13 +229,6 @@ export async function up(options: UpOptions): Promise<UpResult> {
       intercepted = interceptedFromAgent(launch);
       progress.note(`reusing the agent already in ${label}`);
     } else {
-      const created = await step('Installing the sidecar service account', () =>
-        ensureSidecarAccount(client, namespace),
-      );
-      if (created.length)
-        undo.push('removing the sidecar service account', () =>
-          deleteAutoCreatedSidecarAccount(client, namespace),
-        );
       undo.push('removing the agent bundle and token', () =>
         deleteAgentObjects(client, namespace, workload.kind, name),
       );
@@ -315,9 +305,6 @@ export async function up(options: UpOptions): Promise<UpResult> {
     );
     warnings.push(...podEnv.warnings);
 
-    const sidecarToken = await client.requestToken(namespace, SIDECAR_ACCOUNT, {
-      expirationSeconds: 12 * 3600,
-    });
     const api = await apiAddressForContainer(client.cluster.server, client.cluster.tlsServerName);
     const dns = podDnsSettings(workload, namespace);
     const sidecarConfig = {

@@ -25,6 +25,7 @@ import {
   portForward,
   testNamespace,
 } from '../support/cluster.js';
+import { developerRoleTemplate } from '../support/developer.js';
 import {
   benchClient,
   benchServer,
@@ -310,6 +311,7 @@ async function main(): Promise<void> {
   try {
     say(`Namespace ${ns}: deploying the server, the workload and the client pod`);
     await kubectl(['apply', '-f', '-'], { input: manifests(ns, image) });
+    await kubectl(['-n', ns, 'apply', '-f', developerRoleTemplate]);
     await Promise.all([
       kubectl(['-n', ns, 'rollout', 'status', 'deploy/bench-server', '--timeout=180s'], {
         timeoutMs: 200_000,

@@ -8,8 +8,17 @@ import { clusterImages, kubeconfig, kubectl } from './cluster.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
-export function devboxEnv(): NodeJS.ProcessEnv {
-  return { ...process.env, KUBECONFIG: kubeconfig, DEVBOX_AGENT_IMAGE: clusterImages().runtime };
+/** Who runs the CLI: a kubeconfig of its own (see developer.ts); the admin's when absent. */
+export interface RunAs {
+  kubeconfig?: string;
+}
+
+export function devboxEnv(as: RunAs = {}): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    KUBECONFIG: as.kubeconfig ?? kubeconfig,
+    DEVBOX_AGENT_IMAGE: clusterImages().runtime,
+  };
 }
 
 export interface RunResult {
@@ -19,14 +28,17 @@ export interface RunResult {
 }
 
 /** Runs `devbox args…` to completion. */
-export function devbox(args: string[], options: { timeoutMs?: number } = {}): Promise<RunResult> {
-  const child = startDevbox(args);
+export function devbox(args: string[], options: { timeoutMs?: number } & RunAs = {}): Promise<RunResult> {
+  const child = startDevbox(args, options);
   return finished(child, options.timeoutMs ?? 180_000);
 }
 
-export function startDevbox(args: string[]): ChildProcess & { output: { stdout: string; stderr: string } } {
+export function startDevbox(
+  args: string[],
+  as: RunAs = {},
+): ChildProcess & { output: { stdout: string; stderr: string } } {
   const child = spawn(process.execPath, [cli, ...args], {
-    env: devboxEnv(),
+    env: devboxEnv(as),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output = { stdout: '', stderr: '' };

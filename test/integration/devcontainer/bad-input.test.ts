@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { docker, testNamespace } from '../../support/cluster.js';
-import { clusterSnapshot, devbox } from '../../support/devbox.js';
+import { clusterSnapshot, devbox as devboxAs, type RunAs } from '../../support/devbox.js';
 import {
   deployShopAs,
-  devboxWith,
+  devboxWith as devboxWithAs,
   devImage,
   freePort,
   project,
@@ -18,6 +18,12 @@ import {
   settled,
   suffix,
 } from './helpers.js';
+
+/** Every devbox command runs as a user holding only the developer Role (set in `before`). */
+const user: RunAs = {};
+const devbox = (args: string[]) => devboxAs(args, user);
+const devboxWith = (args: string[], options: Parameters<typeof devboxWithAs>[1] = {}) =>
+  devboxWithAs(args, { ...options, as: user });
 
 describe('devbox up --devcontainer with bad input', { timeout: 900_000 }, () => {
   const api = `dcbad-${suffix()}`;
@@ -34,7 +40,7 @@ describe('devbox up --devcontainer with bad input', { timeout: 900_000 }, () => 
   before(async () => {
     ns = await testNamespace('dcbad');
     image = await devImage();
-    await deployShopAs(ns.name, api);
+    user.kubeconfig = (await deployShopAs(ns.name, api)).kubeconfig;
     pristine = await clusterSnapshot(ns.name);
   });
 

@@ -16,7 +16,8 @@ import { findOnPath, writeDockerWrapper } from '../../../src/devcontainer/cli.js
 import { createKubeClient, type Workload } from '../../../src/kube/index.js';
 import { waitForRollout } from '../../../src/session/rollout.js';
 import { clusterImages, docker, kubeconfig, kubectl } from '../../support/cluster.js';
-import { devboxEnv, type RunResult } from '../../support/devbox.js';
+import { devboxEnv, type RunAs, type RunResult } from '../../support/devbox.js';
+import { type Developer, developerIn } from '../../support/developer.js';
 
 const run = promisify(execFile);
 export const cliPath = fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url));
@@ -29,9 +30,10 @@ export const suffix = () => Math.random().toString(36).slice(2, 7);
 
 /**
  * The sample shop, with `api` renamed to `apiName` (its Deployment, Service,
- * labels, and storefront's requests).
+ * labels, and storefront's requests), and the user devbox runs as: one holding
+ * only the developer Role (see support/developer.ts).
  */
-export async function deployShopAs(namespace: string, apiName: string): Promise<void> {
+export async function deployShopAs(namespace: string, apiName: string): Promise<Developer> {
   const image = clusterImages().runtime;
   const manifests = (await shopManifests(image)) as Record<string, any>[];
   for (const m of manifests) {
@@ -61,6 +63,7 @@ export async function deployShopAs(namespace: string, apiName: string): Promise<
   } finally {
     client.close();
   }
+  return developerIn(namespace);
 }
 
 /**
@@ -175,10 +178,10 @@ export const helloFeature = {
 /** Runs the devbox CLI (as the user would) with extra environment; stdout/stderr collected. */
 export function devboxWith(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string } = {},
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string; as?: RunAs } = {},
 ): Promise<RunResult> {
   const child = spawn(process.execPath, [cliPath, ...args], {
-    env: { ...devboxEnv(), ...options.env },
+    env: { ...devboxEnv(options.as), ...options.env },
     cwd: options.cwd ?? process.cwd(),
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -12,12 +12,12 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { docker, testNamespace } from '../../support/cluster.js';
-import { clusterSnapshot, devbox } from '../../support/devbox.js';
+import { clusterSnapshot, devbox as devboxAs, type RunAs } from '../../support/devbox.js';
 import {
   cliPath,
   clusterHears,
   deployShopAs,
-  devboxWith,
+  devboxWith as devboxWithAs,
   devcontainer,
   devImage,
   execIn,
@@ -28,6 +28,12 @@ import {
   suffix,
   upOutcome,
 } from './helpers.js';
+
+/** Every devbox command runs as a user holding only the developer Role (set in `before`). */
+const user: RunAs = {};
+const devbox = (args: string[]) => devboxAs(args, user);
+const devboxWith = (args: string[], options: Parameters<typeof devboxWithAs>[1] = {}) =>
+  devboxWithAs(args, { ...options, as: user });
 
 const run = promisify(execFile);
 
@@ -43,7 +49,7 @@ describe('devbox devcontainer init, then an editor opens the folder', { timeout:
   before(async () => {
     ns = await testNamespace('dcinit');
     const image = await devImage();
-    await deployShopAs(ns.name, api);
+    user.kubeconfig = (await deployShopAs(ns.name, api)).kubeconfig;
     pristine = await clusterSnapshot(ns.name);
     proj = await project({
       '.devcontainer/devcontainer.json': `{
@@ -70,7 +76,9 @@ describe('devbox devcontainer init, then an editor opens the folder', { timeout:
   });
 
   const open = () =>
-    devcontainer(['up', '--workspace-folder', proj.dir, '--config', configFile, '--log-format', 'json']);
+    devcontainer(['up', '--workspace-folder', proj.dir, '--config', configFile, '--log-format', 'json'], {
+      env: { KUBECONFIG: user.kubeconfig },
+    });
 
   it('writes the configuration beside the project’s own, git-ignoring the session files', async () => {
     const result = await devboxWith([

@@ -8,11 +8,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { docker, testNamespace } from '../../support/cluster.js';
-import { clusterSnapshot, devbox } from '../../support/devbox.js';
+import { clusterSnapshot, devbox as devboxAs, type RunAs } from '../../support/devbox.js';
 import {
   clusterHears,
   deployShopAs,
-  devboxWith,
+  devboxWith as devboxWithAs,
   devImage,
   execIn,
   freePort,
@@ -22,6 +22,12 @@ import {
   sessionVolumes,
   suffix,
 } from './helpers.js';
+
+/** Every devbox command runs as a user holding only the developer Role (set in `before`). */
+const user: RunAs = {};
+const devbox = (args: string[]) => devboxAs(args, user);
+const devboxWith = (args: string[], options: Parameters<typeof devboxWithAs>[1] = {}) =>
+  devboxWithAs(args, { ...options, as: user });
 
 describe('devbox up --devcontainer', { timeout: 900_000 }, () => {
   const api = `dcapi-${suffix()}`;
@@ -35,7 +41,7 @@ describe('devbox up --devcontainer', { timeout: 900_000 }, () => {
   before(async () => {
     ns = await testNamespace('dc');
     const image = await devImage();
-    await deployShopAs(ns.name, api);
+    user.kubeconfig = (await deployShopAs(ns.name, api)).kubeconfig;
     pristine = await clusterSnapshot(ns.name);
     appPort = await freePort();
     proj = await project({

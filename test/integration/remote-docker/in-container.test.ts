@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { findOnPath } from '../../../src/devcontainer/cli.js';
-import { clusterImages, docker, kubeconfig, testNamespace } from '../../support/cluster.js';
+import { clusterImages, docker, testNamespace } from '../../support/cluster.js';
 import { clusterSnapshot, devbox } from '../../support/devbox.js';
 import {
   deployShopAs,
@@ -66,6 +66,7 @@ describe('devbox inside a container that has the Docker socket', { timeout: 900_
   const api = `icapi-${suffix()}`;
   const name = `devbox-in-container-${suffix()}`;
   let ns: Awaited<ReturnType<typeof testNamespace>>;
+  let developer: { kubeconfig: string } | undefined;
   let work: string;
   let pristine: Record<string, unknown>;
 
@@ -82,7 +83,8 @@ describe('devbox inside a container that has the Docker socket', { timeout: 900_
     await fs.writeFile(join(work, 'src', 'proj', 'app.js'), 'console.log("app")\n');
     await fs.writeFile(join(work, 'src', 'data', 'seed.txt'), 'seed\n');
     const withCli = await imageWithDockerCli(work);
-    await deployShopAs(ns.name, api);
+    // devbox runs as a user holding only the developer Role.
+    developer = await deployShopAs(ns.name, api);
     pristine = await clusterSnapshot(ns.name);
     // devbox's container: the host's network (the API server is on its loopback), the socket,
     // the built devbox read-only, and the user's files under /src.
@@ -100,7 +102,7 @@ describe('devbox inside a container that has the Docker socket', { timeout: 900_
       '-v',
       `${join(work, 'src')}:/src`,
       '-v',
-      `${kubeconfig}:/kube/config:ro`,
+      `${developer!.kubeconfig}:/kube/config:ro`,
       '-e',
       'KUBECONFIG=/kube/config',
       '-e',
@@ -113,7 +115,7 @@ describe('devbox inside a container that has the Docker socket', { timeout: 900_
   });
 
   after(async () => {
-    await devbox(['clean', '-n', ns.name]);
+    await devbox(['clean', '-n', ns.name], developer ?? {});
     await docker(['rm', '-f', name]);
     await removeBuiltImages(join(work, 'src', 'proj'));
     await ns?.remove();

@@ -43,14 +43,16 @@ describe('devbox with DOCKER_HOST=tcp://127.0.0.1 on an engine with its own file
   let pristine: Record<string, unknown>;
   let image: string;
   const projects: { dir: string; remove: () => Promise<void> }[] = [];
-  const remote = (args: string[]) => devboxWith(args, { env: engine.env });
+  /** devbox runs as a user holding only the developer Role (set in `before`). */
+  const user: { kubeconfig?: string } = {};
+  const remote = (args: string[]) => devboxWith(args, { env: engine.env, as: user });
 
   before(async () => {
     engine = await startSecondEngine();
     ns = await testNamespace('rd');
     image = await devImage();
     await engine.load(clusterImages().runtime, image);
-    await deployShopAs(ns.name, api);
+    user.kubeconfig = (await deployShopAs(ns.name, api)).kubeconfig;
     pristine = await clusterSnapshot(ns.name);
   });
 
@@ -173,6 +175,7 @@ describe('devbox with DOCKER_HOST=tcp://127.0.0.1 on an engine with its own file
         ['up', api, '-n', ns.name, '--detach', '--devcontainer', proj.dir, '-o', 'json'],
         {
           env: { DOCKER_CONFIG: config, DOCKER_HOST: '' },
+          as: user,
         },
       );
       assert.equal(result.code, 0, result.stderr);
@@ -182,6 +185,7 @@ describe('devbox with DOCKER_HOST=tcp://127.0.0.1 on an engine with its own file
       assert.deepEqual(await sessionContainers(ns.name), [], 'nothing on the first engine');
       const down = await devboxWith(['down', api, '-n', ns.name], {
         env: { DOCKER_CONFIG: config, DOCKER_HOST: '' },
+        as: user,
       });
       assert.equal(down.code, 0, down.stderr);
       await assertClean();
@@ -212,9 +216,7 @@ describe('devbox with DOCKER_HOST=tcp://127.0.0.1 on an engine with its own file
     const configFile = `${proj.dir}/.devcontainer/devbox-${api}/devcontainer.json`;
     const result = await devcontainer(
       ['up', '--workspace-folder', proj.dir, '--config', configFile, '--log-format', 'json'],
-      {
-        env: engine.env,
-      },
+      { env: { ...engine.env, KUBECONFIG: user.kubeconfig } },
     );
     const outcome = upOutcome(result.stdout);
     assert.equal(outcome.outcome, 'success', result.stderr.slice(-3000));

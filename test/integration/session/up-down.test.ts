@@ -14,9 +14,22 @@ import { deployShop } from '../../../src/demo/shop.js';
 import { createKubeClient } from '../../../src/kube/index.js';
 import type { SessionStatus } from '../../../src/session/status.js';
 import { clusterImages, docker, kubeconfig, kubectl, testNamespace } from '../../support/cluster.js';
-import { clusterSnapshot, devbox, finished, startDevbox, waitForOutput } from '../../support/devbox.js';
+import {
+  clusterSnapshot,
+  devbox as devboxAs,
+  finished,
+  type RunAs,
+  startDevbox as startDevboxAs,
+  waitForOutput,
+} from '../../support/devbox.js';
+import { developerIn, developerRoleTemplate } from '../../support/developer.js';
 
 const images = clusterImages();
+
+/** Every devbox command runs as a user holding only the developer Role (set in `before`). */
+const user: RunAs = {};
+const devbox = (args: string[]) => devboxAs(args, user);
+const startDevbox = (args: string[]) => startDevboxAs(args, user);
 
 /** What the storefront pod last heard from `api` (its log line), waiting for `where`. */
 async function storefrontHears(
@@ -48,7 +61,9 @@ async function sessionStatus(namespace: string) {
   return { mine, text };
 }
 
-describe('devbox up and down on the sample shop', { timeout: 600_000 }, () => {
+describe('devbox up and down on the sample shop, as a user holding only the developer Role', {
+  timeout: 600_000,
+}, () => {
   let ns: Awaited<ReturnType<typeof testNamespace>>;
   let pristine: Record<string, unknown>;
 
@@ -60,6 +75,7 @@ describe('devbox up and down on the sample shop', { timeout: 600_000 }, () => {
     } finally {
       client.close();
     }
+    user.kubeconfig = (await developerIn(ns.name)).kubeconfig;
     // A Service with a numeric target port: `up` points it at the agent's port name.
     await kubectl(['-n', ns.name, 'apply', '-f', '-'], {
       input: JSON.stringify({
@@ -78,6 +94,36 @@ describe('devbox up and down on the sample shop', { timeout: 600_000 }, () => {
   });
 
   const assertPristine = async () => assert.deepEqual(await clusterSnapshot(ns.name), pristine);
+
+  it('doctor finds everything up needs, the sidecar account included', async () => {
+    const result = await devbox(['doctor', '-n', ns.name, '-o', 'json']);
+    const findings = JSON.parse(result.stdout) as { check: string; status: string; detail: string }[];
+    for (const check of ['cluster', 'permissions', 'sidecar account']) {
+      const found = findings.find((f) => f.check === check);
+      assert.equal(found?.status, 'ok', `${check}: ${result.stdout}`);
+    }
+    assert.equal(result.code, 0, result.stdout);
+  });
+
+  it("names the template and changes nothing when the sidecar's account is missing", async () => {
+    await kubectl(['-n', ns.name, 'delete', 'serviceaccount', 'devbox-sidecar']);
+    try {
+      const before = await clusterSnapshot(ns.name);
+      const result = await devbox(['up', 'api', '-n', ns.name, '--detach']);
+      assert.equal(result.code, 3, result.stderr);
+      assert.match(result.stderr, /serviceaccount\/devbox-sidecar/);
+      assert.match(result.stderr, /templates\/rbac\/devbox-developer-role\.yaml/);
+      assert.deepEqual(await clusterSnapshot(ns.name), before);
+      const doctor = await devbox(['doctor', '-n', ns.name, '-o', 'json']);
+      const account = (JSON.parse(doctor.stdout) as { check: string; status: string }[]).find(
+        (f) => f.check === 'sidecar account',
+      );
+      assert.equal(account?.status, 'fail', doctor.stdout);
+    } finally {
+      await kubectl(['-n', ns.name, 'apply', '-f', developerRoleTemplate]);
+    }
+    await assertPristine();
+  });
 
   it('refuses an unknown workload with the closest names and changes nothing', async () => {
     const result = await devbox(['up', 'apj', '-n', ns.name, '--detach']);
@@ -178,7 +224,7 @@ describe('devbox up and down on the sample shop', { timeout: 600_000 }, () => {
     assert.equal((await devbox(['down', 'api', '-n', ns.name])).code, 0);
     // The cluster's CA as a file next to the kubeconfig, as minikube and kubeadm write it: the sidecar needs it too.
     const dir = await mkdtemp(join(tmpdir(), 'devbox-kubeconfig-'));
-    const config = parse(await readFile(kubeconfig, 'utf8'));
+    const config = parse(await readFile(user.kubeconfig!, 'utf8'));
     const cluster = config.clusters[0].cluster;
     await writeFile(join(dir, 'ca.crt'), Buffer.from(cluster['certificate-authority-data'], 'base64'));
     delete cluster['certificate-authority-data'];
@@ -203,7 +249,7 @@ describe('devbox up and down on the sample shop', { timeout: 600_000 }, () => {
   });
 
   for (const step of [
-    'Installing the sidecar service account',
+    "Checking the sidecar's account",
     'Adding the agent',
     'Waiting for deployment/api to roll out',
     'Pointing service/api-direct',
@@ -219,6 +265,17 @@ describe('devbox up and down on the sample shop', { timeout: 600_000 }, () => {
       await assertPristine();
     });
   }
+
+  it('clean restores what a killed up left, and exits 0', async () => {
+    const child = startDevbox(['up', 'api', '-n', ns.name, '--detach']);
+    await waitForOutput(child, /✓ Waiting for deployment\/api to roll out/);
+    child.kill('SIGKILL');
+    await finished(child, 10_000);
+    const result = await devbox(['clean', '-n', ns.name]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.doesNotMatch(result.stderr, /warning/, result.stderr);
+    await assertPristine();
+  });
 
   it('ends the session on Ctrl-C in the foreground and restores the cluster', async () => {
     const child = startDevbox(['up', 'api', '-n', ns.name]);

@@ -21,6 +21,7 @@ import {
   kubectl,
   testNamespace,
 } from '../../support/cluster.js';
+import { developerIn } from '../../support/developer.js';
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url));
@@ -193,12 +194,12 @@ export interface World {
   teardown(): Promise<void>;
 }
 
-/** Runs the devbox CLI against the local cluster. */
-export async function devbox(args: string[], timeoutMs = 240_000): Promise<string> {
+/** Runs the devbox CLI against the local cluster, with the admin's kubeconfig unless given another. */
+export async function devbox(args: string[], timeoutMs = 240_000, config = kubeconfig): Promise<string> {
   const agentImage = clusterImages().runtime;
   try {
     const { stdout } = await run(process.execPath, [cli, ...args], {
-      env: { ...process.env, KUBECONFIG: kubeconfig, DEVBOX_AGENT_IMAGE: agentImage },
+      env: { ...process.env, KUBECONFIG: config, DEVBOX_AGENT_IMAGE: agentImage },
       timeout: timeoutMs,
       maxBuffer: 16 << 20,
     });
@@ -216,25 +217,27 @@ export interface LocalContainers {
 }
 
 /** `devbox up <workload> -n <ns> --detach`; the containers' names as it reports them. */
-export async function devboxUp(workload: string, ns: string): Promise<LocalContainers> {
-  const out = await devbox(['up', workload, '-n', ns, '--detach', '-o', 'json']);
+export async function devboxUp(workload: string, ns: string, config = kubeconfig): Promise<LocalContainers> {
+  const out = await devbox(['up', workload, '-n', ns, '--detach', '-o', 'json'], undefined, config);
   const result = JSON.parse(out) as { containers: LocalContainers };
   return { service: result.containers.service, sidecar: result.containers.sidecar };
 }
 
 /**
  * Creates the namespace and the world, waits for it, and runs `devbox up <app> --detach`
- * with the app server as the local command. A failure on the way tears down what exists.
+ * with the app server as the local command, as a user holding only the developer Role.
+ * A failure on the way tears down what exists.
  */
 export async function startWorld(prefix: string, app: string): Promise<World> {
   const namespace = await testNamespace(prefix);
   const ns = namespace.name;
   let upDone = false;
   let containers: LocalContainers = { service: '', sidecar: '' };
+  let config: string | undefined;
   const down = async () => {
     if (!upDone) return;
     upDone = false;
-    await devbox(['down', app, '-n', ns]);
+    await devbox(['down', app, '-n', ns], undefined, config);
   };
   const teardown = async () => {
     const problems: string[] = [];
@@ -252,8 +255,9 @@ export async function startWorld(prefix: string, app: string): Promise<World> {
         timeoutMs: 200_000,
       }),
     ]);
+    config = (await developerIn(ns)).kubeconfig;
     upDone = true;
-    containers = await devboxUp(app, ns);
+    containers = await devboxUp(app, ns, config);
   } catch (err) {
     await teardown().catch(() => undefined);
     throw err;
