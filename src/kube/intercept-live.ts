@@ -130,8 +130,11 @@ export async function restoreSession(
   const label = workloadLabel(kind, name);
   const reports: RestoreReport[] = [];
   const current = await getWorkload(client, kind, namespace, name);
+  // Every record is checked before the first write: a tampered one changes nothing.
+  if (current) sessionOf(current);
   const listed = current ? (workloadOriginal(current)?.services ?? []) : [];
-  const annotated = (await client.list('Service', namespace)).items
+  const all = (await client.list('Service', namespace)).items;
+  const annotated = all
     .filter((s) => {
       try {
         return serviceOriginal(s)?.workload === label;
@@ -140,6 +143,7 @@ export async function restoreSession(
       }
     })
     .map((s) => s.metadata?.name ?? '');
+  for (const s of all) if (listed.includes(s.metadata?.name ?? '')) serviceOriginal(s);
   for (const svc of [...new Set([...listed, ...annotated])].sort()) {
     let result: Restored<V1Service> | undefined;
     await updateWithRetry(
@@ -172,9 +176,13 @@ export interface FoundSession {
   holder: SessionHolder | undefined;
 }
 
-/** Workloads of the namespace that carry a devbox session, its record, or an agent container. */
+/**
+ * Workloads of the namespace that carry a devbox session, its record, or an agent container.
+ * CONFLICT, naming the field, when one of their records is not what devbox writes.
+ */
 export async function findSessions(client: KubeClient, namespace: string): Promise<FoundSession[]> {
   const workloads = await listWorkloads(client, namespace);
+  for (const w of workloads) workloadOriginal(w);
   return workloads
     .filter(
       (w) =>

@@ -52,12 +52,19 @@ import { DEFAULT_TUNNEL_PORT, decodeAgentContainerEnv, encodeAgentEnv } from '..
 import type { InterceptSpec } from '../tunnel/protocol.js';
 import { DevboxError, errorText } from '../util/errors.js';
 import { differingPaths } from './json-compare.js';
+import {
+  AGENT_BUNDLE_VOLUME,
+  AGENT_CONTAINER,
+  ANNOTATION_ORIGINAL,
+  ANNOTATION_SESSION,
+  checkServiceRecord,
+  checkWorkloadRecord,
+  parseOriginalRecord,
+  parseSessionRecord,
+} from './restore-record.js';
 import { podTemplate, portsReachingContainer, type Workload, workloadLabel } from './workload.js';
 
-export const ANNOTATION_ORIGINAL = 'devbox.dev/original';
-export const ANNOTATION_SESSION = 'devbox.dev/session';
-export const AGENT_CONTAINER = 'devbox-agent';
-export const AGENT_BUNDLE_VOLUME = 'devbox-agent-bundle';
+export { AGENT_BUNDLE_VOLUME, AGENT_CONTAINER, ANNOTATION_ORIGINAL, ANNOTATION_SESSION };
 export const AGENT_MOUNT_PATH = '/devbox';
 /** Where the agent container sees the app container's volume mounts (`/devbox-pod/etc/config`). */
 export const AGENT_POD_FILES_ROOT = '/devbox-pod';
@@ -186,17 +193,14 @@ function nameOf(obj: { metadata?: { name?: string } }): string {
   return obj.metadata?.name ?? '';
 }
 
-/** The session recorded on an object, if any. */
+/** The session recorded on an object, if any; CONFLICT naming the field when the record is not devbox's. */
 export function sessionOf(obj: {
-  metadata?: { annotations?: Record<string, string> };
+  kind?: string;
+  metadata?: { name?: string; annotations?: Record<string, string> };
 }): SessionHolder | undefined {
   const raw = annotationsOf(obj)[ANNOTATION_SESSION];
   if (raw === undefined) return undefined;
-  try {
-    return JSON.parse(raw) as SessionHolder;
-  } catch {
-    return { user: 'unknown', host: 'unknown', startedAt: '', id: raw };
-  }
+  return parseSessionRecord(raw, `${(obj.kind ?? 'object').toLowerCase()}/${nameOf(obj)}`);
 }
 
 /** True when the holder is the same user on the same host (e.g. a session left by a crash). */
@@ -611,24 +615,6 @@ export interface RestoreOptions {
   prefer?: 'current' | 'original';
 }
 
-function parseOriginal<T>(
-  obj: { metadata?: { annotations?: Record<string, string> } },
-  what: string,
-): T | undefined {
-  const raw = annotationsOf(obj)[ANNOTATION_ORIGINAL];
-  if (raw === undefined) return undefined;
-  try {
-    const parsed = JSON.parse(raw) as { v?: number };
-    if (parsed.v !== 1) throw new Error(`version ${parsed.v}`);
-    return parsed as T;
-  } catch (err) {
-    throw new DevboxError('CONFLICT', `the ${ANNOTATION_ORIGINAL} annotation of ${what} cannot be read`, {
-      hint: 'it was edited or written by a newer devbox; restore the object by hand and remove the annotation',
-      cause: err,
-    });
-  }
-}
-
 function withoutOurAnnotations<T extends { metadata?: { annotations?: Record<string, string> } }>(obj: T): T {
   const out = clone(obj);
   const annotations = { ...annotationsOf(out) };
@@ -694,12 +680,22 @@ function givePortNamesBack(w: Workload): string[] {
 
 /** The stored original of a workload, if devbox changed it. */
 export function workloadOriginal(w: Workload): WorkloadOriginal | undefined {
-  return parseOriginal<WorkloadOriginal>(w, workloadLabel(w.kind, nameOf(w)));
+  const raw = annotationsOf(w)[ANNOTATION_ORIGINAL];
+  if (raw === undefined) return undefined;
+  const what = workloadLabel(w.kind, nameOf(w));
+  const record = parseOriginalRecord(raw, what);
+  checkWorkloadRecord(record, w.kind, what);
+  return record as WorkloadOriginal;
 }
 
 /** The stored original of a Service, if devbox changed it. */
 export function serviceOriginal(s: V1Service): ServiceOriginal | undefined {
-  return parseOriginal<ServiceOriginal>(s, `service/${nameOf(s)}`);
+  const raw = annotationsOf(s)[ANNOTATION_ORIGINAL];
+  if (raw === undefined) return undefined;
+  const what = `service/${nameOf(s)}`;
+  const record = parseOriginalRecord(raw, what);
+  checkServiceRecord(record, what);
+  return record as ServiceOriginal;
 }
 
 /**

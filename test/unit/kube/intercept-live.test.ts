@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { V1Service } from '@kubernetes/client-node';
 import { KubeApiError } from '../../../src/kube/api-errors.js';
 import type { Kind, KubeClient } from '../../../src/kube/client.js';
-import { ANNOTATION_ORIGINAL, planIntercept } from '../../../src/kube/intercept.js';
+import { ANNOTATION_ORIGINAL, ANNOTATION_SESSION, planIntercept } from '../../../src/kube/intercept.js';
 import {
   agentObjectNames,
   findSessions,
@@ -170,6 +170,32 @@ describe('session', () => {
       [],
       'a second down has nothing to do',
     );
+  });
+
+  it('refuses a tampered record before writing anything, Services included', async () => {
+    for (const tamper of [
+      (a: Record<string, string>) => {
+        const record = JSON.parse(a[ANNOTATION_ORIGINAL]!);
+        record.agent.container = 'app';
+        a[ANNOTATION_ORIGINAL] = JSON.stringify(record);
+      },
+      (a: Record<string, string>) => {
+        a[ANNOTATION_SESSION] = 'null';
+      },
+    ]) {
+      const kube = cluster();
+      await intercept(kube);
+      const w = kube.read<Workload>('Deployment', 'api');
+      tamper(w.metadata!.annotations!);
+      kube.put('Deployment', w);
+      const replacesBefore = kube.replaces;
+      await assert.rejects(
+        restoreSession(kube.asClient(), 'shop', 'Deployment', 'api'),
+        (err: unknown) => isDevboxError(err, 'CONFLICT') && /deployment\/api/.test(err.message),
+      );
+      await assert.rejects(findSessions(kube.asClient(), 'shop'), /deployment\/api/);
+      assert.equal(kube.replaces, replacesBefore, 'nothing written');
+    }
   });
 
   it('recomputes on a conflicting write and keeps the other writer’s change', async () => {
