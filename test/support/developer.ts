@@ -7,7 +7,7 @@
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
 import { DEVELOPER_ROLE } from '../../src/kube/rbac.js';
@@ -48,7 +48,9 @@ export async function developerIn(namespace: string, name = 'developer'): Promis
     clusters: { name: string; cluster: Record<string, unknown> }[];
   };
   const clusterName = admin.contexts.find((c) => c.name === admin['current-context'])!.context.cluster;
-  const cluster = admin.clusters.find((c) => c.name === clusterName)!.cluster;
+  const cluster = { ...admin.clusters.find((c) => c.name === clusterName)!.cluster };
+  const ca = cluster['certificate-authority'];
+  if (typeof ca === 'string') cluster['certificate-authority'] = resolve(dirname(adminKubeconfig), ca);
   const file = join(mkdtempSync(join(tmpdir(), `devbox-${name}-`)), 'kubeconfig');
   writeFileSync(
     file,
