@@ -15,13 +15,12 @@ import { StreamRefusedError } from '../../../src/tunnel/errors.js';
 import { abortStream, joinStreams } from '../../../src/tunnel/pipe.js';
 import { HEADERS, PATHS, PROTOCOL_VERSION } from '../../../src/tunnel/protocol.js';
 import { isDevboxError } from '../../../src/util/errors.js';
+import { fuzzAsync } from '../../support/fuzz.js';
 import {
   closeOf,
   eventually,
   exchange,
   Fixtures,
-  prng,
-  randomBytes,
   readAll,
   sleep,
   TEST_TOKEN,
@@ -749,16 +748,15 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
     it('garbage on the tunnel port closes that connection; the agent serves on', async () => {
       const echo = await fx.echoServer();
       const agent = await fx.agent();
-      const rand = prng(42);
       const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-      for (let i = 0; i < 30; i++) {
+      await fuzzAsync('agent tunnel port garbage', { rounds: 30, roundMs: 6_000 }, async (rng, i) => {
         const socket = await fx.socketTo(agent.tunnelPort);
         socket.on('error', () => {});
         socket.resume();
-        const junk = randomBytes(rand, 1 + rand(3000));
+        const junk = rng.bytes(1 + rng.int(3000));
         socket.end(i % 2 ? Buffer.concat([preface, junk]) : junk);
         await within(closeOf(socket), 5_000, 'agent closes garbage connection');
-      }
+      });
       const client = await fx.client(agent);
       const stream = await client.openTcp('127.0.0.1', echo);
       assert.equal(await roundTrip(stream, 'alive'), 'alive');
@@ -815,8 +813,7 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
       const agent = await fx.agent();
       const session = await rawSession(fx, agent.tunnelPort);
       await rawHello(session);
-      const rand = prng(5);
-      for (let i = 0; i < 10; i++) {
+      await fuzzAsync('agent UDP flow garbage', { rounds: 10, roundMs: 6_000 }, async (rng) => {
         const req = session.request(
           { ':method': 'POST', ':path': PATHS.udp, [HEADERS.target]: `127.0.0.1:${port}` },
           { endStream: false },
@@ -824,9 +821,9 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
         req.on('error', () => {});
         req.resume();
         assert.equal((await response(req))[':status'], 200);
-        req.end(randomBytes(rand, rand(5000)));
+        req.end(rng.bytes(rng.int(5000)));
         await within(closeOf(req), 5_000, 'flow closes');
-      }
+      });
       const client = await fx.client(agent);
       const flow = await client.udpFlow('127.0.0.1', port);
       flow.send(Buffer.from('alive'));

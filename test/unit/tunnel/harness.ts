@@ -163,25 +163,6 @@ export async function eventually(
   }
 }
 
-/** A deterministic pseudo-random generator for fuzzing (xorshift32). */
-export function prng(seed: number): (n: number) => number {
-  let x = seed >>> 0 || 1;
-  return (n: number) => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x % n;
-  };
-}
-
-export function randomBytes(rand: (n: number) => number, length: number): Buffer {
-  const out = Buffer.allocUnsafe(length);
-  for (let i = 0; i < length; i++) out[i] = rand(256);
-  return out;
-}
-
 /** Resolves on 'close', whatever errors came first (events.once would reject on 'error'). */
 export function closeOf(emitter: NodeJS.EventEmitter): Promise<void> {
   return new Promise((resolve) => emitter.once('close', () => resolve()));

@@ -107,20 +107,6 @@ describe('WebSocket framing', () => {
       );
     }
   });
-
-  it('meets random and truncated input with PROTOCOL errors only, holding at most one short frame', () => {
-    for (let round = 0; round < 300; round++) {
-      const decoder = new WebSocketDecoder();
-      try {
-        for (let i = 0; i < 20; i++) {
-          decoder.push(randomBytes(1 + Math.floor(Math.random() * 64)));
-          assert.ok((decoder as unknown as { pending: Buffer }).pending.length <= 140);
-        }
-      } catch (err) {
-        assert.ok(isDevboxError(err, 'PROTOCOL'), String(err));
-      }
-    }
-  });
 });
 
 /**
