@@ -246,14 +246,15 @@ export function parseInboundInfo(
     const v = headers[name];
     return typeof v === 'string' ? v : undefined;
   };
-  const int = (name: string) => {
+  const port = (name: string) => {
     const v = text(name);
-    return v !== undefined && /^\d{1,5}$/.test(v) ? Number(v) : undefined;
+    const n = v !== undefined && /^\d{1,5}$/.test(v) ? Number(v) : 0;
+    return n >= 1 && n <= 65535 ? n : undefined;
   };
   const clientAddress = text(HEADERS.clientAddress);
-  const clientPort = int(HEADERS.clientPort);
-  const interceptPort = int(HEADERS.interceptPort);
-  const appPort = int(HEADERS.appPort);
+  const clientPort = port(HEADERS.clientPort);
+  const interceptPort = port(HEADERS.interceptPort);
+  const appPort = port(HEADERS.appPort);
   if (
     clientAddress === undefined ||
     clientPort === undefined ||

@@ -8,7 +8,14 @@ import { describe, it } from 'node:test';
 import { ControlDecoder, encodeControl } from '../../../src/tunnel/control.js';
 import { encodeFrame, FRAME_PAYLOAD_MAX, LengthPrefixDecoder } from '../../../src/tunnel/framing.js';
 import { PortForwardDecoder } from '../../../src/tunnel/portforward.js';
-import { type ControlMessage, formatTarget, parseTarget } from '../../../src/tunnel/protocol.js';
+import {
+  type ControlMessage,
+  formatTarget,
+  type InboundInfo,
+  inboundInfoHeaders,
+  parseInboundInfo,
+  parseTarget,
+} from '../../../src/tunnel/protocol.js';
 import {
   controlStreamId,
   dataFrameHeader,
@@ -317,7 +324,7 @@ describe('fuzz: WebSocket frames', () => {
   });
 });
 
-describe('fuzz: stream targets', () => {
+describe('fuzz: stream targets and inbound connection info', () => {
   it('a target header parses to a host and a port from 1 to 65535, or to nothing, and round-trips', () => {
     fuzz('targets', { rounds: 3000 }, (rng) => {
       const text = rng.chance(2)
@@ -327,6 +334,26 @@ describe('fuzz: stream targets', () => {
       if (!target) return;
       assert.ok(Number.isInteger(target.port) && target.port >= 1 && target.port <= 65535, text);
       assert.deepEqual(parseTarget(formatTarget(target.host, target.port)), target, text);
+    });
+  });
+
+  it('inbound info parses to ports from 1 to 65535 or to nothing, and round-trips', () => {
+    fuzz('inbound info', { rounds: 3000 }, (rng) => {
+      const port = () =>
+        rng.chance(4) ? rng.string(1 + rng.int(6), '0123456789x-') : String(rng.int(70000));
+      const headers = inboundInfoHeaders({
+        clientAddress: rng.pick(['10.244.0.7', '::ffff:10.1.2.3', '', 'x']),
+        clientPort: 0,
+        interceptPort: 0,
+        appPort: 0,
+      });
+      for (const name of Object.keys(headers)) if (!name.includes('address')) headers[name] = port();
+      const info: InboundInfo | undefined = parseInboundInfo(headers);
+      if (!info) return;
+      for (const p of [info.clientPort, info.interceptPort, info.appPort]) {
+        assert.ok(Number.isInteger(p) && p >= 1 && p <= 65535, JSON.stringify(headers));
+      }
+      assert.deepEqual(parseInboundInfo(inboundInfoHeaders(info)), info);
     });
   });
 });

@@ -3,7 +3,12 @@ import { describe, it } from 'node:test';
 import { ControlDecoder, encodeControl } from '../../../src/tunnel/control.js';
 import { encodeFrame, FRAME_PAYLOAD_MAX, LengthPrefixDecoder } from '../../../src/tunnel/framing.js';
 import { PortForwardDecoder } from '../../../src/tunnel/portforward.js';
-import { formatTarget, parseTarget } from '../../../src/tunnel/protocol.js';
+import {
+  formatTarget,
+  inboundInfoHeaders,
+  parseInboundInfo,
+  parseTarget,
+} from '../../../src/tunnel/protocol.js';
 import { isDevboxError } from '../../../src/util/errors.js';
 
 describe('length-prefix framing', () => {
@@ -142,6 +147,23 @@ describe('targets', () => {
       'h:8x',
     ]) {
       assert.equal(parseTarget(t), undefined, String(t));
+    }
+  });
+});
+
+describe('inbound connection info', () => {
+  const info = { clientAddress: '10.244.0.7', clientPort: 40123, interceptPort: 8080, appPort: 80 };
+
+  it('round-trips through its headers', () => {
+    assert.deepEqual(parseInboundInfo(inboundInfoHeaders(info)), info);
+  });
+
+  it('refuses a port outside 1..65535 in any field', () => {
+    for (const field of ['clientPort', 'interceptPort', 'appPort'] as const) {
+      for (const port of [0, 65536, 99999]) {
+        const headers = inboundInfoHeaders({ ...info, [field]: port });
+        assert.equal(parseInboundInfo(headers), undefined, `${field} ${port}`);
+      }
     }
   });
 });
