@@ -1,0 +1,96 @@
+/**
+ * Cluster addresses on the real cluster: the local app listens on a port that other Services of
+ * the namespace use too (regression: the sidecar bound 10.96.x.y:8080 first and the app died with
+ * EADDRINUSE), and a StatefulSet whose headless Service uses the app's own port; the local
+ * container still reaches those Services, by name and by pod name.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { deployShop } from '../../../src/demo/shop.js';
+import { createKubeClient } from '../../../src/kube/index.js';
+import { clusterImages, docker, kubeconfig, kubectl, testNamespace } from '../../support/cluster.js';
+import { devbox } from '../../support/devbox.js';
+
+const images = clusterImages();
+
+/** Runs `script` with node in the local container; its stdout, trimmed. */
+async function inLocal(container: string, script: string): Promise<string> {
+  const result = await docker(['exec', container, 'node', '-e', script]);
+  return result.stdout.trim();
+}
+
+/** Whether the container is still running a moment after `up` returned. */
+async function stillRunning(container: string): Promise<string> {
+  await new Promise((r) => setTimeout(r, 2000));
+  const state = await docker(['inspect', '-f', '{{.State.Status}} {{.State.ExitCode}}', container]);
+  if (state.stdout.trim() === 'running 0') return 'running';
+  const logs = await docker(['logs', '--tail', '5', container]).catch((e: Error) => ({ stderr: e.message }));
+  return `${state.stdout.trim()}: ${logs.stderr}`;
+}
+
+describe('cluster addresses that share the app ports', { timeout: 600_000 }, () => {
+  let ns: Awaited<ReturnType<typeof testNamespace>>;
+
+  before(async () => {
+    ns = await testNamespace('nat');
+    const client = createKubeClient({ kubeconfig, namespace: ns.name });
+    try {
+      await deployShop(client, ns.name, images.runtime);
+    } finally {
+      client.close();
+    }
+    // Another Service on 8080, the port the api app listens on, in front of inventory.
+    await kubectl(['-n', ns.name, 'apply', '-f', '-'], {
+      input: JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'other' },
+        spec: { selector: { app: 'inventory' }, ports: [{ port: 8080, targetPort: 8080 }] },
+      }),
+    });
+  });
+
+  after(async () => {
+    await devbox(['clean', '-n', ns.name]);
+    await ns?.remove();
+  });
+
+  it('runs an app on a port another Service uses, and reaches that Service from the local container', async () => {
+    const up = await devbox(['up', 'api', '-n', ns.name, '--detach']);
+    assert.equal(up.code, 0, up.stderr);
+    const local = `devbox-api.${ns.name}`;
+    try {
+      assert.equal(await stillRunning(local), 'running');
+      const viaOther = await inLocal(
+        local,
+        "fetch('http://other:8080/items').then(r => r.json()).then(b => console.log(b.service), e => console.log(String(e.cause ?? e)))",
+      );
+      assert.equal(viaOther, 'inventory');
+      const own = await inLocal(
+        local,
+        "fetch('http://127.0.0.1:8080/').then(r => r.json()).then(b => console.log(b.service), e => console.log(String(e.cause ?? e)))",
+      );
+      assert.equal(own, 'api', 'the app keeps its own port');
+    } finally {
+      const down = await devbox(['down', 'api', '-n', ns.name]);
+      assert.equal(down.code, 0, down.stderr);
+    }
+  });
+
+  it('runs a StatefulSet app whose headless Service uses its port, and reaches the pods by name', async () => {
+    const up = await devbox(['up', 'sts/db', '-n', ns.name, '--detach']);
+    assert.equal(up.code, 0, up.stderr);
+    const local = `devbox-db.${ns.name}`;
+    try {
+      assert.equal(await stillRunning(local), 'running');
+      const reply = await inLocal(
+        local,
+        "const s = require('node:net').connect(5432, 'db-0.db'); s.on('data', (d) => { console.log(String(d).trim()); s.destroy(); }); s.on('error', (e) => console.log(e.code));",
+      );
+      assert.equal(reply, 'db ready', 'db-0.db:5432 is the pod, not the local app');
+    } finally {
+      const down = await devbox(['down', 'sts/db', '-n', ns.name]);
+      assert.equal(down.code, 0, down.stderr);
+    }
+  });
+});
