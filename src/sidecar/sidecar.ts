@@ -45,6 +45,11 @@ export interface SidecarStatus {
   namespace: string;
   startedAt: string;
   uptimeSeconds: number;
+  /**
+   * Milliseconds from process start until a tunnel was up and every Service of the own namespace
+   * was reachable (first DNS answer and first connection possible); absent until then.
+   */
+  readyAfterMs?: number;
   rssBytes: number;
   /**
    * `nat`: real cluster addresses redirected to the sidecar; `direct`: on lo (no NAT);
@@ -193,6 +198,15 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
       watches.abort();
       await Promise.all([running, serviceWatches.close()]);
     });
+    let readyAfterMs: number | undefined;
+    void (async () => {
+      await serviceWatches.watch(config.namespace);
+      await addresses.settled();
+      while (!tunnels.ready && !watches.signal.aborted) await new Promise((r) => setTimeout(r, 20));
+      if (watches.signal.aborted) return;
+      readyAfterMs = Math.round(process.uptime() * 1000);
+      log?.info('sidecar ready', { readyAfterMs, addressMode: addresses.addressMode });
+    })();
 
     const snapshot = (): SidecarStatus => {
       const tunnelStatus = tunnels.status();
@@ -201,6 +215,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
         namespace: config.namespace,
         startedAt: startedAt.toISOString(),
         uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
+        ...(readyAfterMs !== undefined ? { readyAfterMs } : {}),
         rssBytes: process.memoryUsage.rss(),
         addressMode: addresses.addressMode,
         ...(addresses.natInfo() ? { nat: addresses.natInfo() } : {}),
