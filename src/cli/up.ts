@@ -2,7 +2,7 @@ import { Command } from 'commander';
 
 import { settings } from '../session/settings.js';
 import type { UpResult } from '../session/up.js';
-import { DevboxError, errorText } from '../util/errors.js';
+import { DevboxError } from '../util/errors.js';
 import { createProgress } from '../util/progress.js';
 import { kubeTarget, withKubeFlags } from './kube-flags.js';
 import { collect, outputFormat, printJson } from './output.js';
@@ -63,29 +63,12 @@ The workload's Services send their traffic to the local container while the
 session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
     )
     .action(async (workload: string, command: string[], flags) => {
-      const { down } = await import('../session/down.js');
-      const { up } = await import('../session/up.js');
-      const { followPodFiles } = await import('../session/follow.js');
-      const { createDockerClient, followLogs, waitExit } = await import('../docker/index.js');
+      const { runSession } = await import('../session/run.js');
       const format = outputFormat(flags.output);
       checkModes(flags, command);
-      if (flags.sidecarOnly) flags.detach = true;
-      const controller = new AbortController();
-      let interrupts = 0;
-      const onSignal = () => {
-        interrupts++;
-        if (interrupts > 1) {
-          process.stderr.write('Abandoning the clean-up; run `devbox clean` to finish it.\n');
-          process.exit(130);
-        }
-        process.stderr.write('\nStopping: undoing what was done…\n');
-        controller.abort(new Error('interrupted'));
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
-      const progress = createProgress(process.stderr);
+      const detach = Boolean(flags.detach || flags.sidecarOnly);
       const timeoutMs = Number(flags.timeout) * 1000;
-      const result = await up({
+      const run = await runSession({
         target: kubeTarget(flags),
         workload,
         container: flags.container,
@@ -99,57 +82,26 @@ session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
         agentImage: flags.agentImage,
         rolloutTimeoutMs: timeoutMs,
         readyTimeoutMs: timeoutMs,
-        tty: !flags.detach && Boolean(process.stdin.isTTY && process.stdout.isTTY),
+        tty: !detach && Boolean(process.stdin.isTTY && process.stdout.isTTY),
         ...(flags.devcontainer
           ? { devcontainer: { path: flags.devcontainer === true ? '.' : flags.devcontainer } }
           : {}),
         ...(flags.sidecarOnly
           ? { sidecarOnly: { envFile: flags.writeEnv, labelFile: flags.writeLabels } }
           : {}),
-        progress,
-        signal: controller.signal,
+        progress: createProgress(process.stderr),
+        detach,
+        // With -o json, stdout carries the one JSON result: the container's output goes to stderr.
+        logs: { stdout: format === 'json' ? process.stderr : process.stdout, stderr: process.stderr },
+        onReady: (result) => {
+          for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+          if (format === 'json') printJson(result);
+          else printSummary(result);
+        },
+        notice: (text) => process.stderr.write(`${text}\n`),
       });
-      for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
-      if (format === 'json') printJson(result);
-      else printSummary(result);
-      if (flags.detach) {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-        return;
-      }
-
-      // Foreground: follow the service until it exits or the user interrupts, then end the session.
-      const docker = createDockerClient();
-      const logs = followLogs(
-        docker,
-        result.containers.serviceId,
-        process.stdout,
-        process.stderr,
-        controller.signal,
-      );
-      const exit = waitExit(docker, result.containers.serviceId, controller.signal).catch(() => undefined);
-      if (result.container) {
-        followPodFiles({
-          target: kubeTarget(flags),
-          workload: result.workload,
-          namespace: result.namespace,
-          container: result.container,
-          serviceId: result.containers.serviceId,
-          signal: controller.signal,
-          onWarning: (text) => process.stderr.write(`warning: ${text}\n`),
-        }).catch((err) =>
-          process.stderr.write(`warning: volumes no longer follow the cluster: ${errorText(err)}\n`),
-        );
-      }
-      const code = await Promise.race([
-        exit,
-        new Promise<undefined>((r) => controller.signal.addEventListener('abort', () => r(undefined))),
-      ]);
-      await logs.catch(() => {});
-      if (code !== undefined)
-        process.stderr.write(`The local container exited with code ${code}; ending the session.\n`);
-      await down({ target: kubeTarget(flags), workload: result.workload, keepAgent: false, progress });
-      process.exitCode = code ?? 130;
+      for (const w of run.down?.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
+      process.exitCode = run.exitCode;
     });
 }
 

@@ -4,7 +4,7 @@
  * any machine can do it).
  */
 import { connectCluster } from '../kube/connect.js';
-import { findWorkload, type RestoreReport } from '../kube/index.js';
+import { describeHolder, findWorkload, type RestoreReport, sessionOf } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
 import type { Progress } from '../util/progress.js';
 import { removeLocalSessions, restoreInCluster } from './teardown.js';
@@ -14,6 +14,11 @@ export interface DownOptions {
   workload: string;
   /** Leave the agent in the pods (pass-through while no session runs) for a faster next `up`. */
   keepAgent: boolean;
+  /**
+   * End only this session: when the workload now carries another one (someone
+   * started their own after this one ended), leave the workload alone.
+   */
+  session?: string;
   progress: Progress;
 }
 
@@ -35,10 +40,20 @@ export async function down(options: DownOptions): Promise<DownResult> {
     const name = workload.metadata!.name!;
     const label = `${workload.kind.toLowerCase()}/${name}`;
     const warnings: string[] = [];
-    const local = await removeLocalSessions({ workload: label, namespace }, progress);
+    const local = await removeLocalSessions(
+      { workload: label, namespace, ...(options.session ? { sessionId: options.session } : {}) },
+      progress,
+    );
     const containersRemoved = local.containers;
     if (local.warning) warnings.push(local.warning);
 
+    const holder = options.session ? sessionOf(workload) : undefined;
+    if (options.session && holder && holder.id !== options.session) {
+      warnings.push(
+        `${label} now carries another session, of ${describeHolder(holder)}: left alone (session ${options.session} no longer held it)`,
+      );
+      return { workload: label, namespace, containersRemoved, restored: [], deleted: [], warnings };
+    }
     if (options.keepAgent) {
       return { workload: label, namespace, containersRemoved, restored: [], deleted: [], warnings };
     }

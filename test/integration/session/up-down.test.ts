@@ -322,4 +322,41 @@ describe('devbox up and down on the sample shop, as a user holding only the deve
     assert.equal(result.code, 130, result.stderr);
     await assertPristine();
   });
+
+  it('ends only its own session when the terminal closes, leaving a newer session alone', async () => {
+    const child = startDevbox(['up', 'api', '-n', ns.name]);
+    await waitForOutput(child, /runs locally in devbox-api\./);
+    // Someone else's session holds the workload now (as after a down from elsewhere and their up).
+    const other = JSON.stringify({ user: 'someone', host: 'elsewhere', startedAt: '', id: 'other0' });
+    await kubectl([
+      '-n',
+      ns.name,
+      'annotate',
+      '--overwrite',
+      'deployment/api',
+      `devbox.dev/session=${other}`,
+    ]);
+
+    child.kill('SIGHUP');
+    const result = await finished(child, 60_000);
+    assert.equal(result.code, 129, result.stderr);
+    assert.match(result.stderr, /now carries another session, of someone@elsewhere.*left alone/);
+    const holder = await kubectl([
+      '-n',
+      ns.name,
+      'get',
+      'deployment/api',
+      '-o',
+      'jsonpath={.metadata.annotations.devbox\\.dev/session}',
+    ]);
+    assert.equal((JSON.parse(holder) as { id: string }).id, 'other0');
+    assert.equal(
+      (await docker(['ps', '-aq', '--filter', `label=devbox.namespace=${ns.name}`])).stdout.trim(),
+      '',
+      'its own local containers are gone',
+    );
+
+    assert.equal((await devbox(['down', 'api', '-n', ns.name])).code, 0);
+    await assertPristine();
+  });
 });

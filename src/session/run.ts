@@ -1,0 +1,108 @@
+/**
+ * The life of a session in the foreground of a terminal: `up`, then follow the
+ * service container's output until it exits or the user interrupts (Ctrl-C,
+ * SIGTERM, or the terminal closing), then end this session with `down`.
+ *
+ * A first signal stops what runs and undoes it; a second one abandons the
+ * clean-up (records in the cluster let `devbox clean` finish it).
+ */
+import type { Writable } from 'node:stream';
+import { errorText } from '../util/errors.js';
+import type { DownResult } from './down.js';
+import type { UpOptions, UpResult } from './up.js';
+
+export interface RunOptions extends Omit<UpOptions, 'signal'> {
+  /** Return once the session is ready, leaving it running. */
+  detach: boolean;
+  /** Where the service container's stdout and stderr go while it runs in the foreground. */
+  logs: { stdout: Writable; stderr: Writable };
+  /** Called once the session is ready, before its output is followed. */
+  onReady: (result: UpResult) => void;
+  /** Lines for the user about the session's life (stopping, the container's exit). */
+  notice: (text: string) => void;
+}
+
+export interface RunResult {
+  up: UpResult;
+  /** The `down` that ended a foreground session (none when detached). */
+  down?: DownResult;
+  /** The local container's exit code, or 128 + the signal's number when the user interrupted. */
+  exitCode: number;
+}
+
+/** The signals that end a foreground session, with the exit code a shell gives them. */
+const ENDING_SIGNALS = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 } as const;
+type EndingSignal = keyof typeof ENDING_SIGNALS;
+
+export async function runSession(options: RunOptions): Promise<RunResult> {
+  const { detach, logs, onReady, notice, ...upOptions } = options;
+  const controller = new AbortController();
+  let received: EndingSignal | undefined;
+  const onSignal = (signal: EndingSignal) => {
+    if (received) {
+      notice('Abandoning the clean-up; run `devbox clean` to finish it.');
+      process.exit(ENDING_SIGNALS[signal]);
+    }
+    received = signal;
+    notice('Stopping: undoing what was done…');
+    controller.abort(new Error(`interrupted (${signal})`));
+  };
+  const signals = Object.keys(ENDING_SIGNALS) as EndingSignal[];
+  for (const s of signals) process.on(s, onSignal);
+  try {
+    const { up } = await import('./up.js');
+    const result = await up({ ...upOptions, signal: controller.signal });
+    onReady(result);
+    if (detach) return { up: result, exitCode: 0 };
+
+    const code = await followUntilEnd(options, result, controller.signal);
+    if (code !== undefined) notice(`The local container exited with code ${code}; ending the session.`);
+    const { down } = await import('./down.js');
+    const ended = await down({
+      target: options.target,
+      workload: result.workload,
+      session: result.session,
+      keepAgent: false,
+      progress: options.progress,
+    });
+    return { up: result, down: ended, exitCode: code ?? ENDING_SIGNALS[received ?? 'SIGINT'] };
+  } finally {
+    for (const s of signals) process.off(s, onSignal);
+  }
+}
+
+/** Follows the service container; resolves with its exit code, or undefined once `signal` aborts. */
+async function followUntilEnd(
+  options: RunOptions,
+  result: UpResult,
+  interrupted: AbortSignal,
+): Promise<number | undefined> {
+  const { createDockerClient, followLogs, waitExit } = await import('../docker/index.js');
+  const { followPodFiles } = await import('./follow.js');
+  // Following stops with the session: on a signal, or once the container has exited.
+  const ended = new AbortController();
+  const signal = AbortSignal.any([interrupted, ended.signal]);
+  const docker = createDockerClient();
+  const serviceId = result.containers.serviceId;
+  const following = followLogs(docker, serviceId, options.logs.stdout, options.logs.stderr, signal);
+  const exit = waitExit(docker, serviceId, signal).catch(() => undefined);
+  if (result.container) {
+    followPodFiles({
+      target: options.target,
+      workload: result.workload,
+      namespace: result.namespace,
+      container: result.container,
+      serviceId,
+      signal,
+      onWarning: (text) => options.notice(`warning: ${text}`),
+    }).catch((err) => options.notice(`warning: volumes no longer follow the cluster: ${errorText(err)}`));
+  }
+  const aborted = new Promise<undefined>((resolve) => {
+    if (signal.aborted) resolve(undefined);
+    signal.addEventListener('abort', () => resolve(undefined), { once: true });
+  });
+  const code = await Promise.race([exit, aborted]);
+  ended.abort();
+  await following.catch(() => {});
+  return code;
+}
