@@ -1,25 +1,24 @@
-import { Command } from 'commander';
+import { Command } from '@commander-js/extra-typings';
 
 import { createProgress } from '../util/progress.js';
 import { kubeTarget, withKubeFlags } from './kube-flags.js';
-import { outputFormat, printJson } from './output.js';
+import { outputOption, printJson } from './output.js';
 
-export function cleanCommand(): Command {
+export function cleanCommand() {
   return withKubeFlags(new Command('clean'))
     .description('Undo every devbox change left in the namespace (after a crash), from any machine')
     .option('--all', 'every namespace, and every local session')
-    .option('-o, --output <format>', 'text or json', 'text')
-    .addHelpText('after', '\nExamples:\n  devbox clean -n shop\n  devbox clean --all')
+    .addOption(outputOption(['text', 'json']))
+    .addHelpText('after', '\nExamples:\n  devbox clean -n shop\n  devbox clean --all -o json')
     .action(async (flags) => {
       const { clean } = await import('../session/clean.js');
-      const format = outputFormat(flags.output);
       const result = await clean({
         target: kubeTarget(flags),
         all: Boolean(flags.all),
         progress: createProgress(process.stderr),
       });
       for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
-      if (format === 'json') return printJson(result);
+      if (flags.output === 'json') return printJson(result);
       const done = [...result.restored.map((r) => r.object), ...result.deleted];
       process.stdout.write(
         done.length || result.containersRemoved.length

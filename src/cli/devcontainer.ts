@@ -1,10 +1,10 @@
-import { Command } from 'commander';
+import { Command } from '@commander-js/extra-typings';
 
 import { createProgress } from '../util/progress.js';
 import { kubeTarget, withKubeFlags } from './kube-flags.js';
-import { outputFormat, printJson } from './output.js';
+import { outputOption, printJson } from './output.js';
 
-export function devcontainerCommand(): Command {
+export function devcontainerCommand() {
   const command = new Command('devcontainer').description(
     'Dev containers (VS Code, Codespaces, the devcontainer CLI) that join a devbox session',
   );
@@ -22,7 +22,7 @@ export function devcontainerCommand(): Command {
       )
       .option('--devbox-command <command>', 'how the editor runs devbox on this machine', 'devbox')
       .option('--force', 'overwrite a configuration written before')
-      .option('-o, --output <format>', 'text or json', 'text')
+      .addOption(outputOption(['text', 'json']))
       .addHelpText(
         'after',
         `
@@ -34,21 +34,20 @@ Then open the folder in VS Code ("Reopen in Container") or run
   devcontainer up --workspace-folder . --config .devcontainer/devbox-api/devcontainer.json
 and end the session with \`devbox down api\`.`,
       )
-      .action(async (workload: string, flags) => {
+      .action(async (workload, flags) => {
         const { initDevcontainer } = await import('../devcontainer/index.js');
-        const format = outputFormat(flags.output);
         const result = await initDevcontainer({
           target: kubeTarget(flags),
           workload,
           container: flags.container,
           folder: flags.folder,
           image: flags.image,
-          devboxCommand: String(flags.devboxCommand).split(' ').filter(Boolean),
+          devboxCommand: flags.devboxCommand.split(' ').filter(Boolean),
           force: Boolean(flags.force),
           progress: createProgress(process.stderr),
         });
         for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
-        if (format === 'json') printJson(result);
+        if (flags.output === 'json') printJson(result);
         else
           process.stdout.write(
             `Wrote ${result.configFile}${result.basedOn ? ` (based on ${result.basedOn})` : ''}.\n` +

@@ -1,19 +1,35 @@
-import { Command } from 'commander';
+import { Command } from '@commander-js/extra-typings';
 
-import { settings } from '../session/settings.js';
 import { kubeTarget, withKubeFlags } from './kube-flags.js';
-import { outputFormat, printJson } from './output.js';
+import { EXIT_PROBLEMS_FOUND, outputOption, printJson } from './output.js';
+import { nonEmpty } from './values.js';
 
-export function doctorCommand(): Command {
+export function doctorCommand() {
   return withKubeFlags(new Command('doctor'))
     .description('Check Docker, the cluster and your permissions without changing anything')
-    .option('--agent-image <image>', 'image of the agent in the pod', settings().agentImage)
-    .option('-o, --output <format>', 'text or json', 'text')
+    .option(
+      '--agent-image <image>',
+      'image of the agent in the pod (default: $DEVBOX_AGENT_IMAGE, else node:22-slim)',
+      nonEmpty,
+    )
+    .addOption(outputOption(['text', 'json']))
+    .addHelpText(
+      'after',
+      `
+Examples:
+  devbox doctor -n shop
+  devbox doctor --context staging -o json
+
+Exits with ${EXIT_PROBLEMS_FOUND} when a check fails (0 when none does; warnings do not count).`,
+    )
     .action(async (flags) => {
       const { doctor } = await import('../session/doctor.js');
-      const format = outputFormat(flags.output);
-      const findings = await doctor({ target: kubeTarget(flags), agentImage: flags.agentImage });
-      if (format === 'json') printJson(findings);
+      const { settings } = await import('../session/settings.js');
+      const findings = await doctor({
+        target: kubeTarget(flags),
+        agentImage: flags.agentImage ?? settings().agentImage,
+      });
+      if (flags.output === 'json') printJson(findings);
       else {
         const mark = { ok: '✓', warn: '!', fail: '✗' } as const;
         for (const f of findings) {
@@ -22,6 +38,6 @@ export function doctorCommand(): Command {
           );
         }
       }
-      if (findings.some((f) => f.status === 'fail')) process.exitCode = 1;
+      if (findings.some((f) => f.status === 'fail')) process.exitCode = EXIT_PROBLEMS_FOUND;
     });
 }

@@ -1,10 +1,10 @@
-import { Command } from 'commander';
+import { Command } from '@commander-js/extra-typings';
 
 import { createProgress } from '../util/progress.js';
 import { kubeTarget, withKubeFlags } from './kube-flags.js';
-import { outputFormat, printJson } from './output.js';
+import { outputOption, printJson } from './output.js';
 
-export function downCommand(): Command {
+export function downCommand() {
   return withKubeFlags(new Command('down'))
     .description('End the session of a workload: remove its local containers and restore the cluster exactly')
     .argument('<workload>', 'Deployment or StatefulSet name, or kind/name')
@@ -12,7 +12,7 @@ export function downCommand(): Command {
       '--keep-agent',
       'leave the agent in the pods (it passes traffic through) so the next up is faster',
     )
-    .option('-o, --output <format>', 'text or json', 'text')
+    .addOption(outputOption(['text', 'json']))
     .addHelpText(
       'after',
       `
@@ -20,9 +20,8 @@ Examples:
   devbox down api
   devbox down sts/db -n shop -o json`,
     )
-    .action(async (workload: string, flags) => {
+    .action(async (workload, flags) => {
       const { down } = await import('../session/down.js');
-      const format = outputFormat(flags.output);
       const result = await down({
         target: kubeTarget(flags),
         workload,
@@ -30,7 +29,7 @@ Examples:
         progress: createProgress(process.stderr),
       });
       for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
-      if (format === 'json') return printJson(result);
+      if (flags.output === 'json') return printJson(result);
       const restored = result.restored.map((r) => r.object);
       process.stdout.write(
         restored.length || result.containersRemoved.length

@@ -1,8 +1,12 @@
-import type { Command } from 'commander';
+import type { Command, OptionValues } from '@commander-js/extra-typings';
 import type { KubeTarget } from '../kube/kubeconfig.js';
 
 /** kubectl's cluster-selecting flags, the same on every verb. */
-export function withKubeFlags(command: Command): Command {
+export function withKubeFlags<
+  Args extends unknown[],
+  Opts extends OptionValues,
+  Globals extends OptionValues,
+>(command: Command<Args, Opts, Globals>) {
   return command
     .option(
       '-n, --namespace <namespace>',

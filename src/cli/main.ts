@@ -1,13 +1,16 @@
 #!/usr/bin/env node
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, type CommandUnknownOpts } from '@commander-js/extra-typings';
+import { requestedOutput } from './argv.js';
 import { cleanCommand } from './clean.js';
+import { completionCommand } from './completion.js';
 import { devcontainerCommand } from './devcontainer.js';
 import { doctorCommand } from './doctor.js';
 import { downCommand } from './down.js';
 import { envCommand } from './env.js';
-import { reportError } from './output.js';
+import { EXIT_CODES_HELP, reportError, reportUsageError } from './output.js';
 import { statusCommand } from './status.js';
 import { upCommand } from './up.js';
+import { devboxVersion, versionCommand } from './version.js';
 
 // `devbox … | head` closes the pipe early: that is not an error.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -19,9 +22,8 @@ const program = new Command('devbox')
   .description(
     "Run a Kubernetes workload in a local Docker container with the pod's DNS, env, volumes and inbound traffic.",
   )
-  .version(process.env.npm_package_version ?? '0.1.0')
+  .version(devboxVersion())
   .showSuggestionAfterError()
-  .exitOverride()
   .addHelpText(
     'after',
     `
@@ -32,12 +34,15 @@ Examples:
   devbox status                       # sessions on this machine and their tunnels
   devbox down api -n shop             # remove the containers and restore the cluster exactly
   devbox clean                        # undo every devbox change left in the namespace
+  source <(devbox completion bash)    # complete commands and flags in this shell
 
-Set DEVBOX_DEBUG=* (or a list such as docker,kube) for debug output.`,
+Set DEVBOX_DEBUG=* (or a list such as docker,kube) for debug output.
+
+${EXIT_CODES_HELP}`,
   );
 
+const args = process.argv.slice(2);
 try {
-  // Inside the try: building the commands reads DEVBOX_* settings, which may be malformed.
   for (const command of [
     upCommand(),
     downCommand(),
@@ -46,16 +51,24 @@ try {
     cleanCommand(),
     doctorCommand(),
     devcontainerCommand(),
+    versionCommand(),
+    completionCommand(),
   ]) {
-    program.addCommand(command.exitOverride());
+    program.addCommand(command);
   }
-  await program.parseAsync(process.argv);
+  // Every command, nested ones too, reports parse errors here instead of exiting.
+  const overrideExit = (command: CommandUnknownOpts): void => {
+    command.exitOverride();
+    command.commands.forEach(overrideExit);
+  };
+  overrideExit(program);
+  await program.parseAsync(args, { from: 'user' });
 } catch (err) {
+  const format = requestedOutput(program, args);
   if (err instanceof CommanderError) {
-    // Commander has printed its message (or the help) already.
-    process.exitCode = err.exitCode === 0 ? 0 : 2;
+    // Commander has printed its message (or the help, or the version) already.
+    process.exitCode = err.exitCode === 0 ? 0 : reportUsageError(err.message, format);
   } else {
-    const format = process.argv.includes('json') ? 'json' : 'text';
     process.exitCode = reportError(err, format);
   }
 }

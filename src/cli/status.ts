@@ -1,18 +1,17 @@
-import { Command } from 'commander';
+import { Command } from '@commander-js/extra-typings';
 
 import { createProgress } from '../util/progress.js';
-import { outputFormat, printJson } from './output.js';
+import { outputOption, printJson } from './output.js';
 
-export function statusCommand(): Command {
+export function statusCommand() {
   return new Command('status')
     .description('List the devbox sessions on this Docker engine with the health of their tunnels')
-    .option('-o, --output <format>', 'text or json', 'text')
+    .addOption(outputOption(['text', 'json']))
     .addHelpText('after', "\nExamples:\n  devbox status\n  devbox status -o json | jq '.[].tunnels'")
     .action(async (flags) => {
       const { status } = await import('../session/status.js');
-      const format = outputFormat(flags.output);
       const sessions = await status({ progress: createProgress(process.stderr, { quiet: true }) });
-      if (format === 'json') return printJson(sessions);
+      if (flags.output === 'json') return printJson(sessions);
       if (sessions.length === 0) {
         process.stdout.write('No devbox sessions. Start one with: devbox up <workload>\n');
         return;
@@ -42,7 +41,8 @@ export function statusCommand(): Command {
             ...s.lastErrors.slice(-3).map((e) => `  last error: ${e.what}: ${e.error}`),
           ]
             .filter(Boolean)
-            .join('\n') + '\n',
+            .map((line) => `${line}\n`)
+            .join(''),
         );
       }
     });

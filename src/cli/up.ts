@@ -1,13 +1,13 @@
-import { Command } from 'commander';
+import { Command, Option } from '@commander-js/extra-typings';
 
-import { settings } from '../session/settings.js';
 import type { UpResult } from '../session/up.js';
 import { DevboxError } from '../util/errors.js';
 import { createProgress } from '../util/progress.js';
 import { kubeTarget, withKubeFlags } from './kube-flags.js';
-import { collect, outputFormat, printJson } from './output.js';
+import { collect, outputOption, printJson } from './output.js';
+import { nonEmpty, secondsAsMs } from './values.js';
 
-export function upCommand(): Command {
+export function upCommand() {
   return withKubeFlags(new Command('up'))
     .description(
       "Run a workload in a local container with the pod's env, volumes, cluster DNS and inbound traffic",
@@ -22,14 +22,12 @@ export function upCommand(): Command {
       '-e, --env <KEY=value>',
       "set an env variable (repeatable; -e KEY passes this shell's value)",
       collect,
-      [],
     )
-    .option('-v, --volume <src:dst[:ro]>', 'bind-mount your own files (repeatable)', collect, [])
+    .option('-v, --volume <src:dst[:ro]>', 'bind-mount your own files (repeatable)', collect)
     .option(
       '-p, --publish <[ip:]host:container[/udp]>',
       'publish a port on this machine (repeatable)',
       collect,
-      [],
     )
     .option('-w, --workdir <dir>', 'working directory inside the container')
     .option('-d, --detach', 'return once the session is ready instead of following the logs')
@@ -46,9 +44,17 @@ export function upCommand(): Command {
       '--write-labels <file>',
       "with --sidecar-only: write the session's labels there, for docker run --label-file",
     )
-    .option('--agent-image <image>', 'image of the agent in the pod', settings().agentImage)
-    .option('--timeout <seconds>', 'how long to wait for the rollout and the tunnel', '120')
-    .option('-o, --output <format>', 'text or json', 'text')
+    .option(
+      '--agent-image <image>',
+      'image of the agent in the pod (default: $DEVBOX_AGENT_IMAGE, else node:22-slim)',
+      nonEmpty,
+    )
+    .addOption(
+      new Option('--timeout <seconds>', 'how long to wait for the rollout and the tunnel')
+        .argParser(secondsAsMs)
+        .default(120_000, '120'),
+    )
+    .addOption(outputOption(['text', 'json']))
     .addHelpText(
       'after',
       `
@@ -62,32 +68,32 @@ Examples:
 The workload's Services send their traffic to the local container while the
 session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
     )
-    .action(async (workload: string, command: string[], flags) => {
+    .action(async (workload, command, flags) => {
       const { runSession } = await import('../session/run.js');
-      const format = outputFormat(flags.output);
+      const { settings } = await import('../session/settings.js');
+      const format = flags.output;
       checkModes(flags, command);
       const detach = Boolean(flags.detach || flags.sidecarOnly);
-      const timeoutMs = Number(flags.timeout) * 1000;
       const run = await runSession({
         target: kubeTarget(flags),
         workload,
         container: flags.container,
         image: flags.image,
         ...(flags.build ? { build: { dir: flags.build, dockerfile: flags.file } } : {}),
-        env: flags.env,
-        volumes: flags.volume,
-        publish: flags.publish,
+        env: flags.env ?? [],
+        volumes: flags.volume ?? [],
+        publish: flags.publish ?? [],
         workdir: flags.workdir,
         command,
-        agentImage: flags.agentImage,
-        rolloutTimeoutMs: timeoutMs,
-        readyTimeoutMs: timeoutMs,
+        agentImage: flags.agentImage ?? settings().agentImage,
+        rolloutTimeoutMs: flags.timeout,
+        readyTimeoutMs: flags.timeout,
         tty: !detach && Boolean(process.stdin.isTTY && process.stdout.isTTY),
         ...(flags.devcontainer
           ? { devcontainer: { path: flags.devcontainer === true ? '.' : flags.devcontainer } }
           : {}),
         ...(flags.sidecarOnly
-          ? { sidecarOnly: { envFile: flags.writeEnv, labelFile: flags.writeLabels } }
+          ? { sidecarOnly: { envFile: flags.writeEnv ?? '', labelFile: flags.writeLabels ?? '' } }
           : {}),
         progress: createProgress(process.stderr),
         detach,
@@ -105,8 +111,10 @@ session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
     });
 }
 
+type UpFlags = ReturnType<ReturnType<typeof upCommand>['opts']>;
+
 /** Options that cannot go together, refused before anything starts. */
-function checkModes(flags: Record<string, unknown>, command: string[]): void {
+function checkModes(flags: UpFlags, command: string[]): void {
   const problems: string[] = [];
   if (flags.devcontainer) {
     for (const [flag, set] of [
