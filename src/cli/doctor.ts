@@ -24,7 +24,7 @@ Exits with ${EXIT_PROBLEMS_FOUND} when a check fails (0 when none does; warnings
     )
     .action(async (flags) => {
       const { doctor } = await import('../session/doctor.js');
-      const { settings } = await import('../session/settings.js');
+      const { settings } = await import('../settings/index.js');
       const findings = await doctor({
         target: kubeTarget(flags),
         agentImage: flags.agentImage ?? settings().agentImage,

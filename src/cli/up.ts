@@ -70,7 +70,7 @@ session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
     )
     .action(async (workload, command, flags) => {
       const { runSession } = await import('../session/run.js');
-      const { settings } = await import('../session/settings.js');
+      const { settings } = await import('../settings/index.js');
       const format = flags.output;
       checkModes(flags, command);
       const detach = Boolean(flags.detach || flags.sidecarOnly);

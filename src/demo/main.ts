@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { createDockerClient } from '../docker/index.js';
 import { createKubeClient, type KubeClient, labelSelectorString } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
-import { DEFAULT_AGENT_IMAGE } from '../session/settings.js';
+import { DEFAULT_AGENT_IMAGE } from '../settings/index.js';
 import { DevboxError, errorText } from '../util/errors.js';
 import { createProgress } from '../util/progress.js';
 import { deployShop } from './shop.js';

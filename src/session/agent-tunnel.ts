@@ -4,8 +4,8 @@
  * container starts (the sidecar's tunnels carry the session's traffic).
  */
 import { AGENT_CONTAINER, type KubeClient, runningPods, type Workload } from '../kube/index.js';
+import { settings } from '../settings/index.js';
 import { openPortForward, TunnelClient } from '../tunnel/index.js';
-import { settings } from './settings.js';
 
 export async function openAgentTunnel(
   client: KubeClient,

@@ -4,7 +4,7 @@
  * the pod's own `dnsConfig`.
  */
 import { podTemplate, type Workload } from '../kube/index.js';
-import { settings } from './settings.js';
+import { settings } from '../settings/index.js';
 
 export interface DnsSettings {
   search: string[];

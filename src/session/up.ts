@@ -55,6 +55,7 @@ import {
   writeWorkload,
 } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
+import { settings } from '../settings/index.js';
 import { type AgentLaunch, decodeAgentContainerEnv } from '../tunnel/agent-contract.js';
 import { DevboxError, errorText, isDevboxError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
@@ -67,7 +68,6 @@ import { serviceVariablesOnAliases } from './fallback-env.js';
 import { parseEnvFlags } from './flags.js';
 import { podFilesTar, resolvePodFiles } from './pod-files.js';
 import { waitForRollout } from './rollout.js';
-import { settings } from './settings.js';
 import { sidecarCredentials } from './sidecar-account.js';
 
 export interface UpOptions {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DEFAULT_AGENT_IMAGE, settings } from '../../../src/session/settings.js';
+import { DEFAULT_AGENT_IMAGE, settings } from '../../../src/settings/index.js';
 import { isDevboxError } from '../../../src/util/errors.js';
 
 describe('settings from the environment', () => {
