@@ -4,6 +4,7 @@
  */
 import { Option } from '@commander-js/extra-typings';
 import { type ErrorCode, errorText, isDevboxError } from '../util/errors.js';
+import { anyDebug } from '../util/log.js';
 
 export type OutputFormat = 'text' | 'json';
 
@@ -54,12 +55,12 @@ export function reportError(err: unknown, format: string = 'text'): number {
     if (format === 'json') printJsonError(err.code, err.message, err.hint);
     process.stderr.write(`error: ${err.message}\n`);
     if (err.hint) process.stderr.write(`  ${err.hint.split('\n').join('\n  ')}\n`);
-    if (process.env.DEVBOX_DEBUG && err.cause) process.stderr.write(`  cause: ${errorText(err.cause)}\n`);
+    if (anyDebug() && err.cause) process.stderr.write(`  cause: ${errorText(err.cause)}\n`);
     return exitCodes[err.code];
   }
   if (format === 'json') printJsonError('INTERNAL', errorText(err));
   process.stderr.write(`error: ${errorText(err)}\n`);
-  if (process.env.DEVBOX_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+  if (anyDebug() && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
   return exitCodes.INTERNAL;
 }
 

@@ -6,22 +6,21 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createDockerClient } from '../docker/index.js';
 import { createKubeClient, type KubeClient, labelSelectorString } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
-import { DEFAULT_AGENT_IMAGE } from '../settings/index.js';
+import { DEFAULT_AGENT_IMAGE, settings } from '../settings/index.js';
 import { DevboxError, errorText } from '../util/errors.js';
 import { createProgress } from '../util/progress.js';
 import { deployShop } from './shop.js';
 
-const NAMESPACE = process.env.DEVBOX_DEMO_NAMESPACE ?? 'devbox-demo';
+const NAMESPACE = settings().demoNamespace;
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 const cli = join(repo, 'dist/src/cli/main.js');
-const clusterDir = process.env.DEVBOX_CLUSTER_DIR ?? join(homedir(), '.devbox', 'cluster');
+const clusterDir = settings().clusterDir;
 const progress = createProgress(process.stderr);
 const say = (text: string) => process.stdout.write(`\n${text}\n`);
 

@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { settings } from '../settings/index.js';
 import { DevboxError, errorText } from '../util/errors.js';
 import { type Progress, silentProgress } from '../util/progress.js';
 import type { DockerClient } from './client.js';
@@ -274,9 +275,7 @@ async function runtimeInputsKey(options: RuntimeImageOptions): Promise<string | 
 const IMAGE_CACHE_VERSION = 1;
 
 function imageCacheFile(): string {
-  const base =
-    process.env.DEVBOX_CACHE_DIR ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'devbox');
-  return join(base, 'runtime-images.json');
+  return join(settings().cacheDir, 'runtime-images.json');
 }
 
 async function readImageCache(key: string): Promise<{ tag: string; imageId: string } | undefined> {

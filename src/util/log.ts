@@ -12,6 +12,11 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
+/** Whether DEVBOX_DEBUG asks for anything at all (error causes and stacks are then shown). */
+export function anyDebug(): boolean {
+  return enabled.some((n) => n !== '');
+}
+
 export function debugEnabled(namespace: string): boolean {
   return enabled.includes('*') || enabled.includes(namespace);
 }

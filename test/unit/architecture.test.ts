@@ -18,6 +18,8 @@ import { fileURLToPath } from 'node:url';
 const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src');
 const DAEMONS = ['agent', 'sidecar'];
 const DAEMON_MAY_REACH = ['tunnel', 'util', 'kube/api'];
+/** Where the daemons' start-up env is encoded for them. */
+const DAEMON_CONTRACTS = ['tunnel/agent-contract.ts'];
 const HEAVY_PACKAGES = ['@kubernetes/client-node', 'dockerode'];
 
 interface Import {
@@ -141,6 +143,14 @@ describe('architecture of src/', () => {
         .join(', '),
     );
     assert.deepEqual(witnesses, [], 'folders import each other');
+  });
+
+  it('reads DEVBOX_* settings of the CLI side only in settings/ (and the debug switch in util/log.ts)', () => {
+    const readers = sourceFiles(SRC)
+      .map((file) => relative(SRC, file))
+      .filter((file) => !DAEMONS.includes(folderOf(file)) && !DAEMON_CONTRACTS.includes(file))
+      .filter((file) => /\benv(\?\.|\.|\[')DEVBOX_/.test(readFileSync(join(SRC, file), 'utf8')));
+    assert.deepEqual(readers, ['settings/index.ts', 'util/log.ts']);
   });
 
   for (const daemon of DAEMONS) {
