@@ -47,11 +47,11 @@ ensure_docker() {
 }
 
 ensure_images() {
-  if [ ! -f "$REPO_DIR/dist/src/docker/images-main.js" ]; then
+  if [ ! -f "$REPO_DIR/dist/test/cluster/images-main.js" ]; then
     (cd "$REPO_DIR" && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build) >>"$LOGS/build.log" 2>&1 ||
       fail "Building devbox failed. Read $LOGS/build.log"
   fi
-  node "$REPO_DIR/dist/src/docker/images-main.js" >"$CLUSTER_DIR/images.json" 2>>"$LOGS/images.log" ||
+  node "$REPO_DIR/dist/test/cluster/images-main.js" >"$CLUSTER_DIR/images.json" 2>>"$LOGS/images.log" ||
     fail "Building the images failed. Read $LOGS/images.log"
   PAUSE_IMAGE=$(image_ref pause)
 }

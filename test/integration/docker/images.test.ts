@@ -185,7 +185,9 @@ describe('pause image', () => {
 
 describe('images-main', () => {
   it('prints the three tags as JSON on stdout, progress on stderr', async () => {
-    const { stdout } = await run(process.execPath, ['dist/src/docker/images-main.js'], { timeout: 120_000 });
+    const { stdout } = await run(process.execPath, ['dist/test/cluster/images-main.js'], {
+      timeout: 120_000,
+    });
     const tags = JSON.parse(stdout);
     assert.deepEqual(tags, { runtime, busybox, pause });
   });

@@ -3,10 +3,11 @@
  * one JSON line on stdout: `{"runtime": "...", "busybox": "...", "pause": "..."}`.
  * Progress and errors go to stderr. Used by the cluster scripts.
  */
-import { errorText, isDevboxError } from '../util/errors.js';
-import { createProgress } from '../util/progress.js';
-import { createDockerClient } from './client.js';
-import { ensureBusyboxImage, ensurePauseImage, ensureRuntimeImage } from './runtime-image.js';
+
+import { createDockerClient } from '../../src/docker/client.js';
+import { ensureBusyboxImage, ensurePauseImage, ensureRuntimeImage } from '../../src/docker/runtime-image.js';
+import { errorText, isDevboxError } from '../../src/util/errors.js';
+import { createProgress } from '../../src/util/progress.js';
 
 async function main(): Promise<void> {
   const progress = createProgress(process.stderr);
