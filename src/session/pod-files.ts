@@ -86,13 +86,19 @@ export function podFilesTar(
 async function appendTar(pack: tar.Pack, input: Readable): Promise<void> {
   const extract = tar.extract();
   const done = pipeline(input, extract);
-  for await (const entry of extract) {
-    const chunks: Buffer[] = [];
-    for await (const chunk of entry) chunks.push(chunk as Buffer);
-    const body = Buffer.concat(chunks);
-    await new Promise<void>((resolve, reject) =>
-      pack.entry({ ...entry.header, size: body.length }, body, (err) => (err ? reject(err) : resolve())),
-    );
+  try {
+    for await (const entry of extract) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of entry) chunks.push(chunk as Buffer);
+      const body = Buffer.concat(chunks);
+      await new Promise<void>((resolve, reject) =>
+        pack.entry({ ...entry.header, size: body.length }, body, (err) => (err ? reject(err) : resolve())),
+      );
+    }
+  } catch (err) {
+    // The pipeline fails with the same error; left unhandled, it would end the process.
+    done.catch(() => {});
+    throw err;
   }
   await done;
 }
