@@ -71,10 +71,14 @@ export function podFilesTar(
         warnings.push(`${copy.mountPath}: no agent to copy the ${copy.type} contents from; it starts empty`);
         continue;
       }
+      const copied = { entries: 0 };
       try {
-        await appendTar(pack, await mountContentsTar(source, copy));
+        await appendTar(pack, await mountContentsTar(source, copy), copied);
       } catch (err) {
-        warnings.push(`${copy.mountPath}: contents not copied (${errorText(err)}); it starts empty`);
+        const state = copied.entries
+          ? `only ${copied.entries === 1 ? 'the entry' : `the ${copied.entries} entries`} before the failure copied`
+          : 'it starts empty';
+        warnings.push(`${copy.mountPath}: contents not copied (${errorText(err)}); ${state}`);
       }
     }
     pack.finalize();
@@ -83,7 +87,7 @@ export function podFilesTar(
   return out;
 }
 
-async function appendTar(pack: tar.Pack, input: Readable): Promise<void> {
+async function appendTar(pack: tar.Pack, input: Readable, copied: { entries: number }): Promise<void> {
   const extract = tar.extract();
   const done = pipeline(input, extract);
   try {
@@ -94,6 +98,7 @@ async function appendTar(pack: tar.Pack, input: Readable): Promise<void> {
       await new Promise<void>((resolve, reject) =>
         pack.entry({ ...entry.header, size: body.length }, body, (err) => (err ? reject(err) : resolve())),
       );
+      copied.entries++;
     }
   } catch (err) {
     // The pipeline fails with the same error; left unhandled, it would end the process.

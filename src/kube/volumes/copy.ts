@@ -8,6 +8,12 @@
  * directory itself, and a single file by its base name. Whether a hostPath or subPath
  * mount is a file or a directory is then only known from the entries: one file entry
  * named like the mount is taken for a file.
+ *
+ * The agent's tar is outside input (anyone who can run a pod with the workload's labels can
+ * answer for the agent), and its entries are written into the local container, whose bind
+ * mounts reach the developer's own files. So every entry must stay inside the mount: no
+ * absolute names, no `..`, only files, directories and symlinks, no symlink pointing out of
+ * the mount and no entry beneath a symlink. One such entry fails the copy of that mount.
  */
 import { posix } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
@@ -43,6 +49,83 @@ function relativeMountPath(mountPath: string): string {
 
 function entryName(name: string): string {
   return name.replace(/^(\.\/)+/, '').replace(/\/+$/, '');
+}
+
+/** Entry types the agent sends (agent/files.ts); anything else is refused. */
+const COPIED_TYPES: ReadonlySet<Header['type']> = new Set(['file', 'directory', 'symlink']);
+
+/**
+ * Checks the agent's tar entries, in stream order, against the mount they are copied to.
+ * Entries beneath a symlink are refused because an extractor writes through the link.
+ */
+export class MountEntryGuard {
+  private readonly symlinks = new Set<string>();
+  private readonly mountPath: string;
+
+  constructor(mountPath: string) {
+    this.mountPath = `/${relativeMountPath(mountPath)}`;
+  }
+
+  /**
+   * The entry's path relative to the mount (`''` for the mount itself), or a PROTOCOL
+   * DevboxError naming the entry and what is wrong with it.
+   */
+  check(h: Pick<Header, 'name' | 'type'> & { linkname?: string | null | undefined }): string {
+    const raw = h.name;
+    if (raw.includes('\0')) throw this.refuse(raw, 'has a NUL byte in its name');
+    if (raw.startsWith('/')) throw this.refuse(raw, 'has an absolute name');
+    const name = entryName(raw);
+    if (name.split('/').includes('..')) throw this.refuse(raw, 'climbs out of the mount with ..');
+    if (!COPIED_TYPES.has(h.type)) {
+      throw this.refuse(
+        raw,
+        `is a ${h.type ?? 'typeless'} entry; only files, directories and symlinks are copied`,
+      );
+    }
+    const path = name === '' ? '' : posix.normalize(name).replace(/^(\.\/?)+$|\/+$/g, '');
+    if (path === '' && h.type !== 'directory') throw this.refuse(raw, 'has no name');
+    const parts = path.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const parent = parts.slice(0, i).join('/');
+      if (this.symlinks.has(parent))
+        throw this.refuse(raw, `lies beneath the symlink ${JSON.stringify(parent)}`);
+    }
+    if (h.type === 'symlink') {
+      const link = h.linkname ?? '';
+      if (link === '' || link.includes('\0')) throw this.refuse(raw, 'is a symlink with no target');
+      if (!this.staysInside(parts.slice(0, -1), link)) {
+        throw this.refuse(raw, `is a symlink to ${JSON.stringify(link)}, outside the mount`);
+      }
+      this.symlinks.add(path);
+    }
+    return path;
+  }
+
+  /**
+   * Whether `link`, read from the directory `dir` (components below the mount), names a path
+   * inside the mount. `..` may only lead a relative target: after a named component it could
+   * step back out of a symlink (`a/..` with `a -> .`), which a lexical check cannot see.
+   */
+  private staysInside(dir: string[], link: string): boolean {
+    const components = link.split('/').filter((c) => c !== '' && c !== '.');
+    if (link.startsWith('/')) {
+      const mount = this.mountPath.split('/').filter(Boolean);
+      return mount.every((c, i) => components[i] === c) && !components.slice(mount.length).includes('..');
+    }
+    let up = 0;
+    while (components[up] === '..') up++;
+    return up <= dir.length && !components.slice(up).includes('..');
+  }
+
+  private refuse(name: string, why: string): DevboxError {
+    return new DevboxError(
+      'PROTOCOL',
+      `refused the tar entry ${JSON.stringify(name)} that the agent sent for ${this.mountPath}: it ${why}`,
+      {
+        hint: `devbox copies only entries that stay inside ${this.mountPath}; check what wrote this one in the pod's volume`,
+      },
+    );
+  }
 }
 
 /**
@@ -106,6 +189,7 @@ export async function mountContentsTar(
     };
   };
 
+  const guard = new MountEntryGuard(target.mountPath);
   const run = async () => {
     const it = extract[Symbol.asyncIterator]();
     let kind = target.kind;
@@ -119,7 +203,7 @@ export async function mountContentsTar(
     let next = await it.next();
     if (!next.done) {
       const h = next.value.header;
-      const name = entryName(h.name);
+      const name = guard.check(h);
       if (name === '' && h.type === 'directory') {
         // An agent that names the root itself: its mode and owner are the mount point's.
         kind = 'directory';
@@ -139,7 +223,8 @@ export async function mountContentsTar(
     if (kind !== 'file') await writeRoot();
     for (; !next.done; next = await it.next()) {
       const h = next.value.header;
-      const at = kind === 'file' ? rel : `${rel}/${entryName(h.name)}`;
+      const name = guard.check(h);
+      const at = kind === 'file' ? rel : name === '' ? `${rel}/` : `${rel}/${name}`;
       await add(pack, header(h, at), next.value);
     }
   };

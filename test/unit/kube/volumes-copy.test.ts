@@ -12,6 +12,7 @@ import {
   readTarEntries,
 } from '../../../src/kube/volumes/copy.js';
 import { isDevboxError } from '../../../src/util/errors.js';
+import { type TarAgentEntry, tarAgent } from '../../support/agent-tar.js';
 import { Fixtures } from '../tunnel/harness.js';
 
 /** name → [type, octal mode, content] */
@@ -37,19 +38,20 @@ describe('copying mount contents', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  async function tree(): Promise<string> {
+  /** A pod directory for a mount at `mountPath`, with an absolute link inside the mount. */
+  async function tree(mountPath = '/data'): Promise<string> {
     dir = await mkdtemp(join(tmpdir(), 'devbox-copy-'));
     const root = join(dir, 'devbox-pod', 'data');
     await mkdir(join(root, 'sub'), { recursive: true });
     await writeFile(join(root, 'a.txt'), 'alpha');
     await chmod(join(root, 'a.txt'), 0o640);
     await writeFile(join(root, 'sub', 'b.bin'), Buffer.alloc(200_000, 7));
-    await symlink('/data/a.txt', join(root, 'abs-link'));
+    await symlink(`${mountPath}/a.txt`, join(root, 'abs-link'));
     return root;
   }
 
   it('re-roots a directory at the mount path through a real agent, with modes and links kept', async () => {
-    const root = await tree();
+    const root = await tree('/var/lib/app/data');
     const agent = await fx.agent();
     const client = await fx.client(agent);
     const tarStream = await mountContentsTar(client, {
@@ -65,7 +67,7 @@ describe('copying mount contents', () => {
     assert.deepEqual(s['/var/lib/app/data/a.txt'], ['file', '640', 'alpha']);
     assert.equal(s['/var/lib/app/data/sub']?.[0], 'directory');
     // Absolute links keep pointing where the app sees them.
-    assert.deepEqual(s['/var/lib/app/data/abs-link'], ['symlink', '777', '/data/a.txt']);
+    assert.deepEqual(s['/var/lib/app/data/abs-link'], ['symlink', '777', '/var/lib/app/data/a.txt']);
     assert.equal(entries.find((e) => e.path === '/var/lib/app/data/sub/b.bin')?.content?.length, 200_000);
     assert.deepEqual(Object.keys(s).sort(), [
       '/var/lib/app/data',
@@ -209,5 +211,104 @@ describe('copying mount contents', () => {
         ['/etc/app/token', 'file', '640', 1000, 2000, 'jwt'],
       ],
     );
+  });
+});
+
+/** Reads what the copy emits until it ends or fails: the paths written and the error, if any. */
+async function copyOutcome(
+  source: FilesSource,
+  mountPath = '/data',
+): Promise<{ paths: string[]; error?: unknown }> {
+  const { default: tar } = await import('tar-stream');
+  const extract = tar.extract();
+  const paths: string[] = [];
+  try {
+    const stream = await mountContentsTar(source, {
+      agentPath: '/devbox-pod/data',
+      mountPath,
+      readOnly: false,
+    });
+    stream.pipe(extract);
+    stream.on('error', (err) => extract.destroy(err));
+    for await (const entry of extract) {
+      paths.push(`/${entry.header.name.replace(/\/$/, '')}`);
+      entry.resume();
+    }
+    return { paths };
+  } catch (error) {
+    return { paths, error };
+  }
+}
+
+describe('copying mount contents from a hostile agent', () => {
+  const refusals: [string, TarAgentEntry[]][] = [
+    ['../../etc/cron.d/evil', [['../../etc/cron.d/evil', 'file']]],
+    [
+      'sub/../../escape',
+      [
+        ['sub/', 'directory'],
+        ['sub/../../escape', 'file'],
+      ],
+    ],
+    ['/etc/passwd', [['/etc/passwd', 'file']]],
+    ['abs', [['abs', 'symlink', '/home/dev/src']]],
+    ['up', [['up', 'symlink', '../..']]],
+    [
+      'sub/up',
+      [
+        ['sub/', 'directory'],
+        ['sub/up', 'symlink', '../../etc'],
+      ],
+    ],
+    [
+      'inside/x',
+      [
+        ['inside', 'symlink', 'sub'],
+        ['inside/x', 'file'],
+      ],
+    ],
+    [
+      'back',
+      [
+        ['self', 'symlink', '.'],
+        ['back', 'symlink', 'self/..'],
+      ],
+    ],
+    ['hard', [['hard', 'link', '../../etc/shadow']]],
+    ['pipe', [['pipe', 'fifo']]],
+  ];
+  for (const [bad, entries] of refusals) {
+    it(`refuses ${JSON.stringify(bad)}, naming it, and writes nothing outside the mount`, async () => {
+      const { paths, error } = await copyOutcome(
+        tarAgent([['ok.txt', 'file'], ...entries, ['after.txt', 'file']]),
+      );
+      assert.ok(isDevboxError(error, 'PROTOCOL'), String(error));
+      assert.ok(error.message.includes(JSON.stringify(bad)), error.message);
+      assert.match(error.message, /\/data/);
+      for (const path of paths) assert.ok(path === '/data' || path.startsWith('/data/'), path);
+      assert.ok(!paths.includes('/data/after.txt'), 'the copy stops at the refused entry');
+    });
+  }
+
+  it('keeps symlinks that point inside the mount, relative or absolute', async () => {
+    const { paths, error } = await copyOutcome(
+      tarAgent([
+        ['a.txt', 'file'],
+        ['./sub/', 'directory'],
+        ['sub/rel', 'symlink', '../a.txt'],
+        ['sub/abs', 'symlink', '/data/a.txt'],
+        ['here', 'symlink', '.'],
+        ['sub/deeper', 'symlink', './x/y'],
+      ]),
+    );
+    assert.equal(error, undefined);
+    assert.deepEqual(paths.sort(), [
+      '/data/a.txt',
+      '/data/here',
+      '/data/sub',
+      '/data/sub/abs',
+      '/data/sub/deeper',
+      '/data/sub/rel',
+    ]);
   });
 });

