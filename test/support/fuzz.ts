@@ -97,7 +97,10 @@ function mix(seed: number, name: string): number {
 export interface FuzzOptions {
   /** Rounds to run; keep a test well under a second. */
   rounds: number;
-  /** A round taking longer than this fails as a hang (default 250 ms). */
+  /**
+   * A round taking longer than this fails as a hang (default 1.5 s: far above any healthy round,
+   * so that a loaded machine or a GC pause does not fail a test, yet a runaway parser does).
+   */
   roundMs?: number;
 }
 
@@ -117,7 +120,7 @@ function failure(name: string, round: number, err: unknown): Error {
  */
 export function fuzz(name: string, options: FuzzOptions, body: (rng: Rng, round: number) => void): void {
   const rng = new Rng(mix(FUZZ_SEED, name));
-  const roundMs = options.roundMs ?? 250;
+  const roundMs = options.roundMs ?? 1500;
   for (let round = 0; round < options.rounds; round++) {
     const started = performance.now();
     try {
