@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { V1Service } from '@kubernetes/client-node';
-import { portClashes } from '../../../src/session/up.js';
+import { portClashes } from '../../../src/session/up/plan.js';
 
 const service = (name: string, clusterIP: string, ports: number[]): V1Service => ({
   metadata: { name },

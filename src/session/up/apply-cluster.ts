@@ -1,0 +1,119 @@
+/**
+ * The cluster half of `up`'s last stage. Each change is registered for undo before it is made, so
+ * a failure or Ctrl-C unwinds it, and each leaves in the cluster what `down`/`clean` restore from
+ * should the CLI be killed.
+ */
+import type { V1Service } from '@kubernetes/client-node';
+import {
+  AGENT_CONTAINER,
+  assertNotIntercepted,
+  getWorkload,
+  type InterceptPlan,
+  type KubeClient,
+  labelSelectorString,
+  restoreSession,
+  type Workload,
+  writeServices,
+  writeWorkload,
+} from '../../kube/index.js';
+import { isDevboxError } from '../../util/errors.js';
+import { deleteAgentObjects, writeAgentObjects } from '../agent-objects.js';
+import { waitForRollout } from '../rollout.js';
+import { interceptFor } from './plan.js';
+import type { ClusterSession, UpContext, UpPlan } from './types.js';
+import type { UndoStack } from './undo.js';
+
+/** Puts the cluster side of the session in place (or takes over the agent left there). */
+export async function applyCluster(ctx: UpContext, plan: UpPlan, undo: UndoStack): Promise<ClusterSession> {
+  const { target: v, cluster } = plan;
+  if (cluster.mode === 'resume') {
+    ctx.progress.note(`reusing the agent already in ${v.label}`);
+    return {
+      token: cluster.token,
+      tunnelPort: cluster.agent.tunnelPort,
+      // Service names are not part of the agent's env.
+      intercepted: cluster.agent.intercepts.map(({ appPort }) => ({
+        service: '',
+        port: appPort,
+        protocol: 'TCP',
+        appPort,
+      })),
+    };
+  }
+  const { client } = ctx;
+  undo.push('removing the agent bundle and token', () =>
+    deleteAgentObjects(client, v.namespace, v.workload.kind, v.name),
+  );
+  const objects = await writeAgentObjects(client, v.workload, plan.bundles.agent);
+  undo.push(`restoring ${v.label} and its Services`, () =>
+    restoreSession(client, v.namespace, v.workload.kind, v.name),
+  );
+  const intercept = await ctx.step(`Adding the agent to ${v.label}`, () =>
+    writeIntercept(ctx, plan, cluster.intercept),
+  );
+  await pointAndRollOut(ctx, v.workload, intercept);
+  return {
+    token: objects.token,
+    tunnelPort: intercept.tunnelPort,
+    intercepted: intercept.ports.map((p) => ({
+      service: p.service,
+      port: p.port,
+      protocol: p.protocol,
+      appPort: p.appPort,
+    })),
+  };
+}
+
+/**
+ * Writes the workload with the agent. Controllers update the object (its status) all the time:
+ * on a conflict it is read again and the intercept planned anew. Returns the plan written.
+ */
+async function writeIntercept(ctx: UpContext, plan: UpPlan, first: InterceptPlan): Promise<InterceptPlan> {
+  const { target: v } = plan;
+  let intercept = first;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await writeWorkload(ctx.client, intercept.workload);
+      return intercept;
+    } catch (err) {
+      if (!isDevboxError(err, 'CONFLICT') || attempt === 5) throw err;
+      const fresh = await getWorkload(ctx.client, v.workload.kind, v.namespace, v.name);
+      if (!fresh) throw err;
+      assertNotIntercepted(fresh);
+      intercept = interceptFor(ctx.options, v, plan.session, fresh);
+    }
+  }
+}
+
+/**
+ * Services whose new target resolves as before in the old pods go first: new pods then never
+ * serve a client directly. The others would lose the old pods' endpoints, so they wait for the
+ * rollout.
+ */
+async function pointAndRollOut(ctx: UpContext, workload: Workload, intercept: InterceptPlan): Promise<void> {
+  const label = `${workload.kind.toLowerCase()}/${workload.metadata!.name!}`;
+  const first = intercept.services.filter((s) => intercept.servicesFirst.includes(s.metadata?.name ?? ''));
+  const afterRollout = intercept.services.filter((s) => !first.includes(s));
+  const pointServices = (list: V1Service[]) =>
+    ctx.step(`Pointing ${list.map((s) => `service/${s.metadata?.name}`).join(', ')} at the agent`, () =>
+      writeServices(ctx.client, list),
+    );
+  if (first.length) await pointServices(first);
+  if (intercept.rollout === 'delete-pods') await deletePodsWithoutAgent(ctx.client, workload);
+  await ctx.step(`Waiting for ${label} to roll out`, () =>
+    waitForRollout(ctx.client, workload, { timeoutMs: ctx.options.rolloutTimeoutMs, signal: ctx.signal }),
+  );
+  if (afterRollout.length) await pointServices(afterRollout);
+}
+
+async function deletePodsWithoutAgent(client: KubeClient, workload: Workload): Promise<void> {
+  const namespace = workload.metadata!.namespace!;
+  const pods = await client.list('Pod', namespace, {
+    labelSelector: labelSelectorString(workload.spec?.selector),
+  });
+  for (const pod of pods.items) {
+    if (!pod.spec?.containers.some((c) => c.name === AGENT_CONTAINER)) {
+      await client.delete('Pod', namespace, pod.metadata!.name!);
+    }
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * The second stage of `up`: what the session will be, decided before the first change — its
+ * identity, the images it runs, and what changes in the cluster (a fresh intercept, or the agent
+ * this user left in place).
+ */
+import type { V1Container, V1Service } from '@kubernetes/client-node';
+import { placeWorkspace } from '../../devcontainer/index.js';
+import {
+  buildDirectory,
+  type DockerClient,
+  ensureRuntimeImage,
+  newSessionId,
+  readSidecarBundle,
+} from '../../docker/index.js';
+import {
+  AGENT_CONTAINER,
+  agentObjectNames,
+  type InterceptPlan,
+  isSameHolder,
+  planIntercept,
+  podTemplate,
+  type SessionHolder,
+  type Workload,
+} from '../../kube/index.js';
+import { decodeAgentContainerEnv } from '../../tunnel/agent-contract.js';
+import { DevboxError } from '../../util/errors.js';
+import type { Progress } from '../../util/progress.js';
+import { readAgentToken } from '../agent-objects.js';
+import { readAgentBundle } from '../bundles.js';
+import type { ClusterPlan, UpContext, UpFlags, UpOptions, UpPlan, Validated } from './types.js';
+import { currentUser } from './validate.js';
+
+export async function planUp(ctx: UpContext, flags: UpFlags, v: Validated): Promise<UpPlan> {
+  const { docker, options } = ctx;
+  const resume = v.holder !== undefined && isSameHolder(v.holder, currentUser());
+  const session: SessionHolder = resume
+    ? v.holder!
+    : { ...currentUser(), startedAt: new Date().toISOString(), id: newSessionId() };
+  const cluster = resume ? await resumePlan(ctx, v) : freshPlan(options, v, session);
+  const service =
+    flags.devcontainer || options.sidecarOnly
+      ? ''
+      : await prepareServiceImage(docker, options, v.app, ctx.progress);
+  const runtime = await ctx.step('Preparing the sidecar image', () => ensureRuntimeImage(docker));
+  const devcontainer = flags.devcontainer;
+  const workspace =
+    devcontainer &&
+    (await ctx.step('Checking how the Docker engine sees the workspace', () =>
+      placeWorkspace(docker, devcontainer.loaded, runtime.tag),
+    ));
+  const [sidecar, agent] = await Promise.all([readSidecarBundle(), readAgentBundle()]);
+  const warnings = [
+    ...v.mounts.notes,
+    ...portClashes(v.app, v.services),
+    ...(cluster.mode === 'fresh' ? cluster.intercept.warnings : []),
+  ];
+  return {
+    target: v,
+    flags,
+    session,
+    cluster,
+    images: { service, runtime },
+    workspace: workspace || undefined,
+    bundles: { sidecar, agent },
+    warnings,
+  };
+}
+
+/** The intercept of `workload` (as read now) for this session. */
+export function interceptFor(
+  options: UpOptions,
+  v: Validated,
+  session: SessionHolder,
+  workload: Workload,
+): InterceptPlan {
+  const names = agentObjectNames(workload.kind, v.name);
+  return planIntercept({
+    workload,
+    services: v.services,
+    container: v.app.name,
+    holder: session,
+    agent: { image: options.agentImage, bundleConfigMap: names.configMap, tokenSecret: names.secret },
+  });
+}
+
+function freshPlan(options: UpOptions, v: Validated, session: SessionHolder): ClusterPlan {
+  const intercept = interceptFor(options, v, session, v.workload);
+  if (intercept.rollout === 'paused' || intercept.rollout === 'no-replicas') {
+    const paused = intercept.rollout === 'paused';
+    throw new DevboxError('BAD_INPUT', `${v.label} ${paused ? 'is paused' : 'has no replicas'}`, {
+      hint: paused
+        ? `resume it: kubectl rollout resume ${v.label} -n ${v.namespace}`
+        : `scale it up: kubectl scale ${v.label} --replicas=1 -n ${v.namespace}`,
+    });
+  }
+  return { mode: 'fresh', intercept, agentObjects: agentObjectNames(v.workload.kind, v.name) };
+}
+
+/** The agent this user left in the workload, with its token; CONFLICT when either is missing. */
+async function resumePlan(ctx: UpContext, v: Validated): Promise<ClusterPlan> {
+  const retry = `run \`devbox down ${v.name} -n ${v.namespace}\` and try again`;
+  const agent = podTemplate(v.workload).spec?.containers.find((c) => c.name === AGENT_CONTAINER);
+  const token = await readAgentToken(ctx.client, v.workload);
+  if (!agent || !token) {
+    throw new DevboxError('CONFLICT', `${v.label} carries a session of yours but its agent is incomplete`, {
+      hint: retry,
+    });
+  }
+  return { mode: 'resume', agent: decodeAgentContainerEnv(agent.env, retry), token };
+}
+
+async function prepareServiceImage(
+  docker: DockerClient,
+  options: UpOptions,
+  app: V1Container,
+  progress: Progress,
+): Promise<string> {
+  if (options.build) {
+    const { dir, dockerfile } = options.build;
+    const built = await progress.step(`Building ${dir}`, () =>
+      buildDirectory(docker, dir, dockerfile ? { dockerfile } : {}),
+    );
+    return built.tag;
+  }
+  const image = options.image ?? app.image;
+  if (!image)
+    throw new DevboxError('BAD_INPUT', `container ${app.name} has no image`, { hint: 'pass --image' });
+  if (!(await docker.imageExists(image))) {
+    throw new DevboxError('NOT_FOUND', `image ${image} is not in the local Docker engine`, {
+      hint: `pull or build it first, or pass --image <local image> or --build <dir>`,
+    });
+  }
+  return image;
+}
+
+/**
+ * The local app and the sidecar's Service listeners share one network
+ * namespace: a Service port equal to a port the app binds cannot be served to
+ * the local container (and an app binding it on all addresses fails to start).
+ */
+export function portClashes(app: V1Container, services: readonly V1Service[]): string[] {
+  const appPorts = new Set((app.ports ?? []).map((p) => p.containerPort));
+  const out: string[] = [];
+  for (const svc of services) {
+    if (!svc.spec?.clusterIP || svc.spec.clusterIP === 'None') continue;
+    for (const port of svc.spec.ports ?? []) {
+      if (!appPorts.has(port.port)) continue;
+      out.push(
+        `service/${svc.metadata?.name} uses port ${port.port}, which ${app.name} listens on too: both share the ` +
+          `local network, so ${svc.metadata?.name}:${port.port} cannot be reached from the local container ` +
+          `(bind the app to 127.0.0.1:${port.port}, or run it on another port with -e/--)`,
+      );
+    }
+  }
+  return out;
+}
