@@ -73,8 +73,8 @@ export class MountEntryGuard {
   check(h: Pick<Header, 'name' | 'type'> & { linkname?: string | null | undefined }): string {
     const raw = h.name;
     if (raw.includes('\0')) throw this.refuse(raw, 'has a NUL byte in its name');
-    if (raw.startsWith('/')) throw this.refuse(raw, 'has an absolute name');
     const name = entryName(raw);
+    if (raw.startsWith('/') || name.startsWith('/')) throw this.refuse(raw, 'has an absolute name');
     if (name.split('/').includes('..')) throw this.refuse(raw, 'climbs out of the mount with ..');
     if (!COPIED_TYPES.has(h.type)) {
       throw this.refuse(

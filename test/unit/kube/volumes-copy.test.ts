@@ -253,6 +253,8 @@ describe('copying mount contents from a hostile agent', () => {
     ['/etc/passwd', [['/etc/passwd', 'file']]],
     ['abs', [['abs', 'symlink', '/home/dev/src']]],
     ['up', [['up', 'symlink', '../..']]],
+    ['.//up', [['.//up', 'symlink', '..']]],
+    ['.//sub/up', [['.//sub/up', 'symlink', '../..']]],
     [
       'sub/up',
       [
