@@ -330,6 +330,8 @@ export interface TarEntry {
 export async function readTarEntries(stream: Readable): Promise<TarEntry[]> {
   const extract = tar.extract();
   const done = pipeline(stream, extract);
+  // The pipeline fails with the same error as the loop; left unhandled, it would end the process.
+  done.catch(() => {});
   const entries: TarEntry[] = [];
   for await (const entry of extract) {
     const h = entry.header;
