@@ -100,8 +100,9 @@ export function checkWorkloadRecord(value: unknown, kind: string, what: string):
   if (!isObject(agent)) throw bad('agent must be an object');
   if (agent.container !== AGENT_CONTAINER)
     throw bad(`agent.container must be "${AGENT_CONTAINER}", found ${JSON.stringify(agent.container)}`);
-  if (!Array.isArray(agent.volumes) || !agent.volumes.every((v) => v === AGENT_BUNDLE_VOLUME))
-    throw bad(`agent.volumes may only name "${AGENT_BUNDLE_VOLUME}"`);
+  // Exactly the bundle volume: fewer would leave it in the restored pods, pointing at a ConfigMap down deletes.
+  if (!Array.isArray(agent.volumes) || agent.volumes.length !== 1 || agent.volumes[0] !== AGENT_BUNDLE_VOLUME)
+    throw bad(`agent.volumes must be ["${AGENT_BUNDLE_VOLUME}"], found ${JSON.stringify(agent.volumes)}`);
 
   if (value.app !== undefined) checkAppFields(value.app, containers as V1Container[], bad);
 
@@ -139,12 +140,26 @@ function checkAppFields(
   }
 }
 
+const isPort = (p: unknown) => Number.isInteger(p) && (p as number) >= 1 && (p as number) <= 65535;
+
+function isServicePort(p: unknown): boolean {
+  return (
+    isObject(p) &&
+    isPort(p.port) &&
+    (p.targetPort === undefined ||
+      isPort(p.targetPort) ||
+      (typeof p.targetPort === 'string' &&
+        /^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$|^\d{1,5}$/.test(p.targetPort)))
+  );
+}
+
 /** Checks a Service's `devbox.dev/original` record (parsed JSON). */
 export function checkServiceRecord(value: unknown, what: string): void {
   const bad = (problem: string) => tamperedRecord(ANNOTATION_ORIGINAL, what, problem);
   if (!isObject(value)) throw bad('expected an object');
   if (value.v !== 1) throw bad(`v must be 1, found ${JSON.stringify(value.v)}`);
-  if (!isObject(value.spec) || !Array.isArray(value.spec.ports)) throw bad('spec.ports must be a list');
+  if (!isObject(value.spec) || !Array.isArray(value.spec.ports) || !value.spec.ports.every(isServicePort))
+    throw bad('spec.ports must be a list of Service ports (port 1-65535, targetPort a port or a name)');
   if (typeof value.workload !== 'string' || !/^(deployment|statefulset)\/[a-z0-9.-]+$/.test(value.workload))
     throw bad('workload must be deployment/<name> or statefulset/<name>');
   if (

@@ -134,4 +134,26 @@ describe('restore records read back from the cluster', () => {
     });
     refused(() => restoreService(s), /ports must list/);
   });
+
+  it('refuses a record that leaves the agent bundle volume out of what devbox removes', () => {
+    const w = editRecord(intercepted().workload, (r) => {
+      r.agent.volumes = [];
+    });
+    refused(() => restoreWorkload(w), /agent\.volumes/);
+  });
+
+  it('refuses a Service record whose original ports are not ports (a null entry crashed restore)', () => {
+    for (const entry of [
+      null,
+      { port: 80, targetPort: null },
+      { port: 80, targetPort: { x: 1 } },
+      { port: 'x' },
+    ]) {
+      const s = intercepted().service;
+      const record = JSON.parse(s.metadata!.annotations![ANNOTATION_ORIGINAL]!);
+      record.spec.ports = [entry];
+      s.metadata!.annotations![ANNOTATION_ORIGINAL] = JSON.stringify(record);
+      refused(() => restoreService(s), /spec\.ports/);
+    }
+  });
 });
