@@ -14,45 +14,10 @@ import { assertJoinable, planJoin } from '../../../src/devcontainer/join-plan.js
 import { parseJsonc } from '../../../src/devcontainer/jsonc.js';
 import { loadKubeConfig } from '../../../src/kube/kubeconfig.js';
 import { isDevboxError } from '../../../src/util/errors.js';
-import { fuzz, fuzzAsync, onlyTypedErrors, type Rng } from '../../support/fuzz.js';
+import { fuzz, fuzzAsync, onlyTypedErrors, perturb, type Rng, randomValue } from '../../support/fuzz.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'devbox-fuzz-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-/** A random JSON-like value: the shapes a hand-edited file holds where another was expected. */
-function randomValue(rng: Rng, depth = 0): unknown {
-  switch (rng.int(depth > 2 ? 5 : 7)) {
-    case 0:
-      return rng.string(rng.int(10), 'ab:/.-_ 8é"\\{');
-    case 1:
-      return rng.int(3) === 0 ? -rng.int(1e6) : rng.int(70000);
-    case 2:
-      return rng.chance(2);
-    case 3:
-      return null;
-    case 4:
-      return rng.pick(['', '__proto__', 'constructor', 'https://10.0.0.1:6443/', './ca.crt']);
-    case 5:
-      return Array.from({ length: rng.int(4) }, () => randomValue(rng, depth + 1));
-    default: {
-      const out: Record<string, unknown> = {};
-      for (let i = rng.int(5); i > 0; i--)
-        out[rng.pick(['name', 'server', 'x', '__proto__', 'a b'])] = randomValue(rng, depth + 1);
-      return out;
-    }
-  }
-}
-
-/** Replaces one random value somewhere in `doc` with a random one. */
-function perturb(rng: Rng, doc: unknown): unknown {
-  if (typeof doc !== 'object' || doc === null) return randomValue(rng);
-  const copy: Record<string, unknown> | unknown[] = Array.isArray(doc) ? [...doc] : { ...(doc as object) };
-  const keys = Object.keys(copy);
-  if (keys.length === 0 || rng.chance(6)) return randomValue(rng);
-  const key = rng.pick(keys);
-  (copy as Record<string, unknown>)[key] = perturb(rng, (copy as Record<string, unknown>)[key]);
-  return copy;
-}
 
 function validKubeconfig(rng: Rng): Record<string, unknown> {
   return {
