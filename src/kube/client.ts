@@ -15,6 +15,7 @@ import type {
   V1ConfigMap,
   V1Deployment,
   V1EndpointSlice,
+  V1Lease,
   V1Node,
   V1Pod,
   V1Role,
@@ -52,6 +53,7 @@ export interface KindTypes {
   Node: V1Node;
   Role: V1Role;
   RoleBinding: V1RoleBinding;
+  Lease: V1Lease;
 }
 export type Kind = keyof KindTypes;
 
@@ -80,6 +82,7 @@ export const RESOURCES: Record<Kind, ResourceInfo> = {
     plural: 'rolebindings',
     namespaced: true,
   },
+  Lease: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', namespaced: true },
 };
 
 /** `apps/v1`, `v1`. */

@@ -164,6 +164,41 @@ export const DEVELOPER_PERMISSIONS: readonly Permission[] = [
     why: 'short-lived credentials for the sidecar',
   },
   { group: '', resource: 'events', verb: 'list', commands: ['up'], why: 'explain pods that do not start' },
+  {
+    group: 'coordination.k8s.io',
+    resource: 'leases',
+    verb: 'get',
+    commands: ['up', 'clean'],
+    why: 'tell live sessions from dead ones',
+  },
+  {
+    group: 'coordination.k8s.io',
+    resource: 'leases',
+    verb: 'list',
+    commands: ['clean'],
+    why: 'leases of sessions that ended',
+  },
+  {
+    group: 'coordination.k8s.io',
+    resource: 'leases',
+    verb: 'create',
+    commands: ['up'],
+    why: "the session's lease",
+  },
+  {
+    group: 'coordination.k8s.io',
+    resource: 'leases',
+    verb: 'patch',
+    commands: ['up'],
+    why: "renew the session's lease",
+  },
+  {
+    group: 'coordination.k8s.io',
+    resource: 'leases',
+    verb: 'delete',
+    commands: all,
+    why: "end the session's lease",
+  },
 ];
 
 /** What the sidecar does with its minted token. */
@@ -188,6 +223,13 @@ export const SIDECAR_PERMISSIONS: readonly Permission[] = [
     verb: 'watch',
     commands: ['up'],
     why: 'pod IPs of headless Services',
+  },
+  {
+    group: 'coordination.k8s.io',
+    resource: 'leases',
+    verb: 'patch',
+    commands: ['up'],
+    why: "renew the session's lease while it lives",
   },
 ];
 

@@ -2,21 +2,43 @@
  * `devbox clean`: undoes every devbox change it can find, from any machine —
  * the local session containers and, in the cluster, every workload carrying a
  * session record or an agent, and the agent objects. What it finds comes from
- * labels and annotations alone.
+ * labels and annotations alone. A session whose Lease is still renewed is alive —
+ * someone is using it — and is left alone unless forced (design: state can be told
+ * live from dead).
  */
 import { connectCluster } from '../kube/connect.js';
-import { findSessions as findClusterSessions, type KubeClient, type RestoreReport } from '../kube/index.js';
+import {
+  agentObjectNames,
+  describeHolder,
+  type FoundSession,
+  findSessions as findClusterSessions,
+  type KubeClient,
+  type RestoreReport,
+} from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
 import { errorText } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
+import { sessionLeaseName } from '../util/session-lease.js';
 import { MANAGED_LABEL, MANAGED_VALUE } from './agent-objects.js';
+import { deleteSessionLease, leaseState, sessionLeaseState } from './lease.js';
 import { removeLocalSessions, restoreInCluster } from './teardown.js';
 
 export interface CleanOptions {
   target: KubeTarget;
   /** Every namespace (needs cluster-wide list rights) and every local session. */
   all: boolean;
+  /** End live sessions too (their Lease is still renewed: someone is using them). */
+  force: boolean;
   progress: Progress;
+}
+
+/** A live session `clean` left alone. */
+export interface LeftSession {
+  namespace: string;
+  workload: string;
+  holder: string;
+  /** Seconds since its Lease was last renewed. */
+  renewedSecondsAgo: number;
 }
 
 export interface CleanResult {
@@ -24,6 +46,8 @@ export interface CleanResult {
   containersRemoved: string[];
   restored: RestoreReport[];
   deleted: string[];
+  /** Live sessions of others (or of this machine) left as they are; `--force` ends them. */
+  left: LeftSession[];
   warnings: string[];
 }
 
@@ -35,15 +59,44 @@ export async function clean(options: CleanOptions): Promise<CleanResult> {
     containersRemoved: [],
     restored: [],
     deleted: [],
+    left: [],
     warnings: [],
   };
   try {
     const namespaces = options.all ? await namespacesWithDevbox(client) : [client.namespace];
     result.namespaces = namespaces;
-    const local = await removeLocalSessions(options.all ? {} : { namespace: client.namespace }, progress);
+    // Which sessions live is read before anything is removed; a live one keeps its local containers too.
+    const found = new Map<string, FoundSession[]>();
+    const liveIds = new Set<string>();
+    for (const namespace of namespaces) {
+      const sessions: FoundSession[] = [];
+      for (const session of await findClusterSessions(client, namespace)) {
+        const state = session.holder
+          ? await sessionLeaseState(client, namespace, session.holder.id)
+          : { live: false };
+        if (state.live && !options.force && session.holder) {
+          liveIds.add(session.holder.id);
+          result.left.push({
+            namespace,
+            workload: `${session.kind.toLowerCase()}/${session.name}`,
+            holder: describeHolder(session.holder),
+            renewedSecondsAgo: state.renewedSecondsAgo ?? 0,
+          });
+        } else sessions.push(session);
+      }
+      found.set(namespace, sessions);
+    }
+    const local = await removeLocalSessions(
+      options.all ? {} : { namespace: client.namespace },
+      progress,
+      liveIds,
+    );
     result.containersRemoved.push(...local.containers);
     if (local.warning) result.warnings.push(local.warning);
-    for (const namespace of namespaces) await cleanNamespace(client, namespace, result, progress);
+    for (const namespace of namespaces) {
+      const kept = result.left.filter((l) => l.namespace === namespace);
+      await cleanNamespace(client, namespace, found.get(namespace) ?? [], kept, liveIds, result, progress);
+    }
     return result;
   } finally {
     client.close();
@@ -53,25 +106,47 @@ export async function clean(options: CleanOptions): Promise<CleanResult> {
 async function cleanNamespace(
   client: KubeClient,
   namespace: string,
+  sessions: FoundSession[],
+  left: LeftSession[],
+  liveIds: ReadonlySet<string>,
   result: CleanResult,
   progress: Progress,
 ) {
-  for (const found of await findClusterSessions(client, namespace)) {
+  for (const found of sessions) {
     const undone = await restoreInCluster(client, namespace, found.kind, found.name, progress);
     result.restored.push(...undone.restored);
     result.deleted.push(...undone.deleted);
+    if (found.holder && (await deleteSessionLease(client, namespace, found.holder.id)))
+      result.deleted.push(`lease/${sessionLeaseName(found.holder.id)}`);
   }
-  // Agent objects whose workload is gone or was restored by hand (bundle and token share a name).
+  // Agent objects whose workload is gone or was restored by hand (bundle and token share a name),
+  // except those of the live sessions left alone.
+  const keptObjects = new Set(
+    left.map((l) => {
+      const [kind, name] = l.workload.split('/') as [string, string];
+      return agentObjectNames(kind === 'statefulset' ? 'StatefulSet' : 'Deployment', name).configMap;
+    }),
+  );
   try {
     const { items } = await client.list('ConfigMap', namespace, {
       labelSelector: `${MANAGED_LABEL}=${MANAGED_VALUE}`,
     });
     for (const item of items) {
       const name = item.metadata!.name!;
+      if (keptObjects.has(name)) continue;
       if (await client.delete('ConfigMap', namespace, name))
         result.deleted.push(`configmap/${name} (${namespace})`);
       if (await client.delete('Secret', namespace, name))
         result.deleted.push(`secret/${name} (${namespace})`);
+    }
+    // Leases of sessions that ended without their workload (an up killed before it changed it).
+    const leases = await client.list('Lease', namespace, {
+      labelSelector: `${MANAGED_LABEL}=${MANAGED_VALUE}`,
+    });
+    for (const lease of leases.items) {
+      const name = lease.metadata!.name!;
+      if ([...liveIds].some((id) => sessionLeaseName(id) === name) || leaseState(lease).live) continue;
+      if (await client.delete('Lease', namespace, name)) result.deleted.push(`lease/${name} (${namespace})`);
     }
   } catch (err) {
     result.warnings.push(`leftover agent objects in ${namespace} not looked for: ${errorText(err)}`);

@@ -7,6 +7,7 @@ import { connectCluster } from '../kube/connect.js';
 import { describeHolder, findWorkload, type RestoreReport, sessionOf } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
 import type { Progress } from '../util/progress.js';
+import { deleteSessionLease, deleteWorkloadLeases } from './lease.js';
 import { removeLocalSessions, restoreInCluster } from './teardown.js';
 
 export interface DownOptions {
@@ -47,17 +48,33 @@ export async function down(options: DownOptions): Promise<DownResult> {
     const containersRemoved = local.containers;
     if (local.warning) warnings.push(local.warning);
 
-    const holder = options.session ? sessionOf(workload) : undefined;
+    const holder = sessionOf(workload);
     if (options.session && holder && holder.id !== options.session) {
       warnings.push(
         `${label} now carries another session, of ${describeHolder(holder)}: left alone (session ${options.session} no longer held it)`,
       );
+      await deleteSessionLease(client, namespace, options.session);
       return { workload: label, namespace, containersRemoved, restored: [], deleted: [], warnings };
     }
+    // The session ends here: its Lease goes, so no one takes it for a live one.
+    const endLease = async () =>
+      holder
+        ? (await deleteSessionLease(client, namespace, holder.id))
+          ? [`lease/devbox-session-${holder.id}`]
+          : []
+        : deleteWorkloadLeases(client, namespace, label);
     if (options.keepAgent) {
-      return { workload: label, namespace, containersRemoved, restored: [], deleted: [], warnings };
+      return {
+        workload: label,
+        namespace,
+        containersRemoved,
+        restored: [],
+        deleted: await endLease(),
+        warnings,
+      };
     }
     const { restored, deleted } = await restoreInCluster(client, namespace, workload.kind, name, progress);
+    deleted.push(...(await endLease()));
     for (const report of restored) {
       if (!report.exact)
         warnings.push(`${report.object} changed during the session; kept: ${report.drift.join(', ')}`);

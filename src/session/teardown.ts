@@ -9,15 +9,20 @@ import { errorText } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import { deleteAgentObjects } from './agent-objects.js';
 
-/** Removes the matching local sessions; a Docker engine that does not answer becomes a warning. */
+/**
+ * Removes the matching local sessions, except those whose id is in `keep`; a Docker engine
+ * that does not answer becomes a warning.
+ */
 export async function removeLocalSessions(
   filter: SessionFilter,
   progress: Progress,
+  keep: ReadonlySet<string> = new Set(),
 ): Promise<{ containers: string[]; warning?: string }> {
   const containers: string[] = [];
   try {
     const docker = await connectDocker(progress);
     for (const session of await findSessions(docker, filter)) {
+      if (keep.has(session.id)) continue;
       const removed = await progress.step(`Removing local session ${session.id} (${session.workload})`, () =>
         removeSession(docker, session.id),
       );

@@ -15,6 +15,7 @@
 import { connectDocker } from '../docker/connect.js';
 import { connectCluster } from '../kube/connect.js';
 import { DevboxError, errorText } from '../util/errors.js';
+import { createSessionLease, deleteSessionLease, keepRenewing } from './lease.js';
 import { applyCluster } from './up/apply-cluster.js';
 import { applyLocal } from './up/apply-local.js';
 import { planUp } from './up/plan.js';
@@ -62,6 +63,24 @@ export async function up(options: UpOptions): Promise<UpResult> {
 }
 
 async function apply(ctx: UpContext, plan: UpPlan, undo: UndoStack): Promise<UpResult> {
+  // The Lease comes first and is renewed while up runs (then by the sidecar): from the first
+  // change on, a \`clean\` anywhere sees a live session and leaves it alone.
+  const { namespace, label } = plan.target;
+  undo.push("removing the session's lease", () => deleteSessionLease(ctx.client, namespace, plan.session.id));
+  await ctx.step('Taking the session lease', () =>
+    createSessionLease(ctx.client, namespace, plan.session, label),
+  );
+  const stopRenewing = keepRenewing(ctx.client, namespace, plan.session.id, (text) =>
+    ctx.progress.note(`session lease not renewed: ${text}`),
+  );
+  try {
+    return await applyAll(ctx, plan, undo);
+  } finally {
+    stopRenewing();
+  }
+}
+
+async function applyAll(ctx: UpContext, plan: UpPlan, undo: UndoStack): Promise<UpResult> {
   const cluster = await applyCluster(ctx, plan, undo);
   const started = await applyLocal(ctx, plan, cluster, undo);
   // Checks of the running session (e.g. that the local app still runs) belong here: a failure

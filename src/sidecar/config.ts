@@ -60,6 +60,8 @@ export interface SidecarConfig {
   kubernetesService?: { host: string; port: number };
   /** Port-forward transport to the agents: auto (SPDY, then WebSocket where refused), spdy, spdy-websocket or websocket. */
   portForward: PortForwardTransport;
+  /** The session's Lease in `namespace`, renewed while the sidecar lives (util/session-lease.ts). */
+  sessionLease?: string;
 }
 
 interface FieldSpec {
@@ -90,6 +92,7 @@ const FIELDS: FieldSpec[] = [
   { key: 'appPorts', env: 'DEVBOX_APP_PORTS' },
   { key: 'kubernetesService', env: 'DEVBOX_KUBERNETES_SERVICE' },
   { key: 'portForward', env: 'DEVBOX_PORT_FORWARD' },
+  { key: 'sessionLease', env: 'DEVBOX_SESSION_LEASE' },
 ];
 
 /** Environment variable naming the JSON config file (the first command-line argument works too). */
@@ -205,6 +208,7 @@ export function parseSidecarConfig(raw: Record<string, unknown>): SidecarConfig 
   const appPorts = parsePortList(raw.appPorts, (why) => bad('appPorts', why));
   if (appPorts.includes(natPort)) bad('natPort', `${natPort} is one of the app's ports`);
   const kubernetesService = parseHostPort(raw.kubernetesService, (why) => bad('kubernetesService', why));
+  const sessionLease = str('sessionLease', false);
 
   if (problems.length > 0) {
     throw new DevboxError('BAD_INPUT', `sidecar config is incomplete:\n  - ${problems.join('\n  - ')}`, {
@@ -234,6 +238,7 @@ export function parseSidecarConfig(raw: Record<string, unknown>): SidecarConfig 
     appPorts,
     ...(kubernetesService ? { kubernetesService } : {}),
     portForward: portForward as PortForwardTransport,
+    ...(sessionLease ? { sessionLease } : {}),
   };
 }
 

@@ -1,6 +1,6 @@
 /**
- * A deliberately tiny Kubernetes API client for the sidecar: GET of JSON and
- * GET of a watch stream over node:https, with a bearer token, a CA bundle and
+ * A deliberately tiny Kubernetes API client for the sidecar: GET of JSON, GET of a
+ * watch stream and a JSON merge patch (renewing the session's Lease) over node:https, with a bearer token, a CA bundle and
  * an optional name checked against the server certificate. The sidecar bundle
  * must stay small and its memory low, so @kubernetes/client-node is not used here.
  */
@@ -65,6 +65,8 @@ export interface KubeApi {
   getJson(path: string, signal?: AbortSignal): Promise<unknown>;
   /** GET a streaming response (watch); resolves once headers arrive with status 200. */
   getStream(path: string, signal?: AbortSignal, idleTimeoutMs?: number): Promise<http.IncomingMessage>;
+  /** PATCH with a JSON merge patch; throws KubeApiError on a non-2xx status. */
+  mergePatch(path: string, patch: unknown, signal?: AbortSignal): Promise<unknown>;
 }
 
 export function createKubeApi(conn: KubeConnection): KubeApi {
@@ -75,7 +77,11 @@ export function createKubeApi(conn: KubeConnection): KubeApi {
     : new http.Agent({ keepAlive: true, maxSockets: 8 });
   const base = url.pathname.replace(/\/+$/, '');
 
-  const request = (path: string, signal: AbortSignal | undefined): Promise<http.IncomingMessage> =>
+  const request = (
+    path: string,
+    signal: AbortSignal | undefined,
+    patch?: string,
+  ): Promise<http.IncomingMessage> =>
     new Promise((resolve, reject) => {
       const req = (secure ? https : http).request(
         {
@@ -83,15 +89,19 @@ export function createKubeApi(conn: KubeConnection): KubeApi {
           hostname: url.hostname.replace(/^\[|\]$/g, ''),
           port: url.port || (secure ? 443 : 80),
           path: base + path,
-          method: 'GET',
+          method: patch === undefined ? 'GET' : 'PATCH',
           agent,
-          headers: { authorization: `Bearer ${conn.token()}`, accept: 'application/json' },
+          headers: {
+            authorization: `Bearer ${conn.token()}`,
+            accept: 'application/json',
+            ...(patch === undefined ? {} : { 'content-type': 'application/merge-patch+json' }),
+          },
           signal,
         },
         resolve,
       );
       req.on('error', reject);
-      req.end();
+      req.end(patch);
     });
 
   const failure = async (res: http.IncomingMessage, path: string): Promise<KubeApiError> => {
@@ -101,12 +111,18 @@ export function createKubeApi(conn: KubeConnection): KubeApi {
       const status = JSON.parse(body) as { message?: string };
       if (status.message) message = status.message;
     } catch {}
-    return new KubeApiError(res.statusCode ?? 0, `GET ${path}: HTTP ${res.statusCode}: ${message}`);
+    const method = (res as { req?: { method?: string } }).req?.method ?? 'GET';
+    return new KubeApiError(res.statusCode ?? 0, `${method} ${path}: HTTP ${res.statusCode}: ${message}`);
   };
 
   return {
     async getJson(path, signal) {
       const res = await request(path, signal);
+      if ((res.statusCode ?? 0) < 200 || (res.statusCode ?? 0) >= 300) throw await failure(res, path);
+      return JSON.parse(await readBody(res));
+    },
+    async mergePatch(path, patch, signal) {
+      const res = await request(path, signal, JSON.stringify(patch));
       if ((res.statusCode ?? 0) < 200 || (res.statusCode ?? 0) >= 300) throw await failure(res, path);
       return JSON.parse(await readBody(res));
     },

@@ -18,6 +18,7 @@ import { newTrafficStats, type TrafficStats } from './forwarders.js';
 import { createInboundHandler, type InboundStats, newInboundStats } from './inbound.js';
 import { Informer, type InformerStats } from './informer.js';
 import { createKubeApi, type KubeApi, type KubeConnection, kubeConnection } from './kube-api.js';
+import { renewLease } from './lease-renewer.js';
 import { type ListeningPorts, procListeningPorts } from './listening-ports.js';
 import { type AddressAdder, ipCommandAdder } from './loopback.js';
 import { type NatOpener, systemNat } from './nat.js';
@@ -207,6 +208,10 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
       readyAfterMs = Math.round(process.uptime() * 1000);
       log?.info('sidecar ready', { readyAfterMs, addressMode: addresses.addressMode });
     })();
+    if (config.sessionLease) {
+      const lease = renewLease({ api, namespace: config.namespace, name: config.sessionLease, log, onError });
+      closers.push(async () => lease.stop());
+    }
 
     const snapshot = (): SidecarStatus => {
       const tunnelStatus = tunnels.status();

@@ -13,6 +13,7 @@ import {
 import { AGENT_CONTAINER, labelSelectorString, resolveWorkloadEnv } from '../../kube/index.js';
 import { settings } from '../../settings/index.js';
 import { errorText } from '../../util/errors.js';
+import { sessionLeaseName } from '../../util/session-lease.js';
 import { openAgentTunnel } from '../agent-tunnel.js';
 import { apiAddressForContainer } from '../api-address.js';
 import { podDnsSettings } from '../dns-settings.js';
@@ -120,6 +121,7 @@ async function sidecarSpec(
       interceptPorts: appPorts.map((port) => ({ port, appPort: port })),
       statusPort: SIDECAR_STATUS_PORT,
       portForward: settings().portForward,
+      sessionLease: sessionLeaseName(plan.session.id),
     },
     files: [{ path: '/devbox/token', content: v.sidecarToken.token, mode: 0o600 }],
     dnsSearch: dns.search,

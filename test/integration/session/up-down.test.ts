@@ -13,6 +13,7 @@ import { parse, stringify } from 'yaml';
 import { deployShop } from '../../../src/demo/shop.js';
 import { createKubeClient } from '../../../src/kube/index.js';
 import type { SessionStatus } from '../../../src/session/status.js';
+import { LEASE_DURATION_SECONDS } from '../../../src/util/session-lease.js';
 import { clusterImages, docker, kubeconfig, kubectl, testNamespace } from '../../support/cluster.js';
 import {
   clusterSnapshot,
@@ -89,7 +90,7 @@ describe('devbox up and down on the sample shop, as a user holding only the deve
   });
 
   after(async () => {
-    await devbox(['clean', '-n', ns.name]);
+    await devbox(['clean', '-n', ns.name, '--force']);
     await ns?.remove();
   });
 
@@ -250,6 +251,7 @@ describe('devbox up and down on the sample shop, as a user holding only the deve
 
   for (const step of [
     "Checking the sidecar's account",
+    'Taking the session lease',
     'Adding the agent',
     'Waiting for deployment/api to roll out',
     'Pointing service/api-direct',
@@ -266,14 +268,45 @@ describe('devbox up and down on the sample shop, as a user holding only the deve
     });
   }
 
-  it('clean restores what a killed up left, and exits 0', async () => {
+  it("clean leaves another developer's live session alone, saying whose and how fresh; --force ends it", async () => {
+    const up = await devbox(['up', 'api', '-n', ns.name, '--detach']);
+    assert.equal(up.code, 0, up.stderr);
+    await storefrontHears(ns.name, 'local container');
+    const other = await developerIn(ns.name, 'another-developer');
+    const left = await devboxAs(['clean', '-n', ns.name], other);
+    assert.equal(left.code, 0, left.stderr);
+    assert.match(
+      left.stderr,
+      /left deployment\/api \(.*\) alone: session of .*, renewed \d+ s ago; --force ends it/,
+    );
+    // Long enough for the lease to lapse, were the sidecar not renewing it.
+    await new Promise((r) => setTimeout(r, (LEASE_DURATION_SECONDS + 5) * 1000));
+    assert.match((await devboxAs(['clean', '-n', ns.name], other)).stderr, /left deployment\/api/);
+    await storefrontHears(ns.name, 'local container');
+    assert.notEqual(
+      (await docker(['ps', '-q', '--filter', `label=devbox.namespace=${ns.name}`])).stdout.trim(),
+      '',
+      'the local containers of the live session stay',
+    );
+    const forced = await devboxAs(['clean', '-n', ns.name, '--force'], other);
+    assert.equal(forced.code, 0, forced.stderr);
+    await kubectl(['-n', ns.name, 'delete', 'serviceaccount', 'another-developer']);
+    await kubectl(['-n', ns.name, 'delete', 'rolebinding', 'devbox-developer-another-developer']);
+    await assertPristine();
+  });
+
+  it('clean restores what a killed up left once its lease lapses, and exits 0', async () => {
     const child = startDevbox(['up', 'api', '-n', ns.name, '--detach']);
     await waitForOutput(child, /✓ Waiting for deployment\/api to roll out/);
     child.kill('SIGKILL');
     await finished(child, 10_000);
+    // Until its lease lapses nothing tells a killed up from a slow one.
+    const early = await devbox(['clean', '-n', ns.name]);
+    assert.match(early.stderr, /left deployment\/api/);
+    await new Promise((r) => setTimeout(r, (LEASE_DURATION_SECONDS + 1) * 1000));
     const result = await devbox(['clean', '-n', ns.name]);
     assert.equal(result.code, 0, result.stderr);
-    assert.doesNotMatch(result.stderr, /warning/, result.stderr);
+    assert.doesNotMatch(result.stderr, /warning|left/, result.stderr);
     await assertPristine();
   });
 
