@@ -178,7 +178,7 @@ async function main() {
     );
     if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
   } finally {
-    spawnSync(process.execPath, [cli, 'clean', '-n', ns.name], { env: devboxEnv() });
+    spawnSync(process.execPath, [cli, 'clean', '-n', ns.name, '--force'], { env: devboxEnv() });
     await ns.remove();
   }
 }

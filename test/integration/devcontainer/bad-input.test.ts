@@ -45,7 +45,7 @@ describe('devbox up --devcontainer with bad input', { timeout: 900_000 }, () => 
   });
 
   after(async () => {
-    await devbox(['clean', '-n', ns.name]);
+    await devbox(['clean', '-n', ns.name, '--force']);
     await ns?.remove();
     for (const p of projects) await p.remove();
   });

@@ -70,7 +70,7 @@ describe('devbox devcontainer init, then an editor opens the folder', { timeout:
 
   after(async () => {
     await devbox(['down', api, '-n', ns.name]);
-    await devbox(['clean', '-n', ns.name]);
+    await devbox(['clean', '-n', ns.name, '--force']);
     await ns?.remove();
     await proj?.remove();
   });

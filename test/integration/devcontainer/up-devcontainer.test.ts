@@ -65,7 +65,7 @@ describe('devbox up --devcontainer', { timeout: 900_000 }, () => {
   });
 
   after(async () => {
-    await devbox(['clean', '-n', ns.name]);
+    await devbox(['clean', '-n', ns.name, '--force']);
     await ns?.remove();
     await proj?.remove();
   });

@@ -115,7 +115,7 @@ describe('devbox inside a container that has the Docker socket', { timeout: 900_
   });
 
   after(async () => {
-    await devbox(['clean', '-n', ns.name], developer ?? {});
+    await devbox(['clean', '-n', ns.name, '--force'], developer ?? {});
     await docker(['rm', '-f', name]);
     await removeBuiltImages(join(work, 'src', 'proj'));
     await ns?.remove();

@@ -57,7 +57,7 @@ describe('devbox with DOCKER_HOST=tcp://127.0.0.1 on an engine with its own file
   });
 
   after(async () => {
-    if (engine) await remote(['clean', '-n', ns.name]);
+    if (engine) await remote(['clean', '-n', ns.name, '--force']);
     await engine?.stop();
     await ns?.remove();
     for (const p of projects) await p.remove();

@@ -51,7 +51,7 @@ describe('cluster addresses that share the app ports', { timeout: 600_000 }, () 
   });
 
   after(async () => {
-    await devbox(['clean', '-n', ns.name]);
+    await devbox(['clean', '-n', ns.name, '--force']);
     await ns?.remove();
   });
 
