@@ -104,8 +104,63 @@ export async function writeServices(
   services: readonly V1Service[],
 ): Promise<V1Service[]> {
   const out: V1Service[] = [];
-  for (const s of services) out.push(await client.replace('Service', s));
+  for (const planned of services) {
+    const namespace = planned.metadata?.namespace ?? client.namespace;
+    const name = planned.metadata?.name ?? '';
+    // Services change under us (load-balancer status, external-dns annotations): on a conflict,
+    // only devbox's own change is applied again, to the Service as it is now.
+    let first = true;
+    const written = await updateWithRetry(
+      async () => (first ? planned : await client.get('Service', namespace, name)),
+      (current) => {
+        if (first) {
+          first = false;
+          return current;
+        }
+        return retargetAgain(current, planned);
+      },
+      (s) => client.replace('Service', s),
+    );
+    if (!written) throw new DevboxError('CONFLICT', `service/${name} was deleted while devbox changed it`);
+    out.push(written);
+  }
   return out;
+}
+
+/**
+ * devbox's change of `planned` (its retargeted ports and record), made again on `current`.
+ * CONFLICT when a port devbox moves no longer targets what it did when planned.
+ */
+function retargetAgain(current: V1Service, planned: V1Service): V1Service {
+  const record = serviceOriginal(planned)!;
+  const name = current.metadata?.name ?? '';
+  const next = structuredClone(current);
+  for (const moved of record.ports) {
+    const port = next.spec?.ports?.find(
+      (p) => p.port === moved.port && (p.protocol || 'TCP') === moved.protocol,
+    );
+    const before = record.spec?.ports?.find(
+      (p) => p.port === moved.port && (p.protocol || 'TCP') === moved.protocol,
+    );
+    if (!port || (port.targetPort ?? port.port) !== (before?.targetPort ?? before?.port)) {
+      throw new DevboxError(
+        'CONFLICT',
+        `service/${name} port ${moved.port}/${moved.protocol} changed while devbox pointed it at the agent`,
+        {
+          hint: 'run devbox up again',
+        },
+      );
+    }
+    port.targetPort = moved.targetPort;
+  }
+  next.metadata = {
+    ...next.metadata,
+    annotations: {
+      ...next.metadata?.annotations,
+      [ANNOTATION_ORIGINAL]: JSON.stringify({ ...record, spec: structuredClone(current.spec) }),
+    },
+  };
+  return next;
 }
 
 /** What restoring one object did. */

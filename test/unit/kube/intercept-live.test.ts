@@ -198,6 +198,36 @@ describe('session', () => {
     }
   });
 
+  it('applies only its own change again when a Service changed after it was read (regression: 409 unwound the session)', async () => {
+    const kube = cluster();
+    kube.interfere('Service', 'api-direct', (o) => {
+      (o as V1Service).metadata!.annotations = { 'external-dns.alpha.kubernetes.io/hostname': 'api.example' };
+    });
+    await intercept(kube);
+    const written = kube.read<V1Service>('Service', 'api-direct');
+    assert.equal(written.spec?.ports?.[0]?.targetPort, 'http');
+    assert.equal(written.metadata?.annotations?.['external-dns.alpha.kubernetes.io/hostname'], 'api.example');
+    const reports = await restoreSession(kube.asClient(), 'shop', 'Deployment', 'api');
+    assert.deepEqual(reports[0], { object: 'service/api-direct', exact: true, drift: [] });
+    const restored = kube.read<V1Service>('Service', 'api-direct');
+    assert.equal(restored.spec?.ports?.[0]?.targetPort, 8080);
+    assert.deepEqual(restored.metadata?.annotations, {
+      'external-dns.alpha.kubernetes.io/hostname': 'api.example',
+    });
+  });
+
+  it('refuses to retarget a Service port someone else moved meanwhile', async () => {
+    const kube = cluster();
+    kube.interfere('Service', 'api-direct', (o) => {
+      (o as V1Service).spec!.ports![0]!.targetPort = 9999;
+    });
+    await assert.rejects(
+      intercept(kube),
+      (err: unknown) => isDevboxError(err, 'CONFLICT') && /api-direct/.test(err.message),
+    );
+    assert.equal(kube.read<V1Service>('Service', 'api-direct').spec?.ports?.[0]?.targetPort, 9999);
+  });
+
   it('recomputes on a conflicting write and keeps the other writer’s change', async () => {
     const kube = cluster();
     await intercept(kube);
