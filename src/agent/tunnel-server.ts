@@ -21,7 +21,8 @@ import { headerText, replyError, type StreamHandlers } from './handlers.js';
 import type { AgentCounters } from './stats.js';
 
 /** An unauthenticated connection gets this long to open its session stream. */
-const HELLO_TIMEOUT_MS = 10_000;
+/** A connection with no session after this long is closed (garbage, or a peer gone silent). */
+export const HELLO_TIMEOUT_MS = 10_000;
 /** Accept streams one session may keep pending. */
 const ACCEPT_PENDING_MAX = 1024;
 /** How often silence is judged (reading a byte counter costs nothing). */
