@@ -32,6 +32,11 @@ const decimalSuffixes: Record<string, number> = {
 };
 
 const numberPattern = /^([+-]?)(\d*)(?:\.(\d*))?(.*)$/;
+/**
+ * Largest decimal exponent accepted. No resource comes near it (the kubelet saturates at
+ * 2^63), and beyond it the exact arithmetic costs seconds, then fails outright.
+ */
+const EXPONENT_MAX = 1000;
 
 /** Parses a quantity string; throws BAD_INPUT for anything the API server would reject. */
 export function parseQuantity(text: string): Quantity {
@@ -50,6 +55,11 @@ export function parseQuantity(text: string): Quantity {
     exp10 = decimalSuffixes[suffix] as number;
   } else if (/^[eE][+-]?\d+$/.test(suffix)) {
     exp10 = Number.parseInt(suffix.slice(1), 10);
+    if (Math.abs(exp10) > EXPONENT_MAX) {
+      throw new DevboxError('BAD_INPUT', `quantity ${JSON.stringify(text)} is out of range`, {
+        hint: `use an exponent from -${EXPONENT_MAX} to ${EXPONENT_MAX}, or a suffix such as Gi`,
+      });
+    }
   } else {
     throw badQuantity(text);
   }

@@ -44,4 +44,17 @@ describe('parseQuantity', () => {
       );
     }
   });
+
+  it('refuses an exponent no resource holds, at once (1e99999999999 threw a RangeError, 5e30000000 took seconds)', () => {
+    for (const bad of ['1e99999999999', '1e-99999999999', '5e30000000', '1E1001']) {
+      const started = Date.now();
+      assert.throws(
+        () => parseQuantity(bad),
+        (err: unknown) => isDevboxError(err, 'BAD_INPUT') && err.message.includes(bad),
+        bad,
+      );
+      assert.ok(Date.now() - started < 100, `${bad} took ${Date.now() - started} ms`);
+    }
+    assert.equal(quantityValue(parseQuantity('1e18')), 10n ** 18n);
+  });
 });
