@@ -30,6 +30,17 @@ export function upCommand() {
       collect,
     )
     .option('-w, --workdir <dir>', 'working directory inside the container')
+    .option(
+      '--sync <LOCAL:CONTAINER>',
+      'copy this project path into the container, then every change while the session runs (repeatable)',
+      collect,
+    )
+    .addOption(
+      new Option(
+        '--on-change <action>',
+        'after a sync: restart the container, rebuild the image (--build), or none',
+      ).choices(['restart', 'rebuild', 'none'] as const),
+    )
     .option('-d, --detach', 'return once the session is ready instead of following the logs')
     .option(
       '--devcontainer [path]',
@@ -64,6 +75,7 @@ Examples:
   devbox up api --image api:dev -v $PWD:/app -w /app -- npm run dev
   devbox up sts/db -p 5432:5432                  # also reachable on localhost:5432
   devbox up api --devcontainer --detach          # this project's devcontainer.json, joined to the session
+  devbox up api --build . --sync src:/app/src --on-change restart   # edits reach the container in seconds
 
 The workload's Services send their traffic to the local container while the
 session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
@@ -105,6 +117,9 @@ session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
           else printSummary(result);
         },
         notice: (text) => process.stderr.write(`${text}\n`),
+        ...(flags.sync
+          ? { sync: { flags: flags.sync, onChange: flags.onChange ?? 'restart', project: process.cwd() } }
+          : {}),
       });
       for (const w of run.down?.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
       process.exitCode = run.exitCode;
@@ -138,6 +153,16 @@ function checkModes(flags: UpFlags, command: string[]): void {
       problems.push('--sidecar-only starts no container: drop --image, --build and the command');
   } else if (flags.writeEnv || flags.writeLabels) {
     problems.push('--write-env and --write-labels go with --sidecar-only');
+  }
+  if (flags.sync) {
+    if (flags.detach || flags.sidecarOnly)
+      problems.push(
+        '--sync follows changes while the session runs in the foreground: drop --detach / --sidecar-only',
+      );
+    if (flags.onChange === 'rebuild' && !flags.build)
+      problems.push('--on-change rebuild needs --build <dir>');
+  } else if (flags.onChange) {
+    problems.push('--on-change goes with --sync');
   }
   if (problems.length)
     throw new DevboxError('BAD_INPUT', problems.join('\n'), {

@@ -33,9 +33,19 @@ export interface DockerClient {
   startContainer(id: string): Promise<void>;
   /** Stops a running container; a container already stopped is not an error. */
   stopContainer(id: string, options?: { timeoutSeconds?: number }): Promise<void>;
+  /** `docker restart`: stops (SIGTERM, then SIGKILL after `timeoutSeconds`) and starts the same container. */
+  restartContainer(id: string, options?: { timeoutSeconds?: number }): Promise<void>;
+  renameContainer(id: string, name: string): Promise<void>;
   /** Removes a container; a container already gone is not an error. */
   removeContainer(id: string, options?: { force?: boolean; volumes?: boolean }): Promise<void>;
   inspectContainer(id: string): Promise<ContainerInfo | undefined>;
+  /**
+   * What `createContainer` would need to make this container again, with what its image
+   * supplied (env, command) left out so that another image supplies its own. Undefined when gone.
+   */
+  containerSpec(id: string): Promise<ContainerSpec | undefined>;
+  /** `docker diff`: paths the container added (`A`), changed (`C`) or deleted (`D`) against its image. */
+  containerChanges(id: string): Promise<{ path: string; kind: 'A' | 'C' | 'D' }[]>;
   /** Containers carrying all the given labels (`undefined` value = label present with any value). */
   listContainers(filter?: {
     labels?: Record<string, string | undefined>;
@@ -301,6 +311,59 @@ export function toCreateOptions(spec: ContainerSpec): Docker.ContainerCreateOpti
   return options;
 }
 
+/**
+ * A create spec from an inspected container. Env entries, command and entrypoint equal to
+ * the image's are dropped (`imageConfig`), so a rebuilt image brings its own.
+ */
+export function specFromInspect(
+  c: Docker.ContainerInspectInfo,
+  imageConfig?: { Env?: string[] | null; Cmd?: string[] | null; Entrypoint?: string[] | string | null },
+): ContainerSpec {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+  const imageEnv = new Set(imageConfig?.Env ?? []);
+  const env: Record<string, string> = {};
+  for (const entry of c.Config.Env ?? []) {
+    if (imageEnv.has(entry)) continue;
+    const at = entry.indexOf('=');
+    if (at > 0) env[entry.slice(0, at)] = entry.slice(at + 1);
+  }
+  const spec: ContainerSpec = {
+    name: c.Name.replace(/^\//, ''),
+    image: c.Config.Image,
+    labels: { ...(c.Config.Labels ?? {}) },
+    env,
+  };
+  const entrypoint = c.Config.Entrypoint as string[] | string | null | undefined;
+  const entrypointIsImages = same(entrypoint, imageConfig?.Entrypoint);
+  if (entrypoint && !entrypointIsImages)
+    spec.entrypoint = typeof entrypoint === 'string' ? [entrypoint] : [...entrypoint];
+  // The image's Cmd only goes with the image's entrypoint.
+  if (c.Config.Cmd && !(entrypointIsImages && same(c.Config.Cmd, imageConfig?.Cmd)))
+    spec.cmd = [...c.Config.Cmd];
+  if (c.Config.User) spec.user = c.Config.User;
+  if (c.Config.WorkingDir) spec.workingDir = c.Config.WorkingDir;
+  if (c.Config.Tty) spec.tty = true;
+  if (c.Config.OpenStdin) spec.openStdin = true;
+  const host = c.HostConfig;
+  if (host.NetworkMode) spec.networkMode = host.NetworkMode;
+  if (host.CapAdd?.length) spec.capAdd = [...host.CapAdd];
+  if (host.Init) spec.init = true;
+  if (host.AutoRemove) spec.autoRemove = true;
+  const mounts = (
+    host as { Mounts?: { Type: string; Source?: string; Target: string; ReadOnly?: boolean }[] }
+  ).Mounts;
+  if (mounts?.length)
+    spec.mounts = mounts.map((m) => ({
+      type: m.Type as MountSpec['type'],
+      source: m.Source ?? '',
+      target: m.Target,
+      readOnly: Boolean(m.ReadOnly),
+    }));
+  const stopSignal = (c.Config as { StopSignal?: string }).StopSignal;
+  if (stopSignal) spec.stopSignal = stopSignal;
+  return spec;
+}
+
 /** Engine label filter: `["a=b", "c"]`. */
 export function labelFilter(labels: Record<string, string | undefined> = {}): string[] {
   return Object.entries(labels).map(([k, v]) => (v === undefined ? k : `${k}=${v}`));
@@ -433,6 +496,38 @@ class DockerodeClient implements DockerClient {
       if (statusOf(err) === 304) return;
       throw engineError(err, `stop container ${id}`);
     }
+  }
+
+  async restartContainer(id: string, options: { timeoutSeconds?: number } = {}): Promise<void> {
+    const opts = options.timeoutSeconds === undefined ? {} : { t: options.timeoutSeconds };
+    await this.call(`restart container ${id}`, () => this.docker.getContainer(id).restart(opts));
+  }
+
+  async renameContainer(id: string, name: string): Promise<void> {
+    await this.call(`rename container ${id} to ${name}`, () => this.docker.getContainer(id).rename({ name }));
+  }
+
+  async containerSpec(id: string): Promise<ContainerSpec | undefined> {
+    let c: Docker.ContainerInspectInfo;
+    try {
+      c = await this.docker.getContainer(id).inspect();
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw engineError(err, `inspect container ${id}`);
+    }
+    const image = await this.docker
+      .getImage(c.Image)
+      .inspect()
+      .catch(() => undefined);
+    return specFromInspect(c, image?.Config);
+  }
+
+  async containerChanges(id: string): Promise<{ path: string; kind: 'A' | 'C' | 'D' }[]> {
+    const list = (await this.call(`list the changes of container ${id}`, () =>
+      this.docker.getContainer(id).changes(),
+    )) as { Path: string; Kind: number }[] | null;
+    const kinds = ['C', 'A', 'D'] as const;
+    return (list ?? []).map((c) => ({ path: c.Path, kind: kinds[c.Kind] ?? 'C' }));
   }
 
   async removeContainer(id: string, options: { force?: boolean; volumes?: boolean } = {}): Promise<void> {

@@ -5,6 +5,7 @@ export {
   type BuiltImage,
   buildDirectory,
   type ContextEntry,
+  type ContextFilter,
   contextFilter,
   contextTar,
   parseDockerignore,
@@ -27,6 +28,7 @@ export {
   type LogOptions,
   type MountSpec,
   type PortBinding,
+  specFromInspect,
   type VolumeSummary,
 } from './client.js';
 export { type DockerEndpoint, describeSource, resolveDockerEndpoint } from './endpoint.js';

@@ -13,9 +13,11 @@ export async function followLogs(
   stdout: Writable,
   stderr: Writable,
   signal?: AbortSignal,
+  /** Unix seconds: only output from then on (a restarted container's earlier runs are not repeated). */
+  since?: number,
 ): Promise<void> {
   if (signal?.aborted) return;
-  const streams = await docker.logs(containerId, { follow: true });
+  const streams = await docker.logs(containerId, { follow: true, ...(since !== undefined ? { since } : {}) });
   const stop = () => {
     streams.stdout.destroy();
     streams.stderr.destroy();

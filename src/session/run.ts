@@ -9,6 +9,7 @@
 import type { Writable } from 'node:stream';
 import { errorText } from '../util/errors.js';
 import type { DownResult } from './down.js';
+import type { DevLoop, OnChange, SyncRule } from './sync/index.js';
 import type { UpOptions, UpResult } from './up.js';
 
 export interface RunOptions extends Omit<UpOptions, 'signal'> {
@@ -20,6 +21,11 @@ export interface RunOptions extends Omit<UpOptions, 'signal'> {
   onReady: (result: UpResult) => void;
   /** Lines for the user about the session's life (stopping, the container's exit). */
   notice: (text: string) => void;
+  /**
+   * `--sync LOCAL:CONTAINER` flags and what a change does: files are copied into the service
+   * container once it runs, then kept in sync while the session runs in the foreground.
+   */
+  sync?: { flags: string[]; onChange: OnChange; project: string };
 }
 
 export interface RunResult {
@@ -35,7 +41,7 @@ const ENDING_SIGNALS = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 } as const;
 type EndingSignal = keyof typeof ENDING_SIGNALS;
 
 export async function runSession(options: RunOptions): Promise<RunResult> {
-  const { detach, logs, onReady, notice, ...upOptions } = options;
+  const { detach, logs, onReady, notice, sync, ...upOptions } = options;
   const controller = new AbortController();
   let received: EndingSignal | undefined;
   const onSignal = (signal: EndingSignal) => {
@@ -50,12 +56,16 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
   const signals = Object.keys(ENDING_SIGNALS) as EndingSignal[];
   for (const s of signals) process.on(s, onSignal);
   try {
+    // Sync paths are checked before anything changes.
+    const rules = sync?.flags.length
+      ? await (await import('./sync/index.js')).resolveSyncRules(sync.flags, sync.project)
+      : [];
     const { up } = await import('./up.js');
     const result = await up({ ...upOptions, signal: controller.signal });
     onReady(result);
     if (detach) return { up: result, exitCode: 0 };
 
-    const code = await followUntilEnd(options, result, controller.signal);
+    const code = await followUntilEnd(options, result, controller.signal, rules);
     if (code !== undefined) notice(`The local container exited with code ${code}; ending the session.`);
     const { down } = await import('./down.js');
     const ended = await down({
@@ -76,6 +86,7 @@ async function followUntilEnd(
   options: RunOptions,
   result: UpResult,
   interrupted: AbortSignal,
+  rules: readonly SyncRule[],
 ): Promise<number | undefined> {
   const { createDockerClient, followLogs, waitExit } = await import('../docker/index.js');
   const { followPodFiles } = await import('./follow.js');
@@ -83,16 +94,14 @@ async function followUntilEnd(
   const ended = new AbortController();
   const signal = AbortSignal.any([interrupted, ended.signal]);
   const docker = createDockerClient();
-  const serviceId = result.containers.serviceId;
-  const following = followLogs(docker, serviceId, options.logs.stdout, options.logs.stderr, signal);
-  const exit = waitExit(docker, serviceId, signal).catch(() => undefined);
   if (result.container) {
     followPodFiles({
       target: options.target,
       workload: result.workload,
       namespace: result.namespace,
+      // By name: a rebuild replaces the container, the name stays.
+      serviceId: result.containers.service,
       container: result.container,
-      serviceId,
       signal,
       onWarning: (text) => options.notice(`warning: ${text}`),
     }).catch((err) => options.notice(`warning: volumes no longer follow the cluster: ${errorText(err)}`));
@@ -101,8 +110,61 @@ async function followUntilEnd(
     if (signal.aborted) resolve(undefined);
     signal.addEventListener('abort', () => resolve(undefined), { once: true });
   });
-  const code = await Promise.race([exit, aborted]);
-  ended.abort();
-  await following.catch(() => {});
-  return code;
+  let loop: DevLoop | undefined;
+  if (rules.length && options.sync) {
+    const { startDevLoop } = await import('./sync/index.js');
+    loop = await startDevLoop({
+      docker,
+      serviceId: result.containers.serviceId,
+      rules,
+      project: options.sync.project,
+      onChange: options.sync.onChange,
+      ...(options.build ? { build: options.build } : {}),
+      notice: options.notice,
+    });
+  }
+  let code: number | undefined;
+  try {
+    // With a dev loop an exit does not end the session: the next change restarts the app.
+    let since: number | undefined;
+    for (;;) {
+      const serviceId = loop?.serviceId ?? result.containers.serviceId;
+      const following = followLogs(
+        docker,
+        serviceId,
+        options.logs.stdout,
+        options.logs.stderr,
+        signal,
+        since,
+      );
+      code = await Promise.race([waitExit(docker, serviceId, signal).catch(() => undefined), aborted]);
+      await following.catch(() => {});
+      if (!loop || signal.aborted) break;
+      since = Math.floor(Date.now() / 1000);
+      await loop.idle();
+      const now = await docker.inspectContainer(loop.serviceId);
+      if (now?.running) continue;
+      options.notice(
+        `The local container exited with code ${code ?? now?.exitCode}; the next change starts it again (Ctrl-C ends the session).`,
+      );
+      await Promise.race([waitRunning(docker, loop, signal), aborted]);
+      if (signal.aborted) break;
+    }
+  } finally {
+    ended.abort();
+    await loop?.close();
+  }
+  return signal.aborted ? undefined : code;
+}
+
+/** Resolves once the loop's container runs again (after a change). */
+async function waitRunning(
+  docker: import('../docker/index.js').DockerClient,
+  loop: DevLoop,
+  signal: AbortSignal,
+): Promise<void> {
+  while (!signal.aborted) {
+    await new Promise<void>((resolve) => loop.onCycle(() => resolve()));
+    if ((await docker.inspectContainer(loop.serviceId))?.running) return;
+  }
 }
