@@ -104,7 +104,7 @@ function hostileMessage(rng: Rng): { message: Buffer; wellFormed: boolean } {
 
 describe('fuzz: DNS wire', () => {
   it('reading a header, an rcode or the first question throws only DnsFormatError, and agrees with dns-packet', () => {
-    fuzz('dns read', { rounds: 1000 }, (rng) => {
+    fuzz('dns read', { rounds: 600 }, (rng) => {
       const { message, wellFormed } = hostileMessage(rng);
       const header = onlyTypedErrors(formatError, () => readHeader(message), message);
       const question = onlyTypedErrors(formatError, () => firstQuestion(message), message);
@@ -125,7 +125,7 @@ describe('fuzz: DNS wire', () => {
   });
 
   it('an empty reply (SERVFAIL, truncated) never throws, keeps the id and a readable question', () => {
-    fuzz('dns empty reply', { rounds: 1000 }, (rng) => {
+    fuzz('dns empty reply', { rounds: 600 }, (rng) => {
       const { message: query, wellFormed } = hostileMessage(rng);
       const truncated = rng.chance(2);
       const rcode = rng.int(16);
@@ -152,7 +152,7 @@ describe('fuzz: DNS wire', () => {
   });
 
   it('the EDNS payload size is what the query announces, within 512 and the UDP maximum', () => {
-    fuzz('dns edns size', { rounds: 1000 }, (rng) => {
+    fuzz('dns edns size', { rounds: 600 }, (rng) => {
       const { message, wellFormed } = hostileMessage(rng);
       const size = maxUdpReply(message);
       assert.ok(Number.isInteger(size) && size >= 512 && size <= UDP_PAYLOAD_MAX, String(size));
@@ -163,7 +163,7 @@ describe('fuzz: DNS wire', () => {
   });
 
   it('rewriting A records never throws, changes only mapped addresses and keeps the length', () => {
-    fuzz('dns rewrite', { rounds: 1000 }, (rng) => {
+    fuzz('dns rewrite', { rounds: 600 }, (rng) => {
       const { message, wellFormed } = hostileMessage(rng);
       const to = `127.${rng.int(256)}.${rng.int(256)}.${rng.int(256)}`;
       const mapOdd = (ip: string) => (Number(ip.split('.')[3]) % 2 ? to : undefined);
@@ -185,7 +185,7 @@ describe('fuzz: DNS wire', () => {
   });
 
   it('replacing the id never throws and changes only the id', () => {
-    fuzz('dns id', { rounds: 1000 }, (rng) => {
+    fuzz('dns id', { rounds: 600 }, (rng) => {
       const { message } = hostileMessage(rng);
       const id = rng.int(65536);
       const out = withId(message, id);
@@ -195,7 +195,7 @@ describe('fuzz: DNS wire', () => {
   });
 
   it('the namespace an answer is about is a DNS label or nothing, never an error', () => {
-    fuzz('dns answered namespace', { rounds: 1500 }, (rng) => {
+    fuzz('dns answered namespace', { rounds: 800 }, (rng) => {
       const { message } = hostileMessage(rng);
       const ns = answeredNamespace(message, 'shop');
       if (ns !== undefined) assert.match(ns, /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/);

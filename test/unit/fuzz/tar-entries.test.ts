@@ -99,7 +99,7 @@ function extract(root: string, mount: string, path: string, entry: TarAgentEntry
 
 describe('fuzz: tar entry names from the agent', () => {
   it('the entry guard throws only PROTOCOL errors, and what it lets through stays inside the mount on disk', () => {
-    fuzz('tar entry guard', { rounds: 80 }, (rng, round) => {
+    fuzz('tar entry guard', { rounds: 50 }, (rng, round) => {
       const { root, mount } = freshRoot(round);
       const guard = new MountEntryGuard(MOUNT);
       for (let i = 0; i < 12; i++) {
@@ -125,7 +125,7 @@ describe('fuzz: tar entry names from the agent', () => {
   });
 
   it('the copy of a hostile tar stream emits only entries inside the mount, or fails with a typed error', async () => {
-    await fuzzAsync('tar copy', { rounds: 60 }, async (rng) => {
+    await fuzzAsync('tar copy', { rounds: 40 }, async (rng) => {
       const entries = Array.from({ length: 1 + rng.int(8) }, () => randomEntry(rng));
       let written: Awaited<ReturnType<typeof readTarEntries>>;
       try {
