@@ -50,6 +50,22 @@ describe('copying mount contents', () => {
     return root;
   }
 
+  it('stops at a pod file that is a symlink out of the mount, read through a real agent', async () => {
+    const root = await tree();
+    await symlink('/home/dev/src', join(root, 'sub', 'escape'));
+    const agent = await fx.agent();
+    const client = await fx.client(agent);
+    const copy = await mountContentsTar(client, { agentPath: root, mountPath: '/data', readOnly: false });
+    await assert.rejects(readTarEntries(copy), (err) => {
+      assert.ok(isDevboxError(err, 'PROTOCOL'), String(err));
+      assert.match(
+        err.message,
+        /"sub\/escape".*\/data: it is a symlink to "\/home\/dev\/src", outside the mount/,
+      );
+      return true;
+    });
+  });
+
   it('re-roots a directory at the mount path through a real agent, with modes and links kept', async () => {
     const root = await tree('/var/lib/app/data');
     const agent = await fx.agent();
