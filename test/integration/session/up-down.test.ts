@@ -356,9 +356,20 @@ describe('devbox up and down on the sample shop, as a user holding only the deve
     await assertPristine();
   });
 
-  it('ends only its own session when the terminal closes, leaving a newer session alone', async () => {
-    const child = startDevbox(['up', 'api', '-n', ns.name]);
-    await waitForOutput(child, /runs locally in devbox-api\./);
+  it('ends only its own session when the terminal closes, leaving a newer session alone; -o json keeps stdout for the JSON', async () => {
+    const child = startDevbox([
+      'up',
+      'api',
+      '-n',
+      ns.name,
+      '-o',
+      'json',
+      '--',
+      'node',
+      '-e',
+      "console.log('said by the container'); setInterval(() => {}, 60_000)",
+    ]);
+    await waitForOutput(child, /said by the container/);
     // Someone else's session holds the workload now (as after a down from elsewhere and their up).
     const other = JSON.stringify({ user: 'someone', host: 'elsewhere', startedAt: '', id: 'other0' });
     await kubectl([
@@ -373,6 +384,8 @@ describe('devbox up and down on the sample shop, as a user holding only the deve
     child.kill('SIGHUP');
     const result = await finished(child, 60_000);
     assert.equal(result.code, 129, result.stderr);
+    assert.equal((JSON.parse(result.stdout) as { workload: string }).workload, 'deployment/api');
+    assert.match(result.stderr, /said by the container/, "the container's output went to stderr");
     assert.match(result.stderr, /now carries another session, of someone@elsewhere.*left alone/);
     const holder = await kubectl([
       '-n',
