@@ -7,7 +7,7 @@
  * clean-up (records in the cluster let `devbox clean` finish it).
  */
 import type { Writable } from 'node:stream';
-import { errorText } from '../util/errors.js';
+import { errorText, isDevboxError } from '../util/errors.js';
 import type { DownResult } from './down.js';
 import type { DevLoop, OnChange, SyncRule } from './sync/index.js';
 import type { UpOptions, UpResult } from './up.js';
@@ -29,7 +29,8 @@ export interface RunOptions extends Omit<UpOptions, 'signal'> {
 }
 
 export interface RunResult {
-  up: UpResult;
+  /** The session `up` started (none when a signal stopped it before it was ready). */
+  up?: UpResult;
   /** The `down` that ended a foreground session (none when detached). */
   down?: DownResult;
   /** The local container's exit code, or 128 + the signal's number when the user interrupted. */
@@ -61,7 +62,17 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
       ? await (await import('./sync/index.js')).resolveSyncRules(sync.flags, sync.project)
       : [];
     const { up } = await import('./up.js');
-    const result = await up({ ...upOptions, signal: controller.signal });
+    let result: UpResult;
+    try {
+      result = await up({ ...upOptions, signal: controller.signal });
+    } catch (err) {
+      // Interrupted before the session was ready: up has undone its steps (else it says what is left).
+      if (received && !isDevboxError(err, 'INTERNAL')) {
+        notice('Stopped before the session was ready; what up had changed is undone.');
+        return { exitCode: ENDING_SIGNALS[received] };
+      }
+      throw err;
+    }
     onReady(result);
     if (detach) return { up: result, exitCode: 0 };
 

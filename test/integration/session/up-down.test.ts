@@ -310,6 +310,16 @@ describe('devbox up and down on the sample shop, as a user holding only the deve
     await assertPristine();
   });
 
+  it('stops on Ctrl-C before the session is ready, undoes what it did and exits 130', async () => {
+    const child = startDevbox(['up', 'api', '-n', ns.name, '--detach']);
+    await waitForOutput(child, /✓ Adding the agent/);
+    child.kill('SIGINT');
+    const result = await finished(child, 120_000);
+    assert.equal(result.code, 130, result.stderr);
+    assert.match(result.stderr, /Undoing: restoring deployment\/api/);
+    await assertPristine();
+  });
+
   it('ends the session on Ctrl-C in the foreground and restores the cluster', async () => {
     const child = startDevbox(['up', 'api', '-n', ns.name]);
     await waitForOutput(child, /runs locally in devbox-api\./);
