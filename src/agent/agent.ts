@@ -1,7 +1,7 @@
 import net from 'node:net';
 import os from 'node:os';
 import type { AgentStats, InterceptSpec } from '../tunnel/protocol.js';
-import { PROTOCOL_VERSION } from '../tunnel/protocol.js';
+import { AGENT_FEATURES, PROTOCOL_VERSION } from '../tunnel/protocol.js';
 import { listen } from '../util/listen.js';
 import type { Logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
@@ -40,6 +40,7 @@ export async function startAgent(config: AgentConfig, log: Logger = silent): Pro
       hostname: os.hostname(),
       node: process.version,
       intercepts: interceptor?.specs ?? [],
+      features: [...AGENT_FEATURES],
     }),
     onRoutingChanged: () => interceptor?.drain(),
     queued: () => interceptor?.queued ?? 0,

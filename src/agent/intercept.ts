@@ -1,7 +1,14 @@
 import type { ServerHttp2Stream } from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import { abortStream, joinStreams } from '../tunnel/pipe.js';
-import { type InboundInfo, type InterceptSpec, inboundInfoHeaders } from '../tunnel/protocol.js';
+import {
+  ACCEPT_CONNECTED,
+  ACCEPT_REFUSED,
+  ACCEPT_REPLAY_MAX,
+  type InboundInfo,
+  type InterceptSpec,
+  inboundInfoHeaders,
+} from '../tunnel/protocol.js';
 import { errorText } from '../util/errors.js';
 import { listen } from '../util/listen.js';
 import type { Logger } from '../util/log.js';
@@ -58,6 +65,14 @@ export const HAND_OVER_PATIENCE_MS = 2_000;
 export const HAND_OVER_SHORT_QUIET_MS = 25;
 /** A handed-over connection whose peers do not close after our FIN is destroyed after this. */
 const HAND_OVER_CLOSE_MS = 5_000;
+
+/** Accept streams whose sidecar answers for its local app first (`devbox-accept-confirm`). */
+const confirming = new WeakSet<ServerHttp2Stream>();
+
+/** Marks an accept stream as starting with the sidecar's ACCEPT_CONNECTED / ACCEPT_REFUSED byte. */
+export function markConfirming(stream: ServerHttp2Stream): void {
+  confirming.add(stream);
+}
 
 /**
  * The intercept ports. Each connection goes to a sidecar session through a pending accept stream
@@ -197,10 +212,78 @@ export class Interceptor {
     }
     this.opts.counters.totals.intercepted++;
     this.opts.counters.track('inbound', stream);
-    void joinStreams(socket, stream);
+    if (confirming.has(stream)) this.untilConfirmed(conn, stream);
+    else void joinStreams(socket, stream);
   }
 
-  private passThrough(conn: InboundConnection): void {
+  /**
+   * The client's bytes (and FIN) go to the session at once, and a copy is kept until the sidecar's
+   * first byte says whether its local app took the connection. Refused, the copy is replayed to the
+   * app in the pod: the client never meets a local app that is down, starting or restarting.
+   */
+  private untilConfirmed(conn: InboundConnection, stream: ServerHttp2Stream): void {
+    const { socket } = conn;
+    const held: Buffer[] = [];
+    let heldBytes = 0;
+    let done = false;
+    const detach = () => {
+      done = true;
+      socket.off('data', onClientData);
+      socket.off('end', onClientEnd);
+      socket.off('close', onClientClose);
+      stream.off('data', onAnswer);
+      stream.off('close', onStreamClose);
+      stream.off('drain', onDrain);
+      socket.pause();
+    };
+    const onClientData = (chunk: Buffer) => {
+      heldBytes += chunk.length;
+      if (heldBytes <= ACCEPT_REPLAY_MAX) held.push(chunk);
+      if (!stream.write(chunk)) socket.pause();
+    };
+    const onDrain = () => socket.resume();
+    const onClientEnd = () => stream.end();
+    const onClientClose = () => {
+      if (done) return;
+      detach();
+      abortStream(stream);
+    };
+    const onAnswer = (chunk: Buffer) => {
+      if (done) return;
+      detach();
+      if (chunk[0] === ACCEPT_CONNECTED) {
+        if (chunk.length > 1) socket.write(chunk.subarray(1));
+        void joinStreams(socket, stream);
+        return;
+      }
+      stream.close();
+      if (chunk[0] === ACCEPT_REFUSED && heldBytes <= ACCEPT_REPLAY_MAX) {
+        this.opts.counters.totals.localRefused++;
+        this.opts.log.debug('the local app refused a connection; the app in the pod serves it', {
+          port: conn.spec.appPort,
+        });
+        this.passThrough(conn, held);
+        return;
+      }
+      abortStream(socket);
+    };
+    // Closed without an answer (the session went away): as without confirmation, a reset.
+    const onStreamClose = () => {
+      if (done) return;
+      detach();
+      void joinStreams(socket, stream);
+    };
+    stream.on('error', () => {});
+    socket.on('data', onClientData);
+    socket.once('end', onClientEnd);
+    socket.once('close', onClientClose);
+    stream.on('drain', onDrain);
+    stream.on('data', onAnswer);
+    stream.once('close', onStreamClose);
+  }
+
+  /** Joins the client with the app in the pod; `replay` is what the client already sent to a session. */
+  private passThrough(conn: InboundConnection, replay: readonly Buffer[] = []): void {
     const { socket, spec } = conn;
     if (socket.destroyed) return;
     this.opts.counters.totals.passedThrough++;
@@ -225,6 +308,7 @@ export class Interceptor {
     upstream.once('connect', () => {
       connected = true;
       socket.off('close', onEarlyClose);
+      for (const chunk of replay) upstream.write(chunk);
       this.watchPassedThrough(socket, upstream);
       void joinStreams(socket, upstream);
     });

@@ -13,6 +13,7 @@ export class AgentCounters {
     intercepted: 0,
     passedThrough: 0,
     handedOver: 0,
+    localRefused: 0,
     queueOverflows: 0,
     protocolErrors: 0,
   };

@@ -18,6 +18,7 @@ import { listen } from '../util/listen.js';
 import type { Logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
 import { headerText, replyError, type StreamHandlers } from './handlers.js';
+import { markConfirming } from './intercept.js';
 import type { AgentCounters } from './stats.js';
 
 /** An unauthenticated connection gets this long to open its session stream. */
@@ -372,6 +373,7 @@ export class TunnelServer {
       replyError(stream, 429, 'EBUSY', 'too many pending accept streams');
       return;
     }
+    if (headerText(headers, HEADERS.acceptConfirm) === '1') markConfirming(stream);
     const wasAccepting = session.accepting;
     if (generation > session.acceptGeneration) session.acceptGeneration = generation;
     if (!wasAccepting) this.opts.log.info('intercept active', { session: session.id });

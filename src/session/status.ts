@@ -86,6 +86,8 @@ export interface PodsRouted {
   toPodApp: number;
   /** Of those, kept-alive ones closed at a quiet moment so that their clients reconnect to the session. */
   handedOver: number;
+  /** Sent to the session, refused by the local app (down or restarting), and served by the pod's app. */
+  localRefused: number;
 }
 
 /** Sums the agents' counters; pods whose agent did not answer are left out. */
@@ -98,5 +100,6 @@ export function podsRouted(agents: Record<string, unknown> | undefined): PodsRou
     toSession: answers.reduce((n, t) => n + t.intercepted, 0),
     toPodApp: answers.reduce((n, t) => n + t.passedThrough, 0),
     handedOver: answers.reduce((n, t) => n + (t.handedOver ?? 0), 0),
+    localRefused: answers.reduce((n, t) => n + (t.localRefused ?? 0), 0),
   };
 }

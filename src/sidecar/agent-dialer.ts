@@ -63,15 +63,22 @@ export function linkFromClient(
     if (client.closed) resolve();
     else client.once('close', () => resolve());
   });
-  const accept = client.startAccepting((stream, info) => {
-    onInbound({
-      stream: track(stream),
-      appPort: info.appPort,
-      interceptPort: info.interceptPort,
-      clientAddress: info.clientAddress,
-      clientPort: info.clientPort,
-    });
-  }, opts.acceptPoolSize ?? 8);
+  // The agent says whether it can serve a connection the local app refuses from the pod's app.
+  const confirm = client.hello.features?.includes('accept-confirm') ?? false;
+  const accept = client.startAccepting(
+    (stream, info) => {
+      onInbound({
+        stream: track(stream),
+        confirm,
+        appPort: info.appPort,
+        interceptPort: info.interceptPort,
+        clientAddress: info.clientAddress,
+        clientPort: info.clientPort,
+      });
+    },
+    opts.acceptPoolSize ?? 8,
+    { confirm },
+  );
 
   return {
     openTcp: async (host, port, signal) =>

@@ -1,18 +1,22 @@
 /**
  * Inbound (intercepted) connections: the agent hands over a stream that an
  * in-cluster client opened to the workload; it is joined to the local app at
- * 127.0.0.1:<appPort>. When the app is not listening the stream is reset, so
- * the in-cluster client sees a reset just as it would from the pod.
+ * 127.0.0.1:<appPort>. On a confirming stream the first byte tells the agent
+ * whether the local app took the connection: when it is not listening
+ * (starting, crashed, restarting) the agent serves the connection from the app
+ * in the pod, so callers never meet a dead local app. Without confirmation the
+ * stream is reset, as the pod would reset it.
  */
 import net from 'node:net';
 import { abortStream, joinStreams } from '../tunnel/index.js';
+import { ACCEPT_CONNECTED, ACCEPT_REFUSED } from '../tunnel/protocol.js';
 import type { InterceptPort } from './config.js';
 import type { InboundStream } from './tunnel-link.js';
 
 export interface InboundStats {
   accepted: number;
   open: number;
-  /** Streams reset because nothing listened on the local app port. */
+  /** Streams refused because nothing listened on the local app port (served by the pod's app when the agent can). */
   refused: number;
   bytesIn: number;
   bytesOut: number;
@@ -55,11 +59,16 @@ export function createInboundHandler(opts: InboundOptions): (inbound: InboundStr
       if (local.connecting || !local.remoteAddress) {
         stats.refused++;
         opts.onError(what, err);
-        abortStream(inbound.stream);
+        if (inbound.confirm) {
+          inbound.stream.on('error', () => {});
+          inbound.stream.end(Buffer.from([ACCEPT_REFUSED]));
+          inbound.stream.resume();
+        } else abortStream(inbound.stream);
         finish();
       }
     });
     local.once('connect', () => {
+      if (inbound.confirm) inbound.stream.write(Buffer.from([ACCEPT_CONNECTED]));
       inbound.stream.on('data', (chunk: Buffer) => {
         stats.bytesIn += chunk.length;
       });

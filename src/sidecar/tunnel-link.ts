@@ -20,6 +20,8 @@ export interface UdpFlowLink {
 /** An inbound connection the agent hands over, and where it was meant to go. */
 export interface InboundStream {
   stream: Duplex;
+  /** The stream starts with the local app's answer (ACCEPT_CONNECTED / ACCEPT_REFUSED, see protocol.ts). */
+  confirm?: boolean;
   /** The app port in the pod this connection stands for. */
   appPort: number;
   /** The agent port it arrived on (the Service targetPort). */

@@ -328,7 +328,7 @@ export class TunnelClient extends EventEmitter {
    * Asks the agent to hand inbound connections of its intercept ports to `handler`, keeping
    * `poolSize` accept streams pending at the agent and replacing each used one at once.
    */
-  startAccepting(handler: InboundHandler, poolSize = 8): AcceptHandle {
+  startAccepting(handler: InboundHandler, poolSize = 8, options: { confirm?: boolean } = {}): AcceptHandle {
     const pending = new Set<ClientHttp2Stream>();
     let active = true;
     let backoff: NodeJS.Timeout | undefined;
@@ -338,7 +338,12 @@ export class TunnelClient extends EventEmitter {
       let stream: ClientHttp2Stream;
       try {
         stream = this.request(
-          { ':method': 'POST', ':path': PATHS.accept, [HEADERS.acceptGeneration]: String(generation) },
+          {
+            ':method': 'POST',
+            ':path': PATHS.accept,
+            [HEADERS.acceptGeneration]: String(generation),
+            ...(options.confirm ? { [HEADERS.acceptConfirm]: '1' } : {}),
+          },
           false,
         );
       } catch {

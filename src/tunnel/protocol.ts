@@ -41,7 +41,12 @@
  *   connection arrives at one of the agent's intercept ports, the agent answers one pending request
  *   200 with the headers of {@link InboundInfo} (`devbox-client-address`, `devbox-client-port`,
  *   `devbox-intercept-port`, `devbox-app-port`) and joins the connection to that stream exactly as
- *   `/v1/tcp` does. The sidecar opens a replacement at once. Each accept request carries
+ *   `/v1/tcp` does. The sidecar opens a replacement at once. With `devbox-accept-confirm: 1` on the
+ *   accept request (sent only to agents whose hello lists the `accept-confirm` feature), the sidecar's
+ *   first byte on the stream is not payload but its local app's answer: 0x01 connected, 0x00 refused
+ *   (then END_STREAM). Until it arrives the agent keeps a copy of what the client sent (at most
+ *   {@link ACCEPT_REPLAY_MAX} bytes); on 0x00 it replays that copy to the app in the pod, so a client
+ *   never meets a local app that is down. Each accept request carries
  *   `devbox-accept-generation: <n>`, a number the sidecar raises each time it starts accepting. The
  *   control message `{"type":"accept-stop","generation":n}` tells the agent to stop routing to this
  *   session; it answers 503 to accept requests of generation n or lower that arrive afterwards (a
@@ -101,7 +106,18 @@ export const HEADERS = {
   interceptPort: 'devbox-intercept-port',
   appPort: 'devbox-app-port',
   acceptGeneration: 'devbox-accept-generation',
+  acceptConfirm: 'devbox-accept-confirm',
 } as const;
+
+/** Features an agent lists in its hello; a sidecar uses one only when the agent lists it. */
+export const AGENT_FEATURES = ['accept-confirm'] as const;
+export type AgentFeature = (typeof AGENT_FEATURES)[number];
+
+/** The first byte of a confirmed accept stream: the sidecar's local app took the connection, or refused it. */
+export const ACCEPT_CONNECTED = 0x01;
+export const ACCEPT_REFUSED = 0x00;
+/** What an agent keeps of a client's bytes until the sidecar confirms, to replay to the pod's app. */
+export const ACCEPT_REPLAY_MAX = 256 * 1024;
 
 /**
  * HTTP/2 settings used by both ends. A 4 MiB stream window carries ~1.6 Gbit/s over a 20 ms path
@@ -161,6 +177,8 @@ export interface HelloMessage {
   /** Node.js version of the agent. */
   node: string;
   intercepts: InterceptSpec[];
+  /** Optional behaviours this agent supports (absent: none). */
+  features?: string[];
 }
 
 /** Counters reported by the agent. */
@@ -180,6 +198,8 @@ export interface AgentStats {
     passedThrough: number;
     /** Passed-through connections closed at a quiet moment so that their clients reconnect to a session. */
     handedOver: number;
+    /** Intercepted connections a session's local app refused, served by the app in the pod instead. */
+    localRefused: number;
     queueOverflows: number;
     protocolErrors: number;
   };

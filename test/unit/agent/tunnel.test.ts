@@ -11,6 +11,7 @@ import { afterEach, describe, it } from 'node:test';
 import tar from 'tar-stream';
 import { HAND_OVER_PATIENCE_MS, HAND_OVER_QUIET_MS } from '../../../src/agent/intercept.js';
 import { HELLO_TIMEOUT_MS } from '../../../src/agent/tunnel-server.js';
+import { createInboundHandler, newInboundStats } from '../../../src/sidecar/inbound.js';
 import type { TunnelClient } from '../../../src/tunnel/client.js';
 import { StreamRefusedError } from '../../../src/tunnel/errors.js';
 import { abortStream, joinStreams } from '../../../src/tunnel/pipe.js';
@@ -571,6 +572,53 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
       const [err] = await within(once(socket, 'error'), 2_000, 'reset');
       assert.equal((err as NodeJS.ErrnoException).code, 'ECONNRESET');
       assert.equal(client.closed, false);
+    });
+
+    it('a connection the local app refuses is served by the app in the pod, with what the client sent; then by the local app once it is back', async () => {
+      const podApp = await fx.tcpServer((socket) => {
+        let body = '';
+        socket.on('data', (d: Buffer) => {
+          body += d.toString();
+        });
+        socket.on('end', () => socket.end(`from-pod:${body}`));
+      });
+      const agent = await fx.agent({ intercepts: [{ listenPort: 0, appPort: podApp }] });
+      const port = agent.intercepts[0]!.listenPort;
+      const client = await fx.client(agent);
+      const localPort = await fx.freePort();
+      const stats = newInboundStats();
+      // The sidecar's own inbound handler, with its local app on a port nothing listens on yet.
+      const inbound = createInboundHandler({
+        interceptPorts: [{ port: podApp, appPort: localPort }],
+        stats,
+        onError: () => {},
+      });
+      client.startAccepting((stream, info) => inbound({ stream, confirm: true, ...info }), 2, {
+        confirm: true,
+      });
+      await eventually(async () => (await client.stats()).open.acceptPending === 2, 2_000, 'pool');
+
+      assert.equal(await exchange(port, 'req-1'), 'from-pod:req-1');
+      assert.equal(await exchange(port, 'x'.repeat(100_000)), `from-pod:${'x'.repeat(100_000)}`);
+      assert.equal(stats.refused, 2);
+      assert.equal(agent.stats().totals.localRefused, 2);
+      assert.equal(agent.stats().totals.intercepted, 2);
+
+      const local = net.createServer({ allowHalfOpen: true }, (socket) => {
+        let body = '';
+        socket.on('data', (d: Buffer) => {
+          body += d.toString();
+        });
+        socket.on('end', () => socket.end(`from-local:${body}`));
+      });
+      await new Promise<void>((resolve) => local.listen(localPort, '127.0.0.1', resolve));
+      try {
+        assert.equal(await exchange(port, 'req-2'), 'from-local:req-2');
+        assert.equal(await exchange(port, 'y'.repeat(100_000)), `from-local:${'y'.repeat(100_000)}`);
+        assert.equal(agent.stats().totals.localRefused, 2);
+      } finally {
+        local.close();
+      }
     });
 
     it('stop() hands traffic back to the app', async () => {
