@@ -16,6 +16,7 @@ import { connectDocker } from '../docker/connect.js';
 import { connectCluster } from '../kube/connect.js';
 import { DevboxError, errorText } from '../util/errors.js';
 import { createSessionLease, deleteSessionLease, keepRenewing } from './lease.js';
+import { checkAppRunning } from './up/app-running.js';
 import { applyCluster } from './up/apply-cluster.js';
 import { applyLocal } from './up/apply-local.js';
 import { planUp } from './up/plan.js';
@@ -85,6 +86,12 @@ async function applyAll(ctx: UpContext, plan: UpPlan, undo: UndoStack): Promise<
   const started = await applyLocal(ctx, plan, cluster, undo);
   // Checks of the running session (e.g. that the local app still runs) belong here: a failure
   // unwinds the session like any other step.
+  if (started.containers.serviceId) {
+    const warning = await ctx.step('Checking that the local app runs', () =>
+      checkAppRunning(ctx.docker, started.containers.serviceId, { signal: ctx.signal }),
+    );
+    if (warning) plan.warnings.push(warning);
+  }
   const { target: v } = plan;
   return {
     session: plan.session.id,

@@ -2,6 +2,7 @@
  * The local half of `up`'s last stage: the pod's env and files resolved for the local container,
  * the sidecar's configuration, and the containers started (plain, dev container, or sidecar only).
  */
+import { isIP, isIPv6 } from 'node:net';
 import { createDevcontainerSession, createSidecarOnlySession } from '../../devcontainer/index.js';
 import {
   containerNames,
@@ -46,7 +47,7 @@ export async function applyLocal(
     ...plan.flags.env,
     DEVBOX_SESSION: plan.session.id,
   };
-  const sidecar = await sidecarSpec(ctx, plan, cluster);
+  const sidecar = await sidecarSpec(ctx, plan, cluster, serviceEnv);
   const podFiles = await ctx.step(`Reading the volumes of ${v.app.name}`, () =>
     resolvePodFiles(ctx.client, v.workload, v.app.name, serviceEnv),
   );
@@ -99,6 +100,7 @@ async function sidecarSpec(
   ctx: UpContext,
   plan: UpPlan,
   cluster: ClusterSession,
+  serviceEnv: Record<string, string>,
 ): Promise<SessionSpec['sidecar']> {
   const { client } = ctx;
   const { target: v } = plan;
@@ -119,6 +121,10 @@ async function sidecarSpec(
       sessionToken: cluster.token,
       agentTunnelPort: cluster.tunnelPort,
       interceptPorts: appPorts.map((port) => ({ port, appPort: port })),
+      // Never bound by the sidecar: the app may listen on any port it declares.
+      appPorts: [...new Set((v.app.ports ?? []).map((p) => p.containerPort))],
+      // The pod reaches the API server at KUBERNETES_SERVICE_HOST:PORT; so does the local container.
+      ...kubernetesService(serviceEnv),
       statusPort: SIDECAR_STATUS_PORT,
       portForward: settings().portForward,
       sessionLease: sessionLeaseName(plan.session.id),
@@ -131,6 +137,14 @@ async function sidecarSpec(
     hostname: v.name,
     name: containerNames(`${v.name}.${v.namespace}`).sidecar,
   };
+}
+
+/** The pod env's address of the API server (`kubernetes.default`), as the sidecar config takes it. */
+function kubernetesService(env: Record<string, string>): { kubernetesService?: string } {
+  const host = env.KUBERNETES_SERVICE_HOST;
+  const port = env.KUBERNETES_SERVICE_PORT;
+  if (!host || !port || !isIP(host)) return {};
+  return { kubernetesService: isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}` };
 }
 
 /** Starts the sidecar, waits for it, then the service side: a container, a dev container, or none. */

@@ -2,7 +2,8 @@
  * Cluster addresses on the real cluster: the local app listens on a port that other Services of
  * the namespace use too (regression: the sidecar bound 10.96.x.y:8080 first and the app died with
  * EADDRINUSE), and a StatefulSet whose headless Service uses the app's own port; the local
- * container still reaches those Services, by name and by pod name.
+ * container still reaches those Services, by name and by pod name. In-cluster callers never meet
+ * a local app that is down: the pod's app answers them until it is back.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -26,6 +27,25 @@ async function stillRunning(container: string): Promise<string> {
   if (state.stdout.trim() === 'running 0') return 'running';
   const logs = await docker(['logs', '--tail', '5', container]).catch((e: Error) => ({ stderr: e.message }));
   return `${state.stdout.trim()}: ${logs.stderr}`;
+}
+
+/** The storefront's log lines (one request to api a second) over the last `seconds`. */
+async function storefrontLines(ns: string, seconds: number): Promise<Record<string, unknown>[]> {
+  const text = await kubectl(['-n', ns, 'logs', 'deploy/storefront', `--since=${seconds}s`]);
+  return text
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+async function storefrontHears(ns: string, where: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if ((await storefrontLines(ns, 2)).some((l) => l.answeredBy === where)) return;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`storefront never heard from ${where}`);
 }
 
 describe('cluster addresses that share the app ports', { timeout: 600_000 }, () => {
@@ -92,5 +112,71 @@ describe('cluster addresses that share the app ports', { timeout: 600_000 }, () 
       const down = await devbox(['down', 'sts/db', '-n', ns.name]);
       assert.equal(down.code, 0, down.stderr);
     }
+  });
+
+  it('serves in-cluster callers from the pod while the local app is down, and from the local app once it is back', async () => {
+    const up = await devbox(['up', 'api', '-n', ns.name, '--detach']);
+    assert.equal(up.code, 0, up.stderr);
+    const local = `devbox-api.${ns.name}`;
+    try {
+      await storefrontHears(ns.name, 'local container');
+      await docker(['stop', '-t', '1', local]);
+      await new Promise((r) => setTimeout(r, 8000));
+      const whileDown = await storefrontLines(ns.name, 5);
+      assert.ok(whileDown.length >= 3, JSON.stringify(whileDown));
+      assert.deepEqual(
+        whileDown.filter((l) => l.answeredBy !== 'pod'),
+        [],
+        'every request answered, by the pod',
+      );
+      const status = JSON.parse((await devbox(['status', '-o', 'json'])).stdout) as {
+        namespace: string;
+        podsRouted?: { localRefused: number };
+      }[];
+      const mine = status.find((s) => s.namespace === ns.name);
+      assert.ok((mine?.podsRouted?.localRefused ?? 0) >= 3, JSON.stringify(mine));
+
+      await docker(['start', local]);
+      await storefrontHears(ns.name, 'local container');
+    } finally {
+      const down = await devbox(['down', 'api', '-n', ns.name]);
+      assert.equal(down.code, 0, down.stderr);
+    }
+  });
+
+  it('fails up when the local app exits right after it starts, with its exit code and last lines, and undoes everything', async () => {
+    const before = await kubectl([
+      '-n',
+      ns.name,
+      'get',
+      'deploy/api',
+      '-o',
+      'jsonpath={.spec.template.spec.containers[*].name}',
+    ]);
+    const up = await devbox([
+      'up',
+      'api',
+      '-n',
+      ns.name,
+      '--detach',
+      '--',
+      'node',
+      '-e',
+      "console.error('cannot start: boom'); process.exit(3)",
+    ]);
+    assert.equal(up.code, 2, up.stderr);
+    assert.match(up.stderr, /exited with code 3/);
+    assert.match(up.stderr, /cannot start: boom/);
+    const left = await docker(['ps', '-aq', '--filter', `label=devbox.namespace=${ns.name}`]);
+    assert.equal(left.stdout.trim(), '', 'no local container is left');
+    const after = await kubectl([
+      '-n',
+      ns.name,
+      'get',
+      'deploy/api',
+      '-o',
+      'jsonpath={.spec.template.spec.containers[*].name}',
+    ]);
+    assert.equal(after, before, 'the workload is restored');
   });
 });
