@@ -91,6 +91,17 @@ describe('cluster addresses that share the app ports', { timeout: 600_000 }, () 
         "fetch('http://127.0.0.1:8080/').then(r => r.json()).then(b => console.log(b.service), e => console.log(String(e.cause ?? e)))",
       );
       assert.equal(own, 'api', 'the app keeps its own port');
+      // In-cluster clients find the API server at KUBERNETES_SERVICE_HOST:PORT (the kubernetes
+      // Service of default, a namespace the sidecar does not watch), with the pod's token and CA.
+      const api = await inLocal(
+        local,
+        "const fs = require('node:fs'); const d = '/var/run/secrets/kubernetes.io/serviceaccount/';" +
+          "require('node:https').get({ host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT, path: '/version'," +
+          " ca: fs.readFileSync(d + 'ca.crt'), headers: { authorization: 'Bearer ' + fs.readFileSync(d + 'token', 'utf8').trim() } }," +
+          " (r) => { let b = ''; r.on('data', (c) => (b += c)); r.on('end', () => console.log(r.statusCode, JSON.parse(b).gitVersion ? 'version' : b)); })" +
+          ".on('error', (e) => console.log('error', e.code ?? e.message));",
+      );
+      assert.equal(api, '200 version', "the pod's own API access works, TLS end to end");
     } finally {
       const down = await devbox(['down', 'api', '-n', ns.name]);
       assert.equal(down.code, 0, down.stderr);
