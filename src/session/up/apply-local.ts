@@ -205,6 +205,15 @@ async function waitReady(ctx: UpContext, spec: SessionSpec, sidecar: { id: strin
     intervalMs: 100,
     signal: ctx.signal,
   });
+  if (ready.addressMode !== 'nat') {
+    // Without NAT the sidecar binds cluster addresses, and keeps off the app's ports: say which it skipped.
+    const skipped = ready.addresses.filter((a) => a.error?.includes('not served'));
+    if (skipped.length)
+      ctx.progress.note(
+        `no NAT in the sidecar (${ready.addressMode}): not reachable from the local container, as their ports are the app's: ` +
+          skipped.map((a) => `${a.owners.join(',')} ${a.ip} (${a.error})`).join('; '),
+      );
+  }
   if (ready.addressMode !== 'fallback' || !spec.service.env) return;
   const aliases = new Map(ready.addresses.flatMap((a) => (a.local ? [[a.ip, a.local] as const] : [])));
   const moved = serviceVariablesOnAliases(spec.service.env, aliases);

@@ -3,7 +3,7 @@
  * identity, the images it runs, and what changes in the cluster (a fresh intercept, or the agent
  * this user left in place).
  */
-import type { V1Container, V1Service } from '@kubernetes/client-node';
+import type { V1Container } from '@kubernetes/client-node';
 import { placeWorkspace } from '../../devcontainer/index.js';
 import {
   buildDirectory,
@@ -49,11 +49,7 @@ export async function planUp(ctx: UpContext, flags: UpFlags, v: Validated): Prom
       placeWorkspace(docker, devcontainer.loaded, runtime.tag),
     ));
   const [sidecar, agent] = await Promise.all([readSidecarBundle(), readAgentBundle()]);
-  const warnings = [
-    ...v.mounts.notes,
-    ...portClashes(v.app, v.services),
-    ...(cluster.mode === 'fresh' ? cluster.intercept.warnings : []),
-  ];
+  const warnings = [...v.mounts.notes, ...(cluster.mode === 'fresh' ? cluster.intercept.warnings : [])];
   return {
     target: v,
     flags,
@@ -131,26 +127,4 @@ async function prepareServiceImage(
     });
   }
   return image;
-}
-
-/**
- * The local app and the sidecar's Service listeners share one network
- * namespace: a Service port equal to a port the app binds cannot be served to
- * the local container (and an app binding it on all addresses fails to start).
- */
-export function portClashes(app: V1Container, services: readonly V1Service[]): string[] {
-  const appPorts = new Set((app.ports ?? []).map((p) => p.containerPort));
-  const out: string[] = [];
-  for (const svc of services) {
-    if (!svc.spec?.clusterIP || svc.spec.clusterIP === 'None') continue;
-    for (const port of svc.spec.ports ?? []) {
-      if (!appPorts.has(port.port)) continue;
-      out.push(
-        `service/${svc.metadata?.name} uses port ${port.port}, which ${app.name} listens on too: both share the ` +
-          `local network, so ${svc.metadata?.name}:${port.port} cannot be reached from the local container ` +
-          `(bind the app to 127.0.0.1:${port.port}, or run it on another port with -e/--)`,
-      );
-    }
-  }
-  return out;
 }
