@@ -157,14 +157,18 @@ async function spotCheck(namespace: string, targets: string[]): Promise<LayoutRe
     let next = 0;
     const one = async (t) => {
       try {
-        const r = await fetch('http://' + t + '/items', { signal: AbortSignal.timeout(10000) });
+        const r = await fetch('http://' + t + '/items', { signal: AbortSignal.timeout(5000) });
         const b = await r.json();
         if (b.service === 'inventory') connected++; else { failed++; errors.push(t + ': ' + JSON.stringify(b)); }
       } catch (e) { failed++; errors.push(t + ': ' + String(e.cause?.code ?? e.cause ?? e)); }
     };
     Promise.all(Array.from({ length: 10 }, async () => { while (next < targets.length) await one(targets[next++]); }))
       .then(() => console.log(JSON.stringify({ connected, failed, errors: errors.slice(0, 5) })));`;
-  const r = await docker(['exec', `devbox-api.${namespace}`, 'node', '-e', script, JSON.stringify(targets)]);
+  const r = await docker(
+    ['exec', `devbox-api.${namespace}`, 'node', '-e', script, JSON.stringify(targets)],
+    300_000,
+  );
+  if (!r.stdout.trim()) throw new Error(`spot check printed nothing: ${r.stderr}`);
   return JSON.parse(r.stdout.trim()) as LayoutResult['spotCheck'];
 }
 
@@ -262,6 +266,17 @@ async function runLayout(layout: string, namespaces: number, perNamespace: numbe
   try {
     for (const ns of names) await createNamespace(ns);
     await deployShop(client, home, clusterImages().runtime);
+    // With service links every Service of the namespace becomes 7 variables of every new pod:
+    // 10,000 of them exceed what a container can start with (as on any cluster).
+    await kubectl([
+      '-n',
+      home,
+      'patch',
+      'deployment/api',
+      '--type=merge',
+      '-p',
+      '{"spec":{"template":{"spec":{"enableServiceLinks":false}}}}',
+    ]);
     if (namespaces > 1) {
       // The sidecar may read the other namespaces' Services (templates/rbac/devbox-sidecar-discovery.yaml).
       const existed = (
