@@ -1,6 +1,6 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { PORT_FORWARD_TRANSPORTS, type PortForwardTransport } from '../tunnel/portforward.js';
+import { PORT_FORWARD_TRANSPORTS, type PortForwardTransport } from '../tunnel/portforward-transports.js';
 import { DevboxError } from '../util/errors.js';
 
 /**

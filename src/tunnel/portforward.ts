@@ -5,6 +5,7 @@ import { DevboxError, errorText } from '../util/errors.js';
 import { verifyServerAs } from '../util/tls-name.js';
 import { ERROR_TEXT_MAX, PortForwardDuplex } from './port-forward-duplex.js';
 import { openSpdyPortForward, readStatusMessage, UpgradeRefused } from './portforward-spdy.js';
+import { PORT_FORWARD_TRANSPORTS, type PortForwardTransport } from './portforward-transports.js';
 
 /**
  * Pod port-forward over WebSocket, subprotocol `v4.channel.k8s.io`.
@@ -50,8 +51,7 @@ export interface PortForwardOptions {
   transport?: PortForwardTransport;
 }
 
-export const PORT_FORWARD_TRANSPORTS = ['auto', 'spdy', 'spdy-websocket', 'websocket'] as const;
-export type PortForwardTransport = (typeof PORT_FORWARD_TRANSPORTS)[number];
+export { PORT_FORWARD_TRANSPORTS, type PortForwardTransport };
 
 /** API servers (by URL) that refused the SPDY upgrade, with the transport that worked instead. */
 const fallbackFor = new Map<string, Exclude<PortForwardTransport, 'auto' | 'spdy'>>();
