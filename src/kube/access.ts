@@ -3,7 +3,7 @@
  * (SelfSubjectAccessReview) before anything changes, and all missing ones are named at once.
  */
 import { DevboxError } from '../util/errors.js';
-import { RBAC_TEMPLATE } from './api-errors.js';
+import { RBAC_TEMPLATE } from './api/errors.js';
 import type { KubeClient } from './client.js';
 import {
   DEVELOPER_ROLE,

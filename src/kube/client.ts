@@ -33,7 +33,7 @@ import {
   KubeApiError,
   type RequestContext,
   transportError,
-} from './api-errors.js';
+} from './api/errors.js';
 import { clusterCaPem, credentialOptions } from './credentials.js';
 import { type KubeTarget, type LoadedKubeConfig, loadKubeConfig } from './kubeconfig.js';
 

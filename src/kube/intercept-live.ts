@@ -6,7 +6,7 @@
  */
 import type { V1Service } from '@kubernetes/client-node';
 import { DevboxError } from '../util/errors.js';
-import { KubeApiError } from './api-errors.js';
+import { KubeApiError } from './api/errors.js';
 import type { KubeClient } from './client.js';
 import {
   AGENT_CONTAINER,

@@ -4,8 +4,8 @@
  * connections. Also adapts the tunnel module's client to the sidecar's
  * TunnelLink surface.
  */
+import type { KubeConnection } from '../kube/api/transport.js';
 import { openPortForward, type PortForwardTransport, TunnelClient, type UdpFlow } from '../tunnel/index.js';
-import type { KubeConnection } from './kube-api.js';
 import type { TunnelDialer, TunnelLink, UdpFlowLink } from './tunnel-link.js';
 
 export interface AgentDialerOptions {

@@ -4,10 +4,11 @@
  * retried at the next tick; a Lease that is gone (the session was ended by `down` or a
  * forced `clean`) stops the renewals.
  */
+
+import { type KubeApi, KubeApiError } from '../kube/api/transport.js';
 import { errorText } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { LEASE_RENEW_MS, microTime } from '../util/session-lease.js';
-import { type KubeApi, KubeApiError } from './kube-api.js';
 
 export interface LeaseRenewer {
   /** Time of the last renewal that landed, if any. */

@@ -6,10 +6,10 @@
  * optional ClusterRole of templates/rbac/devbox-sidecar-discovery.yaml. Without it the namespace
  * is reported once and DNS answers are not held up.
  */
+import { Informer } from '../kube/api/informer.js';
+import type { KubeApi } from '../kube/api/transport.js';
 import type { Logger } from '../util/log.js';
 import { DnsFormatError, firstQuestion, rcodeOf, readHeader } from './dns-wire.js';
-import { Informer } from './informer.js';
-import type { KubeApi } from './kube-api.js';
 import { type EndpointSliceInfo, paths, type ServiceInfo, toEndpointSlice, toService } from './resources.js';
 
 /** Other namespaces watched at most; names beyond it resolve but are not listened on. */

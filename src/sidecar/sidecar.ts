@@ -7,6 +7,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { Informer, type InformerStats } from '../kube/api/informer.js';
+import { createKubeApi, type KubeApi, type KubeConnection, kubeConnection } from '../kube/api/transport.js';
 import { errorText } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { AddressManager, type AddressMode, type AddressStatus, type ErrorRecord } from './address-manager.js';
@@ -16,8 +18,6 @@ import { type DnsServer, type DnsStats, startDnsServer } from './dns-server.js';
 import { rewriteARecords } from './dns-wire.js';
 import { newTrafficStats, type TrafficStats } from './forwarders.js';
 import { createInboundHandler, type InboundStats, newInboundStats } from './inbound.js';
-import { Informer, type InformerStats } from './informer.js';
-import { createKubeApi, type KubeApi, type KubeConnection, kubeConnection } from './kube-api.js';
 import { renewLease } from './lease-renewer.js';
 import { type ListeningPorts, procListeningPorts } from './listening-ports.js';
 import { type AddressAdder, ipCommandAdder } from './loopback.js';

@@ -6,9 +6,9 @@
  * healthy tunnel with the fewest open streams.
  */
 import type { Duplex } from 'node:stream';
+import { Backoff, type BackoffOptions, sleep } from '../kube/api/backoff.js';
 import { DevboxError, errorText } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import { Backoff, type BackoffOptions, sleep } from './backoff.js';
 import type { AgentPod } from './resources.js';
 import type { InboundStream, TunnelDialer, TunnelLink, UdpFlowLink } from './tunnel-link.js';
 

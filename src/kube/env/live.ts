@@ -4,7 +4,7 @@
  */
 import type { V1LabelSelector, V1Node, V1Pod, V1Service } from '@kubernetes/client-node';
 import { DevboxError } from '../../util/errors.js';
-import { KubeApiError } from '../api-errors.js';
+import { KubeApiError } from '../api/errors.js';
 import type { KubeClient } from '../client.js';
 import { podTemplate, type Workload, workloadLabel } from '../workload.js';
 import type { ResourceList } from './downward.js';

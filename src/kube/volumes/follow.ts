@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1ConfigMap, V1Pod, V1Secret } from '@kubernetes/client-node';
 import { errorText } from '../../util/errors.js';
 import { debugLogger } from '../../util/log.js';
-import { KubeApiError } from '../api-errors.js';
+import { KubeApiError } from '../api/errors.js';
 import type { KubeClient, MintedToken } from '../client.js';
 import { clusterVolumeLookup } from './live.js';
 import {

@@ -4,7 +4,7 @@
  */
 import type { V1Node, V1Pod } from '@kubernetes/client-node';
 import { DevboxError } from '../../util/errors.js';
-import { KubeApiError } from '../api-errors.js';
+import { KubeApiError } from '../api/errors.js';
 import type { KubeClient } from '../client.js';
 import type { ResourceList } from '../env/downward.js';
 import { runningPods } from '../env/live.js';

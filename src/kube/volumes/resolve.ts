@@ -31,7 +31,7 @@ import type {
   V1VolumeMount,
 } from '@kubernetes/client-node';
 import { DevboxError, errorText } from '../../util/errors.js';
-import { KubeApiError } from '../api-errors.js';
+import { KubeApiError } from '../api/errors.js';
 import type { MintedToken } from '../client.js';
 import type { PodFields, ResourceList } from '../env/downward.js';
 import { expandReferences } from '../env/expansion.js';

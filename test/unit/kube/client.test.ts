@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import { assertPermissions } from '../../../src/kube/access.js';
-import { KubeApiError } from '../../../src/kube/api-errors.js';
+import { KubeApiError } from '../../../src/kube/api/errors.js';
 import { createKubeClient, resourcePath, type WatchEvent } from '../../../src/kube/client.js';
 import { loadKubeConfig } from '../../../src/kube/kubeconfig.js';
 import { isDevboxError } from '../../../src/util/errors.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { V1Service } from '@kubernetes/client-node';
-import { KubeApiError } from '../../../src/kube/api-errors.js';
+import { KubeApiError } from '../../../src/kube/api/errors.js';
 import type { Kind, KubeClient } from '../../../src/kube/client.js';
 import { ANNOTATION_ORIGINAL, ANNOTATION_SESSION, planIntercept } from '../../../src/kube/intercept.js';
 import {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { V1ConfigMap, V1Pod, V1Secret } from '@kubernetes/client-node';
-import { KubeApiError } from '../../../src/kube/api-errors.js';
+import { KubeApiError } from '../../../src/kube/api/errors.js';
 import type { Kind, KindTypes, WatchEvent, WatchOptions } from '../../../src/kube/client.js';
 import {
   followVolumes,

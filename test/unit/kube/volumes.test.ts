@@ -10,7 +10,7 @@ import type {
   V1Volume,
   V1VolumeMount,
 } from '@kubernetes/client-node';
-import { KubeApiError } from '../../../src/kube/api-errors.js';
+import { KubeApiError } from '../../../src/kube/api/errors.js';
 import {
   type ResolveVolumesInput,
   resolveVolumes,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type KubeApi, KubeApiError } from '../../../src/sidecar/kube-api.js';
+import { type KubeApi, KubeApiError } from '../../../src/kube/api/transport.js';
 import { renewLease } from '../../../src/sidecar/lease-renewer.js';
 
 function fakeApi(answer: (n: number) => unknown): KubeApi & { patches: { path: string; patch: unknown }[] } {

@@ -9,8 +9,8 @@ import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import type tls from 'node:tls';
-import { DevboxError } from '../util/errors.js';
-import { verifyServerAs } from '../util/tls-name.js';
+import { DevboxError } from '../../util/errors.js';
+import { verifyServerAs } from '../../util/tls-name.js';
 
 /** How to reach the API server; shared with the port-forward client. */
 export interface KubeConnection {

@@ -2,7 +2,7 @@
  * API server failures as DevboxErrors: the server's own message, a stable code, and
  * a hint naming what to change.
  */
-import { DevboxError, type ErrorCode, errorText } from '../util/errors.js';
+import { DevboxError, type ErrorCode, errorText } from '../../util/errors.js';
 
 /** A non-2xx answer of the API server. */
 export class KubeApiError extends DevboxError {

@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { Informer } from '../../../src/sidecar/informer.js';
-import { createKubeApi, type KubeApi, KubeApiError } from '../../../src/sidecar/kube-api.js';
-import { type AgentPod, paths, toAgentPod } from '../../../src/sidecar/resources.js';
-import { eventually, FakeKube } from './fakes.js';
-import { TEST_CERT, TEST_KEY } from './tls-fixture.js';
+import { Informer } from '../../../../src/kube/api/informer.js';
+import { createKubeApi, type KubeApi, KubeApiError } from '../../../../src/kube/api/transport.js';
+import { type AgentPod, paths, toAgentPod } from '../../../../src/sidecar/resources.js';
+import { eventually, FakeKube } from '../../sidecar/fakes.js';
+import { TEST_CERT, TEST_KEY } from '../../sidecar/tls-fixture.js';
 
 const podsPath = paths.pods('shop');
 

@@ -4,10 +4,10 @@
  * is resumed from the last resourceVersion; 410 Gone (as an HTTP status or an
  * ERROR event) forces a fresh list; any other failure is retried with backoff.
  */
-import { errorText } from '../util/errors.js';
-import type { Logger } from '../util/log.js';
+import { errorText } from '../../util/errors.js';
+import type { Logger } from '../../util/log.js';
 import { Backoff, type BackoffOptions, sleep } from './backoff.js';
-import { type KubeApi, KubeApiError } from './kube-api.js';
+import { type KubeApi, KubeApiError } from './transport.js';
 
 /** The parts of object metadata the informer itself needs. */
 export interface KubeObject {
