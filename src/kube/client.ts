@@ -1,15 +1,11 @@
 /**
- * The small Kubernetes API surface devbox uses, behind an interface it owns.
- *
- * Credentials come from the kubeconfig (credentials.ts; plugins and proxies through
- * @kubernetes/client-node), but requests are plain JSON over
- * node:http(s): the generated typed clients drop fields their models do not know and
- * turn timestamps into Dates, which would break restoring objects byte for byte, and
- * their `patch*` calls default to JSON-patch. Every write names `devbox` as field manager.
+ * The small Kubernetes API surface the CLI uses, behind an interface it owns: typed kinds
+ * on top of the access core it shares with the sidecar (kube/api: requests, list + watch,
+ * errors, backoff). Credentials come from the kubeconfig (credentials.ts; plugins and
+ * proxies through @kubernetes/client-node). Every write names `devbox` as field manager,
+ * and patches name their content type (the generated clients default to JSON-patch).
  */
-import http from 'node:http';
-import https from 'node:https';
-import { setTimeout as sleep } from 'node:timers/promises';
+import type https from 'node:https';
 import type {
   CoreV1Event,
   V1ConfigMap,
@@ -28,12 +24,15 @@ import type {
 import { DevboxError, errorText } from '../util/errors.js';
 import { debugLogger } from '../util/log.js';
 import {
-  apiError,
+  type ApiTransport,
+  createApiTransport,
   credentialError,
+  Informer,
   KubeApiError,
-  type RequestContext,
-  transportError,
-} from './api/errors.js';
+  listAll,
+  type RequestOptions,
+  type WatchEvent,
+} from './api/index.js';
 import { clusterCaPem, credentialOptions } from './credentials.js';
 import { type KubeTarget, type LoadedKubeConfig, loadKubeConfig } from './kubeconfig.js';
 
@@ -121,12 +120,7 @@ export interface ObjectList<T> {
   resourceVersion: string;
 }
 
-export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
-
-export interface WatchEvent<T> {
-  type: WatchEventType;
-  object: T;
-}
+export type { WatchEvent, WatchEventType } from './api/index.js';
 
 export interface WatchOptions extends ListOptions {
   /** Called after the initial list and after every relist, with the objects known then. */
@@ -233,14 +227,7 @@ export interface KubeClient {
   close(): void;
 }
 
-export interface RequestOptions {
-  body?: unknown;
-  contentType?: string;
-  query?: Record<string, string | number | boolean | undefined>;
-  signal?: AbortSignal;
-  /** Default 30 s. */
-  timeoutMs?: number;
-}
+export type { RequestOptions } from './api/index.js';
 
 export interface KubeClientOptions extends KubeTarget {
   /** Used instead of reading kubeconfig files (tests, in-process callers). */
@@ -252,30 +239,16 @@ export function createKubeClient(options: KubeClientOptions = {}): KubeClient {
   return new HttpKubeClient(options.loaded ?? loadKubeConfig(options));
 }
 
-const retryableStatus = new Set([429, 502, 503, 504]);
-
-/** JSON for API objects; plain text for the few endpoints that answer with it (pod logs). */
-function parseBody(text: string): unknown {
-  if (!text) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return text;
-  }
-}
-
 class HttpKubeClient implements KubeClient {
   readonly namespace: string;
   readonly cluster: ClusterInfo;
   private readonly loaded: LoadedKubeConfig;
-  private readonly base: URL;
-  private agent: http.Agent | undefined;
+  private readonly api: ApiTransport;
 
   constructor(loaded: LoadedKubeConfig) {
     this.loaded = loaded;
     this.namespace = loaded.namespace;
     const c = loaded.cluster;
-    this.base = new URL(c.server);
     this.cluster = {
       context: loaded.context,
       server: c.server,
@@ -283,6 +256,15 @@ class HttpKubeClient implements KubeClient {
       tlsServerName: c.tlsServerName,
       insecureSkipTlsVerify: c.insecureSkipTlsVerify,
     };
+    this.api = createApiTransport({
+      server: c.server,
+      context: `context "${loaded.context}"`,
+      credentials: async () => {
+        const opts = await this.httpsOptions();
+        // client-node's agent (no keep-alive) only when it carries the kubeconfig's proxy-url.
+        return c.proxyUrl ? opts : { ...opts, agent: undefined };
+      },
+    });
   }
 
   async httpsOptions(): Promise<https.RequestOptions> {
@@ -293,110 +275,8 @@ class HttpKubeClient implements KubeClient {
     }
   }
 
-  /** A keep-alive agent with the kubeconfig's TLS material (client-node's has no keep-alive). */
-  private agentFor(opts: https.RequestOptions): http.Agent {
-    if (this.loaded.cluster.proxyUrl) return opts.agent as http.Agent;
-    if (!this.agent) {
-      const tls = {
-        ca: opts.ca,
-        cert: opts.cert,
-        key: opts.key,
-        pfx: opts.pfx,
-        passphrase: opts.passphrase,
-        servername: opts.servername,
-        rejectUnauthorized: opts.rejectUnauthorized,
-      };
-      this.agent =
-        this.base.protocol === 'http:'
-          ? new http.Agent({ keepAlive: true, maxSockets: 16 })
-          : new https.Agent({ keepAlive: true, maxSockets: 16, ...tls });
-    }
-    return this.agent;
-  }
-
-  private url(path: string, query?: RequestOptions['query']): URL {
-    const url = new URL(this.base.toString());
-    url.pathname = `${url.pathname.replace(/\/+$/, '')}${path}`;
-    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
-    return url;
-  }
-
-  private ctx(method: string, path: string): RequestContext {
-    return { server: this.cluster.server, context: this.cluster.context, method, path };
-  }
-
-  /** Opens a request and resolves with the response once headers arrive. */
-  private async open(
-    method: string,
-    path: string,
-    options: RequestOptions,
-    timeoutMs: number,
-  ): Promise<http.IncomingMessage> {
-    const auth = await this.httpsOptions();
-    const url = this.url(path, options.query);
-    const body =
-      options.body === undefined
-        ? undefined
-        : typeof options.body === 'string'
-          ? options.body
-          : JSON.stringify(options.body);
-    const headers: http.OutgoingHttpHeaders = {
-      ...((auth.headers ?? {}) as http.OutgoingHttpHeaders),
-      Accept: 'application/json',
-    };
-    if (body !== undefined) {
-      headers['Content-Type'] = options.contentType ?? 'application/json';
-      headers['Content-Length'] = Buffer.byteLength(body);
-    }
-    const transport = url.protocol === 'http:' ? http : https;
-    log.debug('request', { method, url: url.toString() });
-    return new Promise((resolve, reject) => {
-      const req = transport.request(url, {
-        method,
-        headers,
-        agent: this.agentFor(auth),
-        auth: auth.auth,
-        signal: options.signal,
-      });
-      req.setTimeout(timeoutMs, () =>
-        req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })),
-      );
-      req.on('response', resolve);
-      req.on('error', (err) =>
-        reject(options.signal?.aborted ? options.signal.reason : transportError(err, this.ctx(method, path))),
-      );
-      req.end(body);
-    });
-  }
-
-  async request(method: string, path: string, options: RequestOptions = {}): Promise<unknown> {
-    const idempotent = method === 'GET';
-    for (let attempt = 1; ; attempt++) {
-      let status: number;
-      let text: string;
-      let retryAfter: string | undefined;
-      try {
-        const res = await this.open(method, path, options, options.timeoutMs ?? 30_000);
-        status = res.statusCode ?? 0;
-        retryAfter = res.headers['retry-after'] as string | undefined;
-        text = await readBody(res);
-      } catch (err) {
-        const transient =
-          err instanceof DevboxError && err.code === 'NO_CLUSTER' && /ECONNRESET|EPIPE/.test(err.message);
-        if (idempotent && transient && attempt < 3) {
-          await sleep(200 * attempt, undefined, { signal: options.signal });
-          continue;
-        }
-        throw err;
-      }
-      if (status >= 200 && status < 300) return parseBody(text);
-      if (idempotent && retryableStatus.has(status) && attempt < 3) {
-        const wait = Math.min(Number(retryAfter) * 1000 || 300 * attempt, 5000);
-        await sleep(wait, undefined, { signal: options.signal });
-        continue;
-      }
-      throw apiError(status, text, this.ctx(method, path));
-    }
+  request(method: string, path: string, options: RequestOptions = {}): Promise<unknown> {
+    return this.api.request(method, path, options);
   }
 
   async get<K extends Kind>(kind: K, namespace: string, name: string): Promise<KindTypes[K] | undefined> {
@@ -413,23 +293,11 @@ class HttpKubeClient implements KubeClient {
     namespace: string | undefined,
     options: ListOptions = {},
   ): Promise<ObjectList<KindTypes[K]>> {
-    const items: KindTypes[K][] = [];
-    let resourceVersion = '';
-    let continueToken: string | undefined;
-    do {
-      const page = (await this.request('GET', resourcePath(kind, namespace), {
-        query: {
-          labelSelector: options.labelSelector,
-          fieldSelector: options.fieldSelector,
-          limit: 500,
-          continue: continueToken,
-        },
-      })) as { items?: KindTypes[K][]; metadata?: { resourceVersion?: string; continue?: string } };
-      for (const item of page.items ?? []) items.push({ apiVersion: apiVersionOf(kind), kind, ...item });
-      resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
-      continueToken = page.metadata?.continue || undefined;
-    } while (continueToken);
-    return { items, resourceVersion };
+    const { items, resourceVersion } = await listAll(this.api, resourcePath(kind, namespace), {
+      labelSelector: options.labelSelector,
+      fieldSelector: options.fieldSelector,
+    });
+    return { items: items.map((item) => withKind(kind, item)), resourceVersion };
   }
 
   private namespaceOf(kind: Kind, object: { metadata?: { namespace?: string } }): string | undefined {
@@ -494,129 +362,23 @@ class HttpKubeClient implements KubeClient {
     onEvent: (event: WatchEvent<KindTypes[K]>) => void,
     signal: AbortSignal,
   ): Promise<void> {
-    type T = KindTypes[K];
-    const known = new Map<string, T>();
-    const deliver = (event: WatchEvent<T>) => {
-      try {
-        onEvent(event);
-      } catch (err) {
-        throw new CallbackError(err);
-      }
-    };
-    const keyOf = (o: T) => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
-    const relist = async (): Promise<string> => {
-      const { items, resourceVersion } = await this.list(kind, namespace, options);
-      const seen = new Set<string>();
-      for (const item of items) {
-        const key = keyOf(item);
-        seen.add(key);
-        const before = known.get(key);
-        known.set(key, item);
-        if (!before) deliver({ type: 'ADDED', object: item });
-        else if (before.metadata?.resourceVersion !== item.metadata?.resourceVersion)
-          deliver({ type: 'MODIFIED', object: item });
-      }
-      for (const [key, obj] of [...known]) {
-        if (seen.has(key)) continue;
-        known.delete(key);
-        deliver({ type: 'DELETED', object: obj });
-      }
-      try {
-        options.onSynced?.();
-      } catch (err) {
-        throw new CallbackError(err);
-      }
-      return resourceVersion;
-    };
-
-    let rv: string;
-    try {
-      rv = await relist();
-    } catch (err) {
-      throw err instanceof CallbackError ? err.cause : err;
-    }
-    let failures = 0;
-    const maxFailures = options.maxFailures ?? 5;
-    while (!signal.aborted) {
-      try {
-        const outcome = await this.watchOnce<T>(kind, namespace, rv, options, signal, (type, object) => {
-          rv = object.metadata?.resourceVersion ?? rv;
-          if (type === 'BOOKMARK') return;
-          const key = keyOf(object);
-          if (type === 'DELETED') known.delete(key);
-          else known.set(key, object);
-          deliver({ type, object });
-        });
-        failures = 0;
-        if (outcome === 'gone') rv = await relist();
-      } catch (err) {
-        if (signal.aborted) break;
-        if (err instanceof CallbackError) throw err.cause;
-        if (err instanceof KubeApiError && [401, 403, 404].includes(err.status)) throw err;
-        if (err instanceof KubeApiError && err.status === 410) {
-          rv = await relist();
-          continue;
-        }
-        failures++;
-        log.debug('watch failed', { kind, failures, error: String(err) });
-        if (failures >= maxFailures) throw err;
-        await sleep(Math.min(250 * 2 ** failures, 5000), undefined, { signal }).catch(() => undefined);
-      }
-    }
-  }
-
-  /** One watch request; resolves 'ended' when the server closes it, 'gone' on 410. */
-  private async watchOnce<T>(
-    kind: Kind,
-    namespace: string,
-    resourceVersion: string,
-    options: WatchOptions,
-    signal: AbortSignal,
-    emit: (type: WatchEventType | 'BOOKMARK', object: T) => void,
-  ): Promise<'ended' | 'gone'> {
-    const path = resourcePath(kind, namespace);
-    const res = await this.open(
-      'GET',
-      path,
-      {
-        signal,
-        query: {
-          watch: 1,
-          resourceVersion,
-          allowWatchBookmarks: true,
-          timeoutSeconds: options.timeoutSeconds ?? 300,
-          labelSelector: options.labelSelector,
-          fieldSelector: options.fieldSelector,
-        },
-      },
-      options.idleTimeoutMs ?? 120_000,
-    );
-    if ((res.statusCode ?? 0) >= 300)
-      throw apiError(res.statusCode ?? 0, await readBody(res), this.ctx('GET', path));
-    res.setEncoding('utf8');
-    let buffered = '';
-    try {
-      for await (const chunk of res as AsyncIterable<string>) {
-        buffered += chunk;
-        let nl = buffered.indexOf('\n');
-        while (nl >= 0) {
-          const line = buffered.slice(0, nl).trim();
-          buffered = buffered.slice(nl + 1);
-          nl = buffered.indexOf('\n');
-          if (!line) continue;
-          const event = JSON.parse(line) as { type: string; object: unknown };
-          if (event.type === 'ERROR') {
-            const status = event.object as { code?: number; message?: string; reason?: string };
-            if (status.code === 410) return 'gone';
-            throw apiError(status.code ?? 500, JSON.stringify(status), this.ctx('GET', path));
-          }
-          emit(event.type as WatchEventType | 'BOOKMARK', event.object as T);
-        }
-      }
-    } finally {
-      res.destroy();
-    }
-    return 'ended';
+    const informer: Informer<KindTypes[K]> = new Informer({
+      api: this.api,
+      path: resourcePath(kind, namespace),
+      labelSelector: options.labelSelector,
+      fieldSelector: options.fieldSelector,
+      transform: (item) => withKind(kind, item),
+      onEvent,
+      onSynced: options.onSynced,
+      watchTimeoutSeconds: options.timeoutSeconds ?? 300,
+      idleTimeoutMs: options.idleTimeoutMs ?? 120_000,
+      backoff: WATCH_BACKOFF,
+      maxFailures: options.maxFailures ?? 5,
+      fatal: (err) =>
+        !informer.stats.synced || (err instanceof KubeApiError && [401, 403, 404].includes(err.status)),
+      log,
+    });
+    await informer.run(signal);
   }
 
   async waitFor<K extends Kind>(
@@ -736,23 +498,16 @@ class HttpKubeClient implements KubeClient {
   }
 
   close(): void {
-    this.agent?.destroy();
-    this.agent = undefined;
+    this.api.close();
   }
 }
 
-/** Wraps an error thrown by a watch callback, so it is not mistaken for a transport failure. */
-class CallbackError extends Error {
-  constructor(cause: unknown) {
-    super('watch callback failed', { cause });
-  }
-}
+/** Between reconnections of a watch: the CLI gives up after a few (maxFailures). */
+const WATCH_BACKOFF = { initialMs: 500, maxMs: 5000 };
 
-async function readBody(res: http.IncomingMessage): Promise<string> {
-  res.setEncoding('utf8');
-  let text = '';
-  for await (const chunk of res as AsyncIterable<string>) text += chunk;
-  return text;
+/** `kind` and `apiVersion` on a listed item, as a GET of the object has them. */
+function withKind<K extends Kind>(kind: K, item: object): KindTypes[K] {
+  return { apiVersion: apiVersionOf(kind), kind, ...item } as KindTypes[K];
 }
 
 /** The cluster's CA, read once: the sidecar container gets it too. */

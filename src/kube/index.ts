@@ -4,7 +4,7 @@
  * agent intercept with its exact undo.
  */
 export { assertPermissions, lackedPermissions, missingPermissions } from './access.js';
-export { KubeApiError, RBAC_TEMPLATE } from './api/errors.js';
+export { KubeApiError, RBAC_TEMPLATE } from './api/index.js';
 export {
   type AccessCheck,
   apiVersionOf,

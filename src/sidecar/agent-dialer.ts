@@ -4,12 +4,12 @@
  * connections. Also adapts the tunnel module's client to the sidecar's
  * TunnelLink surface.
  */
-import type { KubeConnection } from '../kube/api/transport.js';
+import type { TokenConnection } from '../kube/api/index.js';
 import { openPortForward, type PortForwardTransport, TunnelClient, type UdpFlow } from '../tunnel/index.js';
 import type { TunnelDialer, TunnelLink, UdpFlowLink } from './tunnel-link.js';
 
 export interface AgentDialerOptions {
-  connection: KubeConnection;
+  connection: TokenConnection;
   namespace: string;
   /** The agent's session token. */
   sessionToken: string;

@@ -5,7 +5,7 @@
  * forced `clean`) stops the renewals.
  */
 
-import { type KubeApi, KubeApiError } from '../kube/api/transport.js';
+import { type ApiTransport, KubeApiError } from '../kube/api/index.js';
 import { errorText } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { LEASE_RENEW_MS, microTime } from '../util/session-lease.js';
@@ -17,7 +17,7 @@ export interface LeaseRenewer {
 }
 
 export function renewLease(options: {
-  api: KubeApi;
+  api: Pick<ApiTransport, 'request'>;
   namespace: string;
   name: string;
   everyMs?: number;
@@ -31,7 +31,11 @@ export function renewLease(options: {
   const tick = async () => {
     const now = new Date();
     try {
-      await options.api.mergePatch(path, { spec: { renewTime: microTime(now) } }, controller.signal);
+      await options.api.request('PATCH', path, {
+        body: { spec: { renewTime: microTime(now) } },
+        contentType: 'application/merge-patch+json',
+        signal: controller.signal,
+      });
       last = now;
     } catch (err) {
       if (controller.signal.aborted) return;

@@ -3,7 +3,7 @@
  * agent pods (to open tunnels), Services (ClusterIPs and ports) and
  * EndpointSlices (pod IPs behind headless Services).
  */
-import type { KubeObject } from '../kube/api/informer.js';
+import type { KubeObject } from '../kube/api/index.js';
 
 export interface AgentPod {
   name: string;

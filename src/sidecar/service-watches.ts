@@ -6,8 +6,7 @@
  * optional ClusterRole of templates/rbac/devbox-sidecar-discovery.yaml. Without it the namespace
  * is reported once and DNS answers are not held up.
  */
-import { Informer } from '../kube/api/informer.js';
-import type { KubeApi } from '../kube/api/transport.js';
+import { type ApiTransport, Informer } from '../kube/api/index.js';
 import type { Logger } from '../util/log.js';
 import { DnsFormatError, firstQuestion, rcodeOf, readHeader } from './dns-wire.js';
 import { type EndpointSliceInfo, paths, type ServiceInfo, toEndpointSlice, toService } from './resources.js';
@@ -42,7 +41,7 @@ interface NamespaceWatch {
 }
 
 export interface ServiceWatchesOptions {
-  api: KubeApi;
+  api: ApiTransport;
   home: string;
   /** Called after every change in any namespace. */
   onChange: () => void;

@@ -7,8 +7,15 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { Informer, type InformerStats } from '../kube/api/informer.js';
-import { createKubeApi, type KubeApi, type KubeConnection, kubeConnection } from '../kube/api/transport.js';
+import {
+  type ApiTransport,
+  createApiTransport,
+  Informer,
+  type InformerStats,
+  type TokenConnection,
+  tokenConnection,
+  tokenEndpoint,
+} from '../kube/api/index.js';
 import { errorText } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { AddressManager, type AddressMode, type AddressStatus, type ErrorRecord } from './address-manager.js';
@@ -28,9 +35,20 @@ import { type StatusServer, startStatusServer } from './status-server.js';
 import type { TunnelDialer } from './tunnel-link.js';
 import { TunnelManager, type TunnelStatus } from './tunnel-manager.js';
 
+/** How API failures name the sidecar's credentials. */
+const SIDECAR_CREDENTIALS = {
+  context: "the sidecar's token",
+  hints: {
+    unauthorized: "the sidecar's token expired or was revoked: run devbox up again",
+    forbidden:
+      "the sidecar's service account is not allowed this: check its Role and RoleBinding (templates/rbac/)",
+  },
+  maxSockets: 8,
+};
+
 export interface SidecarDeps {
-  connection?: KubeConnection;
-  api?: KubeApi;
+  connection?: TokenConnection;
+  api?: ApiTransport;
   dialer?: TunnelDialer;
   adder?: AddressAdder;
   /** Programs NAT (default: nft, else iptables-restore, in this namespace); false never tries. */
@@ -102,8 +120,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
   const hostWarning = apiHostWarning(config.apiServer, readHostsFile());
   if (hostWarning) log?.warn(hostWarning);
 
-  const connection = deps.connection ?? kubeConnection(config);
-  const api = deps.api ?? createKubeApi(connection);
+  const connection = deps.connection ?? tokenConnection(config);
+  const api = deps.api ?? createApiTransport(tokenEndpoint(connection, SIDECAR_CREDENTIALS));
   const outboundStats = newTrafficStats();
   const inboundStats = newInboundStats();
 

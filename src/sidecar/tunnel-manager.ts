@@ -6,7 +6,7 @@
  * healthy tunnel with the fewest open streams.
  */
 import type { Duplex } from 'node:stream';
-import { Backoff, type BackoffOptions, sleep } from '../kube/api/backoff.js';
+import { Backoff, type BackoffOptions, sleep } from '../kube/api/index.js';
 import { DevboxError, errorText } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import type { AgentPod } from './resources.js';

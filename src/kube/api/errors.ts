@@ -1,6 +1,6 @@
 /**
- * API server failures as DevboxErrors: the server's own message, a stable code, and
- * a hint naming what to change.
+ * API server failures as DevboxErrors, for the CLI and the sidecar alike: the server's
+ * own message, a stable code, and a hint naming what to change.
  */
 import { DevboxError, type ErrorCode, errorText } from '../../util/errors.js';
 
@@ -31,12 +31,27 @@ function codeForStatus(status: number): ErrorCode {
 /** Where a request went, for messages. */
 export interface RequestContext {
   server: string;
+  /** Whose credentials, as a phrase: `context "kind-dev"`, `the sidecar's token`. */
   context: string;
   method: string;
   path: string;
+  hints?: ErrorHints;
+}
+
+/** What to tell the user to change when the server refuses the credentials. */
+export interface ErrorHints {
+  /** 401: the credentials themselves. */
+  unauthorized?: string;
+  /** 403: the permissions of whoever they name. */
+  forbidden?: string;
 }
 
 export const RBAC_TEMPLATE = 'templates/rbac/devbox-developer-role.yaml';
+
+const kubeconfigHints: Required<ErrorHints> = {
+  unauthorized: 'the token or certificate expired or is wrong: log in again or refresh the kubeconfig',
+  forbidden: `ask for the devbox-developer Role in this namespace (${RBAC_TEMPLATE}); \`devbox doctor\` lists what is missing`,
+};
 
 /** The error for an HTTP answer with status >= 300; `body` is the raw response text. */
 export function apiError(status: number, body: string, ctx: RequestContext): KubeApiError {
@@ -54,15 +69,13 @@ export function apiError(status: number, body: string, ctx: RequestContext): Kub
     return new KubeApiError(
       status,
       reason,
-      `the cluster at ${ctx.server} rejected the credentials of context "${ctx.context}" (401 Unauthorized)`,
-      {
-        hint: 'the token or certificate expired or is wrong: log in again or refresh the kubeconfig',
-      },
+      `the cluster at ${ctx.server} rejected the credentials of ${ctx.context} (401 Unauthorized)`,
+      { hint: ctx.hints?.unauthorized ?? kubeconfigHints.unauthorized },
     );
   }
   if (status === 403) {
     return new KubeApiError(status, reason, message, {
-      hint: `ask for the devbox-developer Role in this namespace (${RBAC_TEMPLATE}); \`devbox doctor\` lists what is missing`,
+      hint: ctx.hints?.forbidden ?? kubeconfigHints.forbidden,
     });
   }
   if (status === 404) return new KubeApiError(status, reason, message, { hint: 'check the name and -n' });
@@ -99,14 +112,14 @@ export function transportError(err: unknown, ctx: RequestContext): DevboxError {
   if (err instanceof DevboxError) return err;
   const code = (err as NodeJS.ErrnoException | undefined)?.code ?? '';
   if (unreachable.has(code)) {
-    return new DevboxError('NO_CLUSTER', `no cluster at ${ctx.server} (context "${ctx.context}"): ${code}`, {
+    return new DevboxError('NO_CLUSTER', `no cluster at ${ctx.server} (${ctx.context}): ${code}`, {
       hint: 'check --context and --kubeconfig, and that the cluster is running',
       cause: err,
     });
   }
   if (isTlsFailure(code)) {
     return new DevboxError('NO_CLUSTER', `TLS to ${ctx.server} failed: ${errorText(err)}`, {
-      hint: `the certificate-authority of context "${ctx.context}" does not match the server's certificate`,
+      hint: `the certificate-authority of ${ctx.context} does not match the server's certificate`,
       cause: err,
     });
   }

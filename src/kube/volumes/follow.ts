@@ -9,10 +9,10 @@
  * mounted (its ConfigMap deleted) keeps its last files; an optional object that goes away
  * empties its files.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1ConfigMap, V1Pod, V1Secret } from '@kubernetes/client-node';
 import { errorText } from '../../util/errors.js';
 import { debugLogger } from '../../util/log.js';
+import { Backoff, sleep } from '../api/backoff.js';
 import { KubeApiError } from '../api/errors.js';
 import type { KubeClient, MintedToken } from '../client.js';
 import { clusterVolumeLookup } from './live.js';
@@ -60,6 +60,8 @@ export interface FollowVolumesOptions {
 
 const DAY_MS = 24 * 3600 * 1000;
 const TOKEN_RETRY_MS = 10_000;
+/** Between attempts to follow an object again after its watch gave up. */
+const REFOLLOW_BACKOFF = { initialMs: 1000, maxMs: 10_000 };
 
 interface CachedToken {
   minted: MintedToken;
@@ -254,7 +256,7 @@ export async function followVolumes(
       try {
         while (dirty && !stopped.signal.aborted) {
           dirty = false;
-          await sleep(debounceMs, undefined, { signal: stopped.signal }).catch(() => undefined);
+          await sleep(debounceMs, stopped.signal);
           if (stopped.signal.aborted) break;
           await recompute();
         }
@@ -280,7 +282,7 @@ export async function followVolumes(
 
   const followObject = async (key: string) => {
     const [kind, name] = key.split('/') as ['ConfigMap' | 'Secret', string];
-    let failures = 0;
+    const backoff = new Backoff(REFOLLOW_BACKOFF);
     while (!stopped.signal.aborted) {
       let synced = false;
       let seen = false;
@@ -307,18 +309,15 @@ export async function followVolumes(
           },
           stopped.signal,
         );
-        failures = 0;
+        backoff.reset();
       } catch (err) {
         if (stopped.signal.aborted) return;
         if (isForbidden(err)) {
           log.debug('watch forbidden, polling', { key });
           return pollObject(kind, name, key);
         }
-        failures++;
         warn(`watching ${kind} ${namespace}/${name} failed (${errorText(err)}); retrying`);
-        await sleep(Math.min(500 * 2 ** failures, 10_000), undefined, { signal: stopped.signal }).catch(
-          () => undefined,
-        );
+        await sleep(backoff.next(), stopped.signal);
       }
     }
   };
@@ -333,7 +332,7 @@ export async function followVolumes(
       } catch (err) {
         warn(`reading ${kind} ${namespace}/${name} failed: ${errorText(err)}`);
       }
-      await sleep(pollMs, undefined, { signal: stopped.signal }).catch(() => undefined);
+      await sleep(pollMs, stopped.signal);
     }
   };
   const followPod = async (podName: string) => {

@@ -1,19 +1,19 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type KubeApi, KubeApiError } from '../../../src/kube/api/transport.js';
+import { type ApiTransport, KubeApiError, type RequestOptions } from '../../../src/kube/api/index.js';
 import { renewLease } from '../../../src/sidecar/lease-renewer.js';
 
-function fakeApi(answer: (n: number) => unknown): KubeApi & { patches: { path: string; patch: unknown }[] } {
+function fakeApi(
+  answer: (n: number) => unknown,
+): Pick<ApiTransport, 'request'> & { patches: { path: string; patch: unknown }[] } {
   const patches: { path: string; patch: unknown }[] = [];
   return {
     patches,
-    getJson: async () => ({}),
-    getStream: async () => {
-      throw new Error('not used');
-    },
-    async mergePatch(path, patch) {
-      patches.push({ path, patch });
+    async request(method: string, path: string, options: RequestOptions = {}) {
+      assert.equal(method, 'PATCH');
+      assert.equal(options.contentType, 'application/merge-patch+json');
+      patches.push({ path, patch: options.body });
       const result = answer(patches.length);
       if (result instanceof Error) throw result;
       return result;
@@ -23,7 +23,7 @@ function fakeApi(answer: (n: number) => unknown): KubeApi & { patches: { path: s
 
 describe("the sidecar's session lease", () => {
   it('renews the Lease with a MicroTime until stopped, and goes on after a failed renewal', async () => {
-    const api = fakeApi((n) => (n === 2 ? new KubeApiError(503, 'busy') : {}));
+    const api = fakeApi((n) => (n === 2 ? new KubeApiError(503, undefined, 'busy') : {}));
     const errors: string[] = [];
     const renewer = renewLease({
       api,
@@ -51,7 +51,7 @@ describe("the sidecar's session lease", () => {
   });
 
   it('stops once the Lease is gone (the session was ended elsewhere)', async () => {
-    const api = fakeApi(() => new KubeApiError(404, 'not found'));
+    const api = fakeApi(() => new KubeApiError(404, 'NotFound', 'not found'));
     const renewer = renewLease({ api, namespace: 'shop', name: 'devbox-session-3f2a', everyMs: 10 });
     await sleep(60);
     assert.equal(api.patches.length, 1);

@@ -2,8 +2,14 @@ import assert from 'node:assert/strict';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { KubeApiError } from '../../../../src/kube/api/errors.js';
 import { Informer } from '../../../../src/kube/api/informer.js';
-import { createKubeApi, type KubeApi, KubeApiError } from '../../../../src/kube/api/transport.js';
+import {
+  type ApiTransport,
+  createApiTransport,
+  type TokenConnection,
+  tokenEndpoint,
+} from '../../../../src/kube/api/transport.js';
 import { type AgentPod, paths, toAgentPod } from '../../../../src/sidecar/resources.js';
 import { eventually, FakeKube } from '../../sidecar/fakes.js';
 import { TEST_CERT, TEST_KEY } from '../../sidecar/tls-fixture.js';
@@ -22,9 +28,12 @@ function pod(name: string, ready: boolean, labels: Record<string, string> = { ap
   };
 }
 
+const createKubeApi = (conn: TokenConnection): ApiTransport =>
+  createApiTransport(tokenEndpoint(conn, { context: 'the test token' }));
+
 describe('informer (list + watch)', () => {
   let kube: FakeKube;
-  let api: KubeApi;
+  let api: ApiTransport;
   let stop: AbortController;
   let changes: number;
   let informer: Informer<AgentPod>;
@@ -108,12 +117,12 @@ describe('informer (list + watch)', () => {
   });
 
   it('backs off and retries on server errors, and reports the last one', async () => {
-    kube.listFailures.push(500, 503);
+    kube.listFailures.push(500, 500);
     startInformer();
     await informer.synced;
     assert.equal(listRequests().length, 3);
     assert.equal(informer.stats.errors, 2);
-    assert.match(informer.stats.lastError ?? '', /HTTP 503: list failed/);
+    assert.match(informer.stats.lastError ?? '', /list failed/);
     await eventually(() => kube.watcherCount === 1);
     kube.watchFailures.push(500);
     kube.endWatches();
@@ -140,13 +149,13 @@ describe('informer (list + watch)', () => {
   });
 });
 
-describe('kube api client', () => {
+describe('API transport with a token', () => {
   it('sends the bearer token and surfaces the status code of failures', async () => {
     const kube = await new FakeKube().start();
     try {
       const bad = createKubeApi({ server: kube.url, token: () => 'wrong' });
       await assert.rejects(
-        bad.getJson(podsPath),
+        bad.request('GET', podsPath),
         (err: unknown) => err instanceof KubeApiError && err.status === 401,
       );
       let calls = 0;
@@ -157,9 +166,31 @@ describe('kube api client', () => {
           return 'test-token';
         },
       });
-      await good.getJson(podsPath);
-      await good.getJson(podsPath);
+      await good.request('GET', podsPath);
+      await good.request('GET', podsPath);
       assert.equal(calls, 2, 'token read for every request (rotated token files)');
+    } finally {
+      await kube.stop();
+    }
+  });
+
+  it('names whose token was refused with the hint given, and retries a read the server is too busy for', async () => {
+    const kube = await new FakeKube().start();
+    try {
+      const endpoint = tokenEndpoint(
+        { server: kube.url, token: () => 'wrong' },
+        { context: "the sidecar's token", hints: { unauthorized: 'run devbox up again' } },
+      );
+      await assert.rejects(createApiTransport(endpoint).request('GET', podsPath), (err: unknown) => {
+        assert.ok(err instanceof KubeApiError && err.code === 'FORBIDDEN');
+        assert.match(err.message, /rejected the credentials of the sidecar's token \(401 Unauthorized\)/);
+        assert.equal(err.hint, 'run devbox up again');
+        return true;
+      });
+      kube.listFailures.push(503);
+      const good = createKubeApi({ server: kube.url, token: () => 'test-token' });
+      assert.deepEqual(((await good.request('GET', podsPath)) as { items: unknown[] }).items, []);
+      assert.equal(kube.requests.filter((r) => r.startsWith(podsPath)).length, 3);
     } finally {
       await kube.stop();
     }
@@ -179,11 +210,11 @@ describe('kube api client', () => {
         ca: TEST_CERT,
         tlsServerName: 'kubernetes',
       });
-      assert.deepEqual(await named.getJson('/api/v1/pods'), { kind: 'PodList', items: [] });
+      assert.deepEqual(await named.request('GET', '/api/v1/pods'), { kind: 'PodList', items: [] });
       const unnamed = createKubeApi({ server: url, token: () => 't', ca: TEST_CERT });
-      await assert.rejects(unnamed.getJson('/api/v1/pods'), /IP: 127.0.0.1 is not in the cert's list/);
+      await assert.rejects(unnamed.request('GET', '/api/v1/pods'), /IP: 127.0.0.1 is not in the cert's list/);
       const untrusted = createKubeApi({ server: url, token: () => 't', tlsServerName: 'kubernetes' });
-      await assert.rejects(untrusted.getJson('/api/v1/pods'), /self.signed certificate/);
+      await assert.rejects(untrusted.request('GET', '/api/v1/pods'), /self.signed certificate/);
     } finally {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
