@@ -6,6 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import type { TokenSource } from '../kube/api/index.js';
 import { PORT_FORWARD_TRANSPORTS, type PortForwardTransport } from '../tunnel/portforward.js';
 import { DevboxError } from '../util/errors.js';
 
@@ -15,17 +16,8 @@ export interface InterceptPort {
   appPort: number;
 }
 
-export interface SidecarConfig {
-  /** `https://host:port` of the Kubernetes API as reachable from inside the sidecar. */
-  apiServer: string;
-  /** Bearer token, or the file holding it (re-read on every request so a refreshed token is picked up). */
-  token?: string;
-  tokenFile?: string;
-  /** PEM bundle trusted for the API server, inline or as a file. Empty means the system store. */
-  ca?: string;
-  caFile?: string;
-  /** Name checked against the API server's certificate when `apiServer` was rewritten (e.g. to the host gateway). */
-  tlsServerName?: string;
+/** The API server as reachable from inside the sidecar, and its credentials (TokenSource), then the rest. */
+export interface SidecarConfig extends TokenSource {
   namespace: string;
   /** Label selector of the agent pods (`app=api,devbox.io/agent=true`). */
   agentSelector: string;

@@ -31,6 +31,7 @@ export {
   readBody,
   type StreamOptions,
   type TokenConnection,
+  type TokenSource,
   tokenConnection,
   tokenEndpoint,
 } from './transport.js';

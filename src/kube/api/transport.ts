@@ -243,15 +243,22 @@ export interface TokenConnection {
   tlsServerName?: string;
 }
 
-/** A connection from config fields: an inline token or a token file re-read on each call. */
-export function tokenConnection(opts: {
+/** Where a token connection's parts come from: inline values or files (the sidecar's config). */
+export interface TokenSource {
+  /** `https://host:port` of the Kubernetes API as reachable from here. */
   apiServer: string;
+  /** Bearer token, or the file holding it (re-read on every request so a refreshed token is picked up). */
   token?: string;
   tokenFile?: string;
+  /** PEM bundle trusted for the API server, inline or as a file. Empty means the system store. */
   ca?: string;
   caFile?: string;
+  /** Name checked against the API server's certificate when `apiServer` was rewritten (e.g. to the host gateway). */
   tlsServerName?: string;
-}): TokenConnection {
+}
+
+/** A connection from a token source; a token file is re-read on each call. */
+export function tokenConnection(opts: TokenSource): TokenConnection {
   const ca = opts.ca ?? (opts.caFile ? readFileSync(opts.caFile, 'utf8') : undefined);
   const { tokenFile } = opts;
   const token = tokenFile ? () => readFileSync(tokenFile, 'utf8').trim() : () => opts.token ?? '';
