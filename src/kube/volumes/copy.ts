@@ -117,6 +117,12 @@ export class MountEntryGuard {
     return up <= dir.length && !components.slice(up).includes('..');
   }
 
+  /** Refuses anything but a file where the mount is a single file (it lands at the mount path itself). */
+  checkFileMount(h: Pick<Header, 'name' | 'type'>): void {
+    if (h.type !== 'file')
+      throw this.refuse(h.name, `is a ${h.type ?? 'typeless entry'} where the mount is a single file`);
+  }
+
   private refuse(name: string, why: string): DevboxError {
     return new DevboxError(
       'PROTOCOL',
@@ -204,7 +210,7 @@ export async function mountContentsTar(
     if (!next.done) {
       const h = next.value.header;
       const name = guard.check(h);
-      if (name === '' && h.type === 'directory') {
+      if (name === '' && h.type === 'directory' && kind !== 'file') {
         // An agent that names the root itself: its mode and owner are the mount point's.
         kind = 'directory';
         await writeRoot(h.mode, h.uid, h.gid);
@@ -224,6 +230,7 @@ export async function mountContentsTar(
     for (; !next.done; next = await it.next()) {
       const h = next.value.header;
       const name = guard.check(h);
+      if (kind === 'file') guard.checkFileMount(h);
       const at = kind === 'file' ? rel : name === '' ? `${rel}/` : `${rel}/${name}`;
       await add(pack, header(h, at), next.value);
     }

@@ -127,6 +127,7 @@ describe('fuzz: tar entry names from the agent', () => {
   it('the copy of a hostile tar stream emits only entries inside the mount, or fails with a typed error', async () => {
     await fuzzAsync('tar copy', { rounds: 40 }, async (rng) => {
       const entries = Array.from({ length: 1 + rng.int(8) }, () => randomEntry(rng));
+      const kind = rng.pick([undefined, 'directory', 'file'] as const);
       let written: Awaited<ReturnType<typeof readTarEntries>>;
       try {
         written = await readTarEntries(
@@ -134,6 +135,7 @@ describe('fuzz: tar entry names from the agent', () => {
             agentPath: '/devbox-pod/data/app',
             mountPath: MOUNT,
             readOnly: false,
+            kind,
           }),
         );
       } catch (err) {
@@ -147,6 +149,8 @@ describe('fuzz: tar entry names from the agent', () => {
         );
         assert.ok(!e.path.split('/').includes('..'), e.path);
         assert.ok(['file', 'directory', 'symlink'].includes(e.type ?? ''), JSON.stringify(e));
+        // A single-file mount is only ever that file.
+        if (kind === 'file') assert.deepEqual([e.path, e.type], [MOUNT, 'file'], JSON.stringify(entries));
       }
     });
   });

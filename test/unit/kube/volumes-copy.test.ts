@@ -308,6 +308,31 @@ describe('copying mount contents from a hostile agent', () => {
     });
   }
 
+  it('refuses a symlink or a directory where a single-file mount is expected', async () => {
+    const stream = await mountContentsTar(tarAgent([['app.conf', 'symlink', 'other.conf']]), {
+      agentPath: '/devbox-pod/etc/app.conf',
+      mountPath: '/etc/app.conf',
+      readOnly: false,
+      kind: 'file',
+    });
+    await assert.rejects(readTarEntries(stream), (err) => {
+      assert.ok(isDevboxError(err, 'PROTOCOL'), String(err));
+      assert.match(
+        err.message,
+        /"app\.conf".*\/etc\/app\.conf: it is a symlink where the mount is a single file/,
+      );
+      return true;
+    });
+    const asDirectory = await mountContentsTar(
+      tarAgent([
+        ['./', 'directory'],
+        ['x', 'file'],
+      ]),
+      { agentPath: '/devbox-pod/etc/app.conf', mountPath: '/etc/app.conf', readOnly: false, kind: 'file' },
+    );
+    await assert.rejects(readTarEntries(asDirectory), (err) => isDevboxError(err, 'PROTOCOL'));
+  });
+
   it('keeps symlinks that point inside the mount, relative or absolute', async () => {
     const { paths, error } = await copyOutcome(
       tarAgent([
