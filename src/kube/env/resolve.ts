@@ -251,13 +251,7 @@ export async function resolveEnv(input: ResolveEnvInput, lookup: EnvLookup): Pro
       const value = cm.data?.[ref.key];
       if (value === undefined) {
         if (optional) continue;
-        throw new DevboxError(
-          'NOT_FOUND',
-          `couldn't find key ${ref.key} in ConfigMap ${namespace}/${ref.name}`,
-          {
-            hint: 'the pod cannot start either (CreateContainerConfigError); add the key or mark the reference optional',
-          },
-        );
+        throw missingKey('ConfigMap', namespace, ref);
       }
       env.set(e.name, { value, secret: false, source: 'configMap' });
     } else if (from.secretKeyRef) {
@@ -268,13 +262,7 @@ export async function resolveEnv(input: ResolveEnvInput, lookup: EnvLookup): Pro
       const data = s.data?.[ref.key];
       if (data === undefined) {
         if (optional) continue;
-        throw new DevboxError(
-          'NOT_FOUND',
-          `couldn't find key ${ref.key} in Secret ${namespace}/${ref.name}`,
-          {
-            hint: 'the pod cannot start either (CreateContainerConfigError); add the key or mark the reference optional',
-          },
-        );
+        throw missingKey('Secret', namespace, ref);
       }
       env.set(e.name, { value: decodeSecretValue(data), secret: true, source: 'secret' });
     } else {
@@ -340,4 +328,15 @@ function resourceValue(
     return undefined;
   }
   return resourceFieldRefValue(ref, defaultedRequests(target), limits);
+}
+
+/** A required key missing from its ConfigMap or Secret: the kubelet refuses to start the container too. */
+function missingKey(
+  kind: 'ConfigMap' | 'Secret',
+  namespace: string,
+  ref: { name?: string; key: string },
+): DevboxError {
+  return new DevboxError('NOT_FOUND', `couldn't find key ${ref.key} in ${kind} ${namespace}/${ref.name}`, {
+    hint: 'the pod cannot start either (CreateContainerConfigError); add the key or mark the reference optional',
+  });
 }
