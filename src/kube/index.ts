@@ -62,10 +62,10 @@ export {
 } from './intercept.js';
 export {
   agentObjectNames,
-  type FoundSession,
-  findSessions,
+  findInterceptedWorkloads,
   findWorkload,
   getWorkload,
+  type InterceptedWorkload,
   listWorkloads,
   type RestoreReport,
   restoreSession,

@@ -224,8 +224,8 @@ export async function restoreSession(
   return reports;
 }
 
-/** A session found in the cluster. */
-export interface FoundSession {
+/** A workload a devbox session intercepts (or left its record or agent in). */
+export interface InterceptedWorkload {
   kind: WorkloadKind;
   name: string;
   holder: SessionHolder | undefined;
@@ -235,7 +235,10 @@ export interface FoundSession {
  * Workloads of the namespace that carry a devbox session, its record, or an agent container.
  * CONFLICT, naming the field, when one of their records is not what devbox writes.
  */
-export async function findSessions(client: KubeClient, namespace: string): Promise<FoundSession[]> {
+export async function findInterceptedWorkloads(
+  client: KubeClient,
+  namespace: string,
+): Promise<InterceptedWorkload[]> {
   const workloads = await listWorkloads(client, namespace);
   for (const w of workloads) workloadOriginal(w);
   return workloads

@@ -10,8 +10,8 @@ import { connectCluster } from '../kube/connect.js';
 import {
   agentObjectNames,
   describeHolder,
-  type FoundSession,
-  findSessions as findClusterSessions,
+  findInterceptedWorkloads,
+  type InterceptedWorkload,
   type KubeClient,
   type RestoreReport,
 } from '../kube/index.js';
@@ -66,11 +66,11 @@ export async function clean(options: CleanOptions): Promise<CleanResult> {
     const namespaces = options.all ? await namespacesWithDevbox(client) : [client.namespace];
     result.namespaces = namespaces;
     // Which sessions live is read before anything is removed; a live one keeps its local containers too.
-    const found = new Map<string, FoundSession[]>();
+    const found = new Map<string, InterceptedWorkload[]>();
     const liveIds = new Set<string>();
     for (const namespace of namespaces) {
-      const sessions: FoundSession[] = [];
-      for (const session of await findClusterSessions(client, namespace)) {
+      const sessions: InterceptedWorkload[] = [];
+      for (const session of await findInterceptedWorkloads(client, namespace)) {
         const state = session.holder
           ? await sessionLeaseState(client, namespace, session.holder.id)
           : { live: false };
@@ -106,7 +106,7 @@ export async function clean(options: CleanOptions): Promise<CleanResult> {
 async function cleanNamespace(
   client: KubeClient,
   namespace: string,
-  sessions: FoundSession[],
+  sessions: InterceptedWorkload[],
   left: LeftSession[],
   liveIds: ReadonlySet<string>,
   result: CleanResult,

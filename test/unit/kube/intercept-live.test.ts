@@ -6,7 +6,7 @@ import type { Kind, KubeClient } from '../../../src/kube/client.js';
 import { ANNOTATION_ORIGINAL, ANNOTATION_SESSION, planIntercept } from '../../../src/kube/intercept.js';
 import {
   agentObjectNames,
-  findSessions,
+  findInterceptedWorkloads,
   findWorkload,
   restoreSession,
   writeServices,
@@ -151,7 +151,7 @@ describe('session', () => {
     // The named target resolves to the agent in new pods by itself; the numeric one now names it.
     assert.deepEqual(kube.read<V1Service>('Service', 'api'), before.svc);
     assert.equal(kube.read<V1Service>('Service', 'api-direct').spec?.ports?.[0]?.targetPort, 'http');
-    assert.deepEqual(await findSessions(kube.asClient(), 'shop'), [
+    assert.deepEqual(await findInterceptedWorkloads(kube.asClient(), 'shop'), [
       { kind: 'Deployment', name: 'api', holder },
     ]);
 
@@ -164,7 +164,7 @@ describe('session', () => {
     assert.deepEqual(withoutRV(kube.read<V1Service>('Service', 'api')), withoutRV(before.svc));
     assert.deepEqual(withoutRV(kube.read<V1Service>('Service', 'api-direct')), withoutRV(before.direct));
     assert.deepEqual(kube.read<V1Service>('Service', 'web'), before.web, 'untouched');
-    assert.deepEqual(await findSessions(kube.asClient(), 'shop'), []);
+    assert.deepEqual(await findInterceptedWorkloads(kube.asClient(), 'shop'), []);
     assert.deepEqual(
       await restoreSession(kube.asClient(), 'shop', 'Deployment', 'api'),
       [],
@@ -193,7 +193,7 @@ describe('session', () => {
         restoreSession(kube.asClient(), 'shop', 'Deployment', 'api'),
         (err: unknown) => isDevboxError(err, 'CONFLICT') && /deployment\/api/.test(err.message),
       );
-      await assert.rejects(findSessions(kube.asClient(), 'shop'), /deployment\/api/);
+      await assert.rejects(findInterceptedWorkloads(kube.asClient(), 'shop'), /deployment\/api/);
       assert.equal(kube.replaces, replacesBefore, 'nothing written');
     }
   });
@@ -253,7 +253,7 @@ describe('session', () => {
       ...w,
       metadata: { ...w.metadata, annotations: { 'deployment.kubernetes.io/revision': '1' } },
     } as Workload);
-    assert.deepEqual(await findSessions(kube.asClient(), 'shop'), [
+    assert.deepEqual(await findInterceptedWorkloads(kube.asClient(), 'shop'), [
       { kind: 'Deployment', name: 'api', holder: undefined },
     ]);
     const reports = await restoreSession(kube.asClient(), 'shop', 'Deployment', 'api');
