@@ -508,13 +508,8 @@ class DockerodeClient implements DockerClient {
   }
 
   async containerSpec(id: string): Promise<ContainerSpec | undefined> {
-    let c: Docker.ContainerInspectInfo;
-    try {
-      c = await this.docker.getContainer(id).inspect();
-    } catch (err) {
-      if (statusOf(err) === 404) return undefined;
-      throw engineError(err, `inspect container ${id}`);
-    }
+    const c = await this.inspectRaw(id);
+    if (!c) return undefined;
     const image = await this.docker
       .getImage(c.Image)
       .inspect()
@@ -543,14 +538,19 @@ class DockerodeClient implements DockerClient {
     }
   }
 
-  async inspectContainer(id: string): Promise<ContainerInfo | undefined> {
-    let c: Docker.ContainerInspectInfo;
+  /** Docker's own inspect document, or undefined when the container is gone. */
+  private async inspectRaw(id: string): Promise<Docker.ContainerInspectInfo | undefined> {
     try {
-      c = await this.docker.getContainer(id).inspect();
+      return await this.docker.getContainer(id).inspect();
     } catch (err) {
       if (statusOf(err) === 404) return undefined;
       throw engineError(err, `inspect container ${id}`);
     }
+  }
+
+  async inspectContainer(id: string): Promise<ContainerInfo | undefined> {
+    const c = await this.inspectRaw(id);
+    if (!c) return undefined;
     const info: ContainerInfo = {
       id: c.Id,
       name: c.Name.replace(/^\//, ''),
