@@ -58,6 +58,7 @@ export {
   serviceOriginal,
   sessionOf,
   type WorkloadOriginal,
+  withClaim,
   workloadOriginal,
 } from './intercept.js';
 export {

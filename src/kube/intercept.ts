@@ -82,6 +82,11 @@ export interface SessionHolder {
   startedAt: string;
   /** Random id of the session (also in the sidecar's Docker labels). */
   id: string;
+  /**
+   * The `up` process that claimed the workload, on `host`: while it runs, the claim is being
+   * acted on, even by the same user (a second `up` from the same machine must not take it over).
+   */
+  pid?: number;
 }
 
 export interface AgentSettings {
@@ -213,11 +218,29 @@ export function describeHolder(h: SessionHolder): string {
   return `${h.user}@${h.host}${h.startedAt ? ` since ${h.startedAt}` : ''}${h.id ? ` (session ${h.id})` : ''}`;
 }
 
-/** CONFLICT when the workload already carries a session, naming who holds it. */
-export function assertNotIntercepted(w: Workload): void {
+/**
+ * The workload claimed for `holder`: only its session annotation changes. Written with the
+ * resourceVersion it was read with, the claim is the atomic first step of `up`: of several
+ * `up`s that read the same version, exactly one write succeeds, the others get 409.
+ */
+export function withClaim(w: Workload, holder: SessionHolder): Workload {
+  const claimed = clone(w);
+  claimed.metadata = {
+    ...claimed.metadata,
+    annotations: { ...annotationsOf(claimed), [ANNOTATION_SESSION]: JSON.stringify(holder) },
+  };
+  return claimed;
+}
+
+/**
+ * CONFLICT when the workload carries a session, naming who holds it; a claim of `claimant`
+ * (the session annotation alone, no agent written yet) is not one.
+ */
+export function assertNotIntercepted(w: Workload, claimant?: Pick<SessionHolder, 'id'>): void {
   const holder = sessionOf(w);
   const hasOriginal = annotationsOf(w)[ANNOTATION_ORIGINAL] !== undefined;
   if (!holder && !hasOriginal) return;
+  if (!hasOriginal && claimant !== undefined && holder?.id === claimant.id) return;
   const label = workloadLabel(w.kind, nameOf(w));
   throw new DevboxError(
     'CONFLICT',
@@ -413,11 +436,11 @@ function restoreAppFields(w: Workload, original: WorkloadOriginal): void {
 
 /**
  * The workload with the agent added and the Services retargeted to it.
- * Throws CONFLICT when the workload already has a session or a name devbox needs.
+ * Throws CONFLICT when the workload already has a session (other than a claim of `req.holder`) or a name devbox needs.
  */
 export function planIntercept(req: InterceptRequest): InterceptPlan {
   const w = req.workload;
-  assertNotIntercepted(w);
+  assertNotIntercepted(w, req.holder);
   const label = workloadLabel(w.kind, nameOf(w));
   const template = podTemplate(w);
   const spec = template.spec;

@@ -57,6 +57,7 @@ export interface SessionRecord {
   host: string;
   startedAt: string;
   id: string;
+  pid?: number;
 }
 
 /** The `devbox.dev/session` annotation of `what`, checked. */
@@ -70,11 +71,14 @@ export function parseSessionRecord(raw: string, what: string): SessionRecord {
   if (!/^[A-Za-z0-9-]{1,64}$/.test(value.id as string)) throw bad('id must be letters, digits and dashes');
   if ((value.startedAt as string) !== '' && Number.isNaN(Date.parse(value.startedAt as string)))
     throw bad('startedAt must be a time');
+  if (value.pid !== undefined && !(Number.isSafeInteger(value.pid) && (value.pid as number) > 0))
+    throw bad('pid must be a positive integer');
   return {
     user: value.user as string,
     host: value.host as string,
     startedAt: value.startedAt as string,
     id: value.id as string,
+    ...(value.pid !== undefined ? { pid: value.pid as number } : {}),
   };
 }
 

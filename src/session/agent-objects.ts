@@ -17,15 +17,26 @@ export interface AgentObjects {
   token: string;
 }
 
-/** Writes the bundle ConfigMap and a fresh token Secret (replacing leftovers of a crashed session). */
+/** On the agent's ConfigMap and Secret: the session that wrote them (and alone may remove them on failure). */
+export const SESSION_LABEL = 'devbox.dev/session';
+
+/**
+ * Writes the bundle ConfigMap and a fresh token Secret for `session` (replacing leftovers of a
+ * crashed session: the caller holds the workload's claim).
+ */
 export async function writeAgentObjects(
   client: KubeClient,
   workload: Workload,
   bundle: string,
+  session: string,
 ): Promise<AgentObjects> {
   const namespace = workload.metadata!.namespace!;
   const names = agentObjectNames(workload.kind, workload.metadata!.name!);
-  const labels = { [MANAGED_LABEL]: MANAGED_VALUE, 'devbox.dev/workload': workload.metadata!.name! };
+  const labels = {
+    [MANAGED_LABEL]: MANAGED_VALUE,
+    'devbox.dev/workload': workload.metadata!.name!,
+    [SESSION_LABEL]: session,
+  };
   const token = randomBytes(24).toString('base64url');
   const configMap: V1ConfigMap = {
     apiVersion: 'v1',
@@ -81,5 +92,27 @@ export async function deleteAgentObjects(
   if (await client.delete('ConfigMap', namespace, names.configMap))
     removed.push(`configmap/${names.configMap}`);
   if (await client.delete('Secret', namespace, names.secret)) removed.push(`secret/${names.secret}`);
+  return removed;
+}
+
+/** Removes the agent's ConfigMap and Secret only where `session` wrote them (the undo of a failed `up`). */
+export async function deleteSessionAgentObjects(
+  client: KubeClient,
+  namespace: string,
+  kind: WorkloadKind,
+  name: string,
+  session: string,
+): Promise<string[]> {
+  const names = agentObjectNames(kind, name);
+  const removed: string[] = [];
+  for (const [k, objectName] of [
+    ['ConfigMap', names.configMap],
+    ['Secret', names.secret],
+  ] as const) {
+    const object = await client.get(k, namespace, objectName);
+    if (object?.metadata?.labels?.[SESSION_LABEL] !== session) continue;
+    if (await client.delete(k, namespace, objectName, { uid: object.metadata.uid }))
+      removed.push(`${k.toLowerCase()}/${objectName}`);
+  }
   return removed;
 }

@@ -17,8 +17,9 @@ import {
   writeWorkload,
 } from '../../kube/index.js';
 import { isDevboxError } from '../../util/errors.js';
-import { deleteAgentObjects, writeAgentObjects } from '../agent-objects.js';
+import { deleteSessionAgentObjects, writeAgentObjects } from '../agent-objects.js';
 import { waitForRollout } from '../rollout.js';
+import { claimWorkload, whileHeld } from './claim.js';
 import { interceptFor } from './plan.js';
 import type { ClusterSession, UpContext, UpPlan } from './types.js';
 import type { UndoStack } from './undo.js';
@@ -26,6 +27,7 @@ import type { UndoStack } from './undo.js';
 /** Puts the cluster side of the session in place (or takes over the agent left there). */
 export async function applyCluster(ctx: UpContext, plan: UpPlan, undo: UndoStack): Promise<ClusterSession> {
   const { target: v, cluster } = plan;
+  const claimed = await claimWorkload(ctx, plan, undo);
   if (cluster.mode === 'resume') {
     ctx.progress.note(`reusing the agent already in ${v.label}`);
     return {
@@ -41,15 +43,16 @@ export async function applyCluster(ctx: UpContext, plan: UpPlan, undo: UndoStack
     };
   }
   const { client } = ctx;
+  const id = plan.session.id;
   undo.push('removing the agent bundle and token', () =>
-    deleteAgentObjects(client, v.namespace, v.workload.kind, v.name),
+    deleteSessionAgentObjects(client, v.namespace, v.workload.kind, v.name, id),
   );
-  const objects = await writeAgentObjects(client, v.workload, plan.bundles.agent);
+  const objects = await writeAgentObjects(client, v.workload, plan.bundles.agent, id);
   undo.push(`restoring ${v.label} and its Services`, () =>
-    restoreSession(client, v.namespace, v.workload.kind, v.name),
+    whileHeld(ctx, plan, () => restoreSession(client, v.namespace, v.workload.kind, v.name)),
   );
   const intercept = await ctx.step(`Adding the agent to ${v.label}`, () =>
-    writeIntercept(ctx, plan, cluster.intercept),
+    writeIntercept(ctx, plan, interceptFor(ctx.options, v, plan.session, claimed)),
   );
   await pointAndRollOut(ctx, v.workload, intercept);
   return {
@@ -79,7 +82,7 @@ async function writeIntercept(ctx: UpContext, plan: UpPlan, first: InterceptPlan
       if (!isDevboxError(err, 'CONFLICT') || attempt === 5) throw err;
       const fresh = await getWorkload(ctx.client, v.workload.kind, v.namespace, v.name);
       if (!fresh) throw err;
-      assertNotIntercepted(fresh);
+      assertNotIntercepted(fresh, plan.session);
       intercept = interceptFor(ctx.options, v, plan.session, fresh);
     }
   }

@@ -16,11 +16,12 @@ import {
   AGENT_CONTAINER,
   agentObjectNames,
   type InterceptPlan,
-  isSameHolder,
   planIntercept,
   podTemplate,
   type SessionHolder,
   type Workload,
+  withClaim,
+  workloadOriginal,
 } from '../../kube/index.js';
 import { decodeAgentContainerEnv } from '../../tunnel/agent-contract.js';
 import { DevboxError } from '../../util/errors.js';
@@ -32,10 +33,15 @@ import { currentUser } from './validate.js';
 
 export async function planUp(ctx: UpContext, flags: UpFlags, v: Validated): Promise<UpPlan> {
   const { docker, options } = ctx;
-  const resume = v.holder !== undefined && isSameHolder(v.holder, currentUser());
-  const session: SessionHolder = resume
-    ? v.holder!
-    : { ...currentUser(), startedAt: new Date().toISOString(), id: newSessionId() };
+  // Resumed: the agent this user left in place (a claim alone, left by a crash, is simply taken over).
+  const resume = v.holder !== undefined && workloadOriginal(v.workload) !== undefined;
+  // Every `up` is a session of its own, even over an agent left in place.
+  const session: SessionHolder = {
+    ...currentUser(),
+    startedAt: new Date().toISOString(),
+    id: newSessionId(),
+    pid: process.pid,
+  };
   const cluster = resume ? await resumePlan(ctx, v) : freshPlan(options, v, session);
   const service =
     flags.devcontainer || options.sidecarOnly
@@ -80,7 +86,8 @@ export function interceptFor(
 }
 
 function freshPlan(options: UpOptions, v: Validated, session: SessionHolder): ClusterPlan {
-  const intercept = interceptFor(options, v, session, v.workload);
+  // Planned on the workload as it will read once claimed for this session.
+  const intercept = interceptFor(options, v, session, withClaim(v.workload, session));
   if (intercept.rollout === 'paused' || intercept.rollout === 'no-replicas') {
     const paused = intercept.rollout === 'paused';
     throw new DevboxError('BAD_INPUT', `${v.label} ${paused ? 'is paused' : 'has no replicas'}`, {

@@ -10,18 +10,19 @@ import {
   findSessions,
   parsePublishFlag,
   parseVolumeFlag,
-  removeSession,
   resolveBindMounts,
   type SessionSummary,
 } from '../../docker/index.js';
 import {
   assertNotIntercepted,
   assertPermissions,
+  describeHolder,
   findWorkload,
   isSameHolder,
   pickContainer,
   type SessionHolder,
   sessionOf,
+  type Workload,
 } from '../../kube/index.js';
 import { DevboxError } from '../../util/errors.js';
 import { parseEnvFlags } from '../flags.js';
@@ -74,21 +75,17 @@ export async function validateTarget(
   const name = workload.metadata!.name!;
   const label = `${workload.kind.toLowerCase()}/${name}`;
   const holder = sessionOf(workload);
-  if (!(holder && isSameHolder(holder, currentUser()))) assertNotIntercepted(workload);
+  assertFree(workload, holder);
 
   const local = await findSessions(docker, { workload: label, namespace });
-  if (options.sidecarOnly) {
-    const live = local.find((s) => s.sidecar?.state === 'running');
-    if (live && (await filesExist(options.sidecarOnly)))
-      return { reused: reusedSidecar(live, label, namespace, client.cluster.context, options.sidecarOnly) };
-    if (live) {
-      await removeSession(docker, live.id);
-      local.splice(local.indexOf(live), 1);
-    }
-  }
-  const running = local.find((s) => s.state !== 'stopped');
+  // A sidecar-only session whose files are gone is started again (once the workload is claimed).
+  const live = options.sidecarOnly && local.find((s) => s.sidecar?.state === 'running');
+  if (live && options.sidecarOnly && (await filesExist(options.sidecarOnly)))
+    return { reused: reusedSidecar(live, label, namespace, client.cluster.context, options.sidecarOnly) };
+  const running = local.find((s) => s.state !== 'stopped' && s !== live);
   if (running) {
-    throw new DevboxError('CONFLICT', `${label} already runs locally (session ${running.id})`, {
+    const who = holder && holder.id === running.id ? describeHolder(holder) : `session ${running.id}`;
+    throw new DevboxError('CONFLICT', `${label} already runs locally: ${who}`, {
       hint: `see it with \`devbox status\`; end it with \`devbox down ${name} -n ${namespace}\``,
     });
   }
@@ -107,6 +104,37 @@ export async function validateTarget(
       sidecarToken,
     },
   };
+}
+
+/**
+ * CONFLICT unless this `up` may act on the workload: nobody holds it, or this user on this
+ * machine does and the `up` that claimed it is no longer running (a crash, `down --keep-agent`).
+ */
+function assertFree(workload: Workload, holder: SessionHolder | undefined): void {
+  if (!holder || !isSameHolder(holder, currentUser())) {
+    assertNotIntercepted(workload);
+    return;
+  }
+  if (holder.pid !== undefined && holder.pid !== process.pid && processRuns(holder.pid)) {
+    const label = `${workload.kind.toLowerCase()}/${workload.metadata?.name}`;
+    throw new DevboxError(
+      'CONFLICT',
+      `${label} is already in use by ${describeHolder(holder)}, whose devbox (process ${holder.pid}) still runs`,
+      {
+        hint: `end that session first (\`devbox down ${workload.metadata?.name}\`, or Ctrl-C where it runs)`,
+      },
+    );
+  }
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it runs, as another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** True when both files of a sidecar-only session exist. */

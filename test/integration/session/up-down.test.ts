@@ -252,6 +252,7 @@ describe('devbox up and down on the sample shop, as a user holding only the deve
   for (const step of [
     "Checking the sidecar's account",
     'Taking the session lease',
+    'Claiming deployment/api',
     'Adding the agent',
     'Waiting for deployment/api to roll out',
     'Pointing service/api-direct',

@@ -12,6 +12,7 @@ import {
   restoreWorkload,
   type SessionHolder,
   sessionOf,
+  withClaim,
 } from '../../../src/kube/intercept.js';
 import type { Workload } from '../../../src/kube/workload.js';
 import { isDevboxError } from '../../../src/util/errors.js';
@@ -220,6 +221,50 @@ function roundTrip(w: Workload, svcs: V1Service[]) {
     finalServices,
   };
 }
+
+describe('claim', () => {
+  it('changes only the session annotation, and carries the pid', () => {
+    const w = realisticDeployment();
+    const claimed = withClaim(w, { ...holder, pid: 4242 });
+    assert.deepEqual(claimed.spec, w.spec);
+    assert.equal(claimed.metadata?.resourceVersion, w.metadata?.resourceVersion);
+    assert.deepEqual(sessionOf(claimed), { ...holder, pid: 4242 });
+    assert.deepEqual(
+      { ...claimed.metadata?.annotations, [ANNOTATION_SESSION]: undefined },
+      { ...w.metadata?.annotations, [ANNOTATION_SESSION]: undefined },
+    );
+  });
+
+  it('lets the claiming session plan its intercept, and no other session', () => {
+    const claimed = withClaim(realisticDeployment(), holder);
+    assert.ok(planIntercept(request(claimed)).workload);
+    const other = { ...holder, user: 'bob', id: 's-9999' };
+    assert.throws(
+      () => planIntercept({ ...request(claimed), holder: other }),
+      (err: unknown) =>
+        isDevboxError(err, 'CONFLICT') &&
+        /in use by alice@laptop .*\(session s-3f2a\)/.test((err as Error).message),
+    );
+    // Once the agent is written (its record present), even the claimant's replan is refused.
+    const planned = planIntercept(request(claimed)).workload;
+    assert.throws(
+      () => planIntercept(request(planned)),
+      (err: unknown) => isDevboxError(err, 'CONFLICT'),
+    );
+  });
+
+  it('refuses a pid that is not a positive integer', () => {
+    const w = realisticDeployment();
+    w.metadata = {
+      ...w.metadata,
+      annotations: { [ANNOTATION_SESSION]: JSON.stringify({ ...holder, pid: -1 }) },
+    };
+    assert.throws(
+      () => sessionOf(w),
+      (err: unknown) => isDevboxError(err) && /pid/.test((err as Error).message),
+    );
+  });
+});
 
 describe('planIntercept', () => {
   it('adds a restricted agent container, hands it the port names and retargets the other TCP Service ports', () => {
