@@ -440,10 +440,36 @@ function restoreAppFields(w: Workload, original: WorkloadOriginal): void {
  */
 export function planIntercept(req: InterceptRequest): InterceptPlan {
   const w = req.workload;
-  assertNotIntercepted(w, req.holder);
   const label = workloadLabel(w.kind, nameOf(w));
-  const template = podTemplate(w);
-  const spec = template.spec;
+  const spec = assertPlannable(req, label);
+  const app = spec.containers.find((c) => c.name === req.container) as V1Container;
+  const alloc = allocateAgentPorts(req, label, spec, app);
+  const retargeted = alloc.ports.filter((p) => p.originalTargetPort !== p.agentPortName);
+  const changedServices = [...new Set(retargeted.map((p) => p.service))].sort();
+  const takenOver = new Map(alloc.pairs.filter((p) => p.agent.takenOver).map((p) => [p.agent.name, p.app]));
+  const servicesFirst = changedServices.filter((name) =>
+    retargeted.filter((p) => p.service === name).every((p) => takenOver.has(p.agentPortName)),
+  );
+  const patched = workloadWithAgent(req, app, alloc, takenOver, changedServices);
+  const rollout = rolloutMode(w);
+  return {
+    workload: patched.workload,
+    services: retargetedServices(req, label, retargeted, changedServices),
+    servicesFirst,
+    ports: alloc.ports,
+    intercepts: alloc.intercepts,
+    tunnelPort: alloc.tunnelPort,
+    files: patched.files.files,
+    skipped: alloc.skipped,
+    rollout,
+    warnings: planWarnings(req, label, rollout, alloc, patched.files.skipped),
+  };
+}
+
+/** The pod spec, once it is known devbox can add its agent (no session, no names devbox needs). */
+function assertPlannable(req: InterceptRequest, label: string): V1PodSpec {
+  assertNotIntercepted(req.workload, req.holder);
+  const spec = podTemplate(req.workload).spec;
   if (!spec?.containers.some((c) => c.name === req.container)) {
     throw new DevboxError('NOT_FOUND', `container "${req.container}" not found in ${label}`);
   }
@@ -455,10 +481,28 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
   if ((spec.volumes ?? []).some((v) => v.name === AGENT_BUNDLE_VOLUME)) {
     throw new DevboxError('CONFLICT', `${label} already has a volume named ${AGENT_BUNDLE_VOLUME}`);
   }
+  return spec;
+}
 
+/** The agent's ports: one per app port a Service reaches, plus its tunnel and health ports. */
+interface AgentPorts {
+  ports: InterceptedPort[];
+  skipped: InterceptPlan['skipped'];
+  /** App port → the agent port standing for it (`takenOver`: it carries the app port's own name). */
+  pairs: { app: number; agent: { port: number; name: string; takenOver: boolean } }[];
+  intercepts: InterceptSpec[];
+  tunnelPort: number;
+  healthPort: number;
+}
+
+function allocateAgentPorts(
+  req: InterceptRequest,
+  label: string,
+  spec: V1PodSpec,
+  app: V1Container,
+): AgentPorts {
   const excluded = new Set(req.excludeServices ?? []);
-  const targets = portsReachingContainer(w, req.services, req.container);
-  const app = spec.containers.find((c) => c.name === req.container) as V1Container;
+  const targets = portsReachingContainer(req.workload, req.services, req.container);
   // A name an excluded Service targets must keep leading to the app.
   const keptNames = new Set(
     targets
@@ -470,7 +514,7 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
   const tunnelPort = req.agent.tunnelPort ?? DEFAULT_TUNNEL_PORT;
   used.add(tunnelPort);
   let next = req.agent.firstAgentPort ?? DEFAULT_FIRST_AGENT_PORT;
-  const agentPortFor = new Map<number, { port: number; name: string; takenOver: boolean }>();
+  const agentPortFor = new Map<number, AgentPorts['pairs'][number]['agent']>();
   const ports: InterceptedPort[] = [];
   const skipped: InterceptPlan['skipped'] = [];
 
@@ -510,38 +554,47 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
     });
   }
 
-  const pairs = [...agentPortFor].map(([app, a]) => ({ app, agent: a }));
-  const intercepts = pairs.map((p) => ({ listenPort: p.agent.port, appPort: p.app }));
+  const pairs = [...agentPortFor].map(([app, agent]) => ({ app, agent }));
   while (used.has(next)) next++;
-  const healthPort = next;
-  const containerPorts: V1ContainerPort[] = pairs.map((p) => ({
-    name: p.agent.name,
-    containerPort: p.agent.port,
-    protocol: 'TCP',
-  }));
+  return {
+    ports,
+    skipped,
+    pairs,
+    intercepts: pairs.map((p) => ({ listenPort: p.agent.port, appPort: p.app })),
+    tunnelPort,
+    healthPort: next,
+  };
+}
 
-  const retargeted = ports.filter((p) => p.originalTargetPort !== p.agentPortName);
-  const changedServices = [...new Set(retargeted.map((p) => p.service))].sort();
-  const takenOver = new Map(pairs.filter((p) => p.agent.takenOver).map((p) => [p.agent.name, p.app]));
-  const servicesFirst = changedServices.filter((name) =>
-    retargeted.filter((p) => p.service === name).every((p) => takenOver.has(p.agentPortName)),
-  );
+/** The workload with the agent container and volume appended and its restore record annotated. */
+function workloadWithAgent(
+  req: InterceptRequest,
+  app: V1Container,
+  alloc: AgentPorts,
+  takenOver: Map<string, number>,
+  changedServices: string[],
+): { workload: Workload; files: ReturnType<typeof agentFileMounts> } {
+  const w = req.workload;
   const patched = clone(w);
   const pSpec = podTemplate(patched).spec as V1PodSpec;
   const appFields = handOverPortNames(
     pSpec.containers.find((c) => c.name === req.container) as V1Container,
     takenOver,
   );
-  const fileMounts = agentFileMounts(app);
-  pSpec.containers.push(
-    agentContainer(
-      req.agent,
-      containerPorts,
-      { tunnelPort, healthPort, intercepts, session: req.holder.id },
-      fileMounts.mounts,
-      agentIdentity(app, spec),
-    ),
-  );
+  const containerPorts: V1ContainerPort[] = alloc.pairs.map((p) => ({
+    name: p.agent.name,
+    containerPort: p.agent.port,
+    protocol: 'TCP',
+  }));
+  const files = agentFileMounts(app);
+  const launch = {
+    tunnelPort: alloc.tunnelPort,
+    healthPort: alloc.healthPort,
+    intercepts: alloc.intercepts,
+    session: req.holder.id,
+  };
+  const identity = agentIdentity(app, podTemplate(w).spec as V1PodSpec);
+  pSpec.containers.push(agentContainer(req.agent, containerPorts, launch, files.mounts, identity));
   const volume: V1Volume = { name: AGENT_BUNDLE_VOLUME, configMap: { name: req.agent.bundleConfigMap } };
   pSpec.volumes = [...(pSpec.volumes ?? []), volume];
   const original: WorkloadOriginal = {
@@ -560,9 +613,17 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
       [ANNOTATION_SESSION]: JSON.stringify(req.holder),
     },
   };
+  return { workload: patched, files };
+}
 
-  const services: V1Service[] = [];
-  for (const name of changedServices) {
+/** The Services that change, their ports pointed at the agent and their restore record annotated. */
+function retargetedServices(
+  req: InterceptRequest,
+  label: string,
+  retargeted: InterceptedPort[],
+  changedServices: string[],
+): V1Service[] {
+  return changedServices.map((name) => {
     const svc = req.services.find((s) => nameOf(s) === name) as V1Service;
     const mine = retargeted.filter((p) => p.service === name);
     const out = clone(svc);
@@ -580,10 +641,18 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
       ...out.metadata,
       annotations: { ...annotationsOf(out), [ANNOTATION_ORIGINAL]: JSON.stringify(record) },
     };
-    services.push(out);
-  }
+    return out;
+  });
+}
 
-  const rollout = rolloutMode(w);
+function planWarnings(
+  req: InterceptRequest,
+  label: string,
+  rollout: RolloutMode,
+  alloc: AgentPorts,
+  skippedFiles: string[],
+): string[] {
+  const w = req.workload;
   const warnings: string[] = [];
   if (rollout === 'paused')
     warnings.push(`${label} is paused: its pods get the agent only after \`kubectl rollout resume\``);
@@ -595,29 +664,16 @@ export function planIntercept(req: InterceptRequest): InterceptPlan {
     warnings.push(
       `${label} has a rollout partition of ${partition}: pods below that ordinal keep running without the agent`,
     );
-
-  for (const p of pairs.filter((p) => !p.agent.takenOver)) {
-    const via = ports.filter((q) => q.appPort === p.app).map((q) => `service/${q.service}:${q.port}`);
+  for (const p of alloc.pairs.filter((p) => !p.agent.takenOver)) {
+    const via = alloc.ports.filter((q) => q.appPort === p.app).map((q) => `service/${q.service}:${q.port}`);
     warnings.push(
       `container port ${p.app} of ${req.container} has no name, so ${via.join(', ')} can only move to the agent after the rollout: clients that connect in between stay with the pod's app until they reconnect. Name the container port (e.g. \`name: http\`) for a seamless switch`,
     );
   }
-  for (const path of fileMounts.skipped) {
+  for (const path of skippedFiles) {
     warnings.push(`the volume mounted at ${path} uses subPathExpr; the agent cannot serve its contents`);
   }
-
-  return {
-    workload: patched,
-    services,
-    servicesFirst,
-    ports,
-    intercepts,
-    tunnelPort,
-    files: fileMounts.files,
-    skipped,
-    rollout,
-    warnings,
-  };
+  return warnings;
 }
 
 /** The result of undoing devbox's changes on one object. */
