@@ -4,10 +4,17 @@
  */
 import { connectDocker } from '../docker/connect.js';
 import { findSessions, removeSession, type SessionFilter } from '../docker/index.js';
-import { type KubeClient, type RestoreReport, restoreSession, type WorkloadKind } from '../kube/index.js';
+import {
+  getWorkload,
+  type KubeClient,
+  type RestoreReport,
+  restoreSession,
+  type WorkloadKind,
+} from '../kube/index.js';
 import { errorText } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import { deleteAgentObjects } from './agent-objects.js';
+import { hasAgent, rollOnDelete } from './ondelete-roll.js';
 
 /**
  * Removes the matching local sessions, except those whose id is in `keep`; a Docker engine
@@ -37,7 +44,11 @@ export async function removeLocalSessions(
   }
 }
 
-/** Restores the workload and its Services from their records, then deletes the agent's bundle and token. */
+/**
+ * Restores the workload and its Services from their records, replaces the agent pods of a
+ * StatefulSet that uses OnDelete (they would otherwise keep the agent, whose token goes next),
+ * then deletes the agent's bundle and token.
+ */
 export async function restoreInCluster(
   client: KubeClient,
   namespace: string,
@@ -49,6 +60,16 @@ export async function restoreInCluster(
     `Restoring ${kind.toLowerCase()}/${name} and its Services in ${namespace}`,
     () => restoreSession(client, namespace, kind, name),
   );
+  const workload = kind === 'StatefulSet' ? await getWorkload(client, kind, namespace, name) : undefined;
+  if (
+    workload?.spec &&
+    'updateStrategy' in workload.spec &&
+    workload.spec.updateStrategy?.type === 'OnDelete'
+  ) {
+    await progress.step(`Replacing the agent pods of statefulset/${name} one at a time`, () =>
+      rollOnDelete(client, workload, hasAgent, { timeoutMs: 300_000 }),
+    );
+  }
   const deleted = await progress.step('Removing the agent bundle and token', () =>
     deleteAgentObjects(client, namespace, kind, name),
   );

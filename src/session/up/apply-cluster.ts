@@ -5,12 +5,9 @@
  */
 import type { V1Service } from '@kubernetes/client-node';
 import {
-  AGENT_CONTAINER,
   assertNotIntercepted,
   getWorkload,
   type InterceptPlan,
-  type KubeClient,
-  labelSelectorString,
   restoreSession,
   type Workload,
   writeServices,
@@ -18,6 +15,7 @@ import {
 } from '../../kube/index.js';
 import { isDevboxError } from '../../util/errors.js';
 import { deleteSessionAgentObjects, writeAgentObjects } from '../agent-objects.js';
+import { hasAgent, rollOnDelete } from '../ondelete-roll.js';
 import { waitForRollout } from '../rollout.js';
 import { claimWorkload, whileHeld } from './claim.js';
 import { interceptFor } from './plan.js';
@@ -102,21 +100,15 @@ async function pointAndRollOut(ctx: UpContext, workload: Workload, intercept: In
       writeServices(ctx.client, list),
     );
   if (first.length) await pointServices(first);
-  if (intercept.rollout === 'delete-pods') await deletePodsWithoutAgent(ctx.client, workload);
+  if (intercept.rollout === 'delete-pods')
+    await ctx.step(`Replacing the pods of ${label} one at a time`, () =>
+      rollOnDelete(ctx.client, workload, (p) => !hasAgent(p), {
+        timeoutMs: ctx.options.rolloutTimeoutMs,
+        signal: ctx.signal,
+      }),
+    );
   await ctx.step(`Waiting for ${label} to roll out`, () =>
     waitForRollout(ctx.client, workload, { timeoutMs: ctx.options.rolloutTimeoutMs, signal: ctx.signal }),
   );
   if (afterRollout.length) await pointServices(afterRollout);
-}
-
-async function deletePodsWithoutAgent(client: KubeClient, workload: Workload): Promise<void> {
-  const namespace = workload.metadata!.namespace!;
-  const pods = await client.list('Pod', namespace, {
-    labelSelector: labelSelectorString(workload.spec?.selector),
-  });
-  for (const pod of pods.items) {
-    if (!pod.spec?.containers.some((c) => c.name === AGENT_CONTAINER)) {
-      await client.delete('Pod', namespace, pod.metadata!.name!);
-    }
-  }
 }
