@@ -83,7 +83,13 @@ describe('devbox up and down on a StatefulSet that uses OnDelete', { timeout: 60
         readyPort: 8080,
       }),
     });
-    await kubectl(['-n', ns.name, 'rollout', 'status', 'sts/db', '--timeout=180s'], { timeoutMs: 200_000 });
+    // `rollout status` only follows RollingUpdate.
+    await kubectl(
+      ['-n', ns.name, 'wait', '--for=jsonpath={.status.readyReplicas}=2', 'sts/db', '--timeout=180s'],
+      {
+        timeoutMs: 200_000,
+      },
+    );
     await kubectl(['-n', ns.name, 'wait', '--for=condition=Ready', 'pod/stray', '--timeout=120s']);
     pristine = await clusterSnapshot(ns.name);
   });
