@@ -15,10 +15,12 @@ export function rolloutComplete(w: Workload | undefined): boolean {
   if (!status || (status.observedGeneration ?? 0) < (w.metadata?.generation ?? 0)) return false;
   if (w.kind === 'StatefulSet') {
     const sts = status as NonNullable<typeof status> & { currentRevision?: string; updateRevision?: string };
+    // With OnDelete the controller never moves currentRevision to updateRevision.
+    const onDelete = 'updateStrategy' in (w.spec ?? {}) && w.spec?.updateStrategy?.type === 'OnDelete';
     return (
       (sts.updatedReplicas ?? 0) === spec &&
       (sts.readyReplicas ?? 0) === spec &&
-      (spec === 0 || sts.currentRevision === sts.updateRevision)
+      (spec === 0 || onDelete || sts.currentRevision === sts.updateRevision)
     );
   }
   const d = status as NonNullable<typeof status> & {
