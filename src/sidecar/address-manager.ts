@@ -138,6 +138,9 @@ interface NatState {
   error?: string;
 }
 
+/** Addresses listed in the status with NAT: only those not fully redirected, at most this many. */
+const STATUS_PENDING_MAX = 100;
+
 const natKey = (protocol: PortProtocol, ip: string, port: number) => `${protocol}/${ip}/${port}`;
 
 interface Active {
@@ -519,6 +522,8 @@ export class AddressManager {
     });
     const nat = this.nat;
     if (!nat) return out;
+    // Redirected addresses are counted (natInfo), not listed: thousands would make the document
+    // megabytes. Those not (yet) redirected are listed, a bounded number of them.
     for (const d of this.desired.values()) {
       if (!isIPv4(d.ip)) continue;
       const ports = [...d.ports.keys()].sort();
@@ -526,17 +531,26 @@ export class AddressManager {
         const [protocol, port] = key.split('/') as [PortProtocol, string];
         return nat.targets.has(natKey(protocol, d.ip, Number(port)));
       });
+      if (listening.length === ports.length) continue;
       const entry: AddressStatus = { ip: d.ip, owners: [...d.owners].sort(), ports, listening };
-      if (listening.length < ports.length && nat.error) entry.error = nat.error;
+      if (nat.error) entry.error = nat.error;
       out.push(entry);
+      if (out.length >= STATUS_PENDING_MAX) break;
     }
     return out;
   }
 
   /** How cluster addresses are made reachable, for the status endpoint. */
-  natInfo(): { backend: string; listenPort: number; targets: number } | undefined {
+  natInfo(): { backend: string; listenPort: number; targets: number; addresses: number } | undefined {
     const nat = this.nat;
-    return nat && { backend: nat.table.backend, listenPort: nat.listener.port, targets: nat.targets.size };
+    return (
+      nat && {
+        backend: nat.table.backend,
+        listenPort: nat.listener.port,
+        targets: nat.targets.size,
+        addresses: this.desired.size,
+      }
+    );
   }
 
   /** Closes every listener and removes every address this manager added. */

@@ -75,8 +75,12 @@ export interface SidecarStatus {
    * `fallback`: 127.x aliases (no NET_ADMIN); `pending`: none set up yet.
    */
   addressMode: AddressMode;
-  /** With NAT: its backend, the listener's port and how many destinations are redirected. */
-  nat?: { backend: string; listenPort: number; targets: number };
+  /**
+   * With NAT: its backend, the listener's port, how many destinations (address, protocol, port)
+   * are redirected and how many cluster addresses are wanted. `addresses` then lists only those
+   * not (yet) fully redirected.
+   */
+  nat?: { backend: string; listenPort: number; targets: number; addresses: number };
   tunnels: TunnelStatus[];
   /** Outbound traffic from local clients to the cluster. */
   outbound: TrafficStats;

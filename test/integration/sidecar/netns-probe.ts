@@ -112,8 +112,10 @@ async function main(): Promise<void> {
   );
   await eventually(
     () =>
-      sidecar.status().addresses.length === 3 &&
-      sidecar.status().addresses.every((a) => a.listening.length || a.error),
+      sidecar.status().addressMode === 'nat'
+        ? sidecar.status().nat?.addresses === 3 && sidecar.status().addresses.length === 0
+        : sidecar.status().addresses.length === 3 &&
+          sidecar.status().addresses.every((a) => a.listening.length || a.error),
     10_000,
     'addresses',
   );

@@ -390,14 +390,14 @@ describe('address manager', () => {
     const tcp = nat.target('TCP', '10.96.0.20', port);
     const udp = nat.target('UDP', '10.96.0.20', 53);
     assert.ok(tcp && udp && tcp.alias !== udp.alias);
-    assert.deepEqual(manager.status(), [
-      {
-        ip: '10.96.0.20',
-        owners: ['web.shop'],
-        ports: [`TCP/${port}`, 'UDP/53'],
-        listening: [`TCP/${port}`, 'UDP/53'],
-      },
-    ]);
+    // Fully redirected addresses are counted, not listed (thousands would make the status megabytes).
+    assert.deepEqual(manager.status(), []);
+    assert.deepEqual(manager.natInfo(), {
+      backend: 'nftables',
+      listenPort: nat.listenPort,
+      targets: 2,
+      addresses: 1,
+    });
     // What the kernel delivers after DNAT: a connection to alias:listenPort.
     assert.deepEqual(await tcpRoundTrip(tcp.alias, nat.listenPort!, 'through nat'), { reply: 'through nat' });
     assert.equal(await udpRoundTrip(udp.alias, nat.listenPort!, 'q'), 'echo:q');
