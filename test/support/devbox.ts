@@ -11,6 +11,8 @@ const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 /** Who runs the CLI: a kubeconfig of its own (see developer.ts); the admin's when absent. */
 export interface RunAs {
   kubeconfig?: string;
+  /** Directory the CLI runs in (default: the test's). */
+  cwd?: string;
 }
 
 export function devboxEnv(as: RunAs = {}): NodeJS.ProcessEnv {
@@ -39,6 +41,7 @@ export function startDevbox(
 ): ChildProcess & { output: { stdout: string; stderr: string } } {
   const child = spawn(process.execPath, [cli, ...args], {
     env: devboxEnv(as),
+    ...(as.cwd ? { cwd: as.cwd } : {}),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output = { stdout: '', stderr: '' };

@@ -1,0 +1,171 @@
+/**
+ * The dev loop on the sample shop: with `--sync`, an edit of the api's source
+ * is answered to the in-cluster storefront by the new code, after a restart of
+ * the local container or a rebuild of its image; during a rebuild the
+ * storefront sees no error (the pod's app answers meanwhile).
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { deployShop, shopManifests } from '../../../src/demo/shop.js';
+import { createKubeClient } from '../../../src/kube/index.js';
+import { clusterImages, docker, kubeconfig, kubectl, testNamespace } from '../../support/cluster.js';
+import {
+  devbox as devboxAs,
+  finished,
+  type RunAs,
+  startDevbox as startDevboxAs,
+  waitForOutput,
+} from '../../support/devbox.js';
+import { developerIn } from '../../support/developer.js';
+
+const images = clusterImages();
+
+/** Storefront log lines since `since` (ISO time). */
+async function storefrontLines(ns: string, since: string): Promise<Record<string, unknown>[]> {
+  const text = await kubectl(['-n', ns, 'logs', 'deploy/storefront', `--since-time=${since}`]).catch(
+    (e: Error) => e.message,
+  );
+  return text
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** Waits until the storefront logs an answer by `where`, returning how long that took. */
+async function storefrontHears(ns: string, where: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: Record<string, unknown>[] = [];
+  while (Date.now() < deadline) {
+    last = await storefrontLines(ns, new Date(Date.now() - 3000).toISOString());
+    if (last.some((l) => l.answeredBy === where)) return;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`storefront never heard from "${where}"; last lines:\n${JSON.stringify(last)}`);
+}
+
+async function sidecarId(ns: string): Promise<string> {
+  const out = await docker([
+    'ps',
+    '-q',
+    '--filter',
+    `label=devbox.namespace=${ns}`,
+    '--filter',
+    'label=devbox.role=sidecar',
+  ]);
+  return out.stdout.trim();
+}
+
+describe('the dev loop on the sample shop', { timeout: 900_000 }, () => {
+  let ns: Awaited<ReturnType<typeof testNamespace>>;
+  let project = '';
+  let source = '';
+  const user: RunAs = {};
+
+  before(async () => {
+    ns = await testNamespace('loop');
+    const client = createKubeClient({ kubeconfig, namespace: ns.name });
+    try {
+      await deployShop(client, ns.name, images.runtime);
+    } finally {
+      client.close();
+    }
+    user.kubeconfig = (await developerIn(ns.name)).kubeconfig;
+    const code = (await shopManifests(images.runtime)).find(
+      (m) => m.metadata.name === 'shop-code',
+    ) as unknown as {
+      data: Record<string, string>;
+    };
+    source = code.data['server.js'] ?? '';
+    assert.match(source, /'local container'/);
+    project = await mkdtemp(join(tmpdir(), 'devbox-loop-'));
+    user.cwd = project;
+    await writeFile(join(project, 'Dockerfile'), `FROM ${images.runtime}\nCOPY server.js /app/server.js\n`);
+    await writeFile(join(project, '.dockerignore'), 'Dockerfile\n');
+  });
+
+  after(async () => {
+    await devboxAs(['clean', '-n', ns.name, '--force'], user);
+    await ns?.remove();
+    await rm(project, { recursive: true, force: true });
+  });
+
+  const version = (v: string) =>
+    writeFile(join(project, 'server.js'), source.replace("'local container'", `'${v}'`));
+
+  it('refuses a sync path outside the project or missing before changing anything', async () => {
+    const result = await devboxAs(
+      ['up', 'api', '-n', ns.name, '--sync', '../elsewhere:/app', '--sync', 'nope.js:/app/x.js'],
+      user,
+    );
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /\.\.\/elsewhere:\/app: .*(outside the project|does not exist)/);
+    assert.match(result.stderr, /nope\.js:\/app\/x\.js: .*does not exist/);
+    const pods = await kubectl([
+      '-n',
+      ns.name,
+      'get',
+      'deploy/api',
+      '-o',
+      'jsonpath={.spec.template.spec.containers[*].name}',
+    ]);
+    assert.equal(pods.trim(), 'api', 'no agent was added');
+  });
+
+  it('with --on-change restart, the storefront is answered by the edited code', async () => {
+    await version('local v1');
+    const child = startDevboxAs(
+      ['up', 'api', '-n', ns.name, '--sync', 'server.js:/app/server.js', '--on-change', 'restart'],
+      user,
+    );
+    try {
+      await waitForOutput(child, /sync: first copy/);
+      await storefrontHears(ns.name, 'local v1');
+      await version('local v2');
+      await storefrontHears(ns.name, 'local v2', 30_000);
+      assert.match(child.output.stderr, /sync: 1 written; restarted/);
+    } finally {
+      child.kill('SIGINT');
+      const ended = await finished(child, 120_000);
+      assert.equal(ended.code, 130, ended.stderr);
+    }
+  });
+
+  it('with --on-change rebuild, only the service container is replaced and callers see no error', async () => {
+    await version('local v1');
+    const child = startDevboxAs(
+      [
+        'up',
+        'api',
+        '-n',
+        ns.name,
+        '--build',
+        '.',
+        '--sync',
+        'server.js:/app/server.js',
+        '--on-change',
+        'rebuild',
+      ],
+      user,
+    );
+    try {
+      await waitForOutput(child, /sync: first copy/);
+      await storefrontHears(ns.name, 'local v1');
+      const sidecarBefore = await sidecarId(ns.name);
+      const since = new Date().toISOString();
+      await version('local v2');
+      await waitForOutput(child, /sync: 1 written; rebuilt/, 180_000);
+      await storefrontHears(ns.name, 'local v2', 60_000);
+      const errors = (await storefrontLines(ns.name, since)).filter((l) => l.error);
+      assert.deepEqual(errors, [], 'no caller error during the rebuild');
+      assert.equal(await sidecarId(ns.name), sidecarBefore, 'the sidecar stays');
+    } finally {
+      child.kill('SIGINT');
+      const ended = await finished(child, 120_000);
+      assert.equal(ended.code, 130, ended.stderr);
+    }
+  });
+});
