@@ -7,6 +7,7 @@
  * clean-up (records in the cluster let `devbox clean` finish it).
  */
 import type { Writable } from 'node:stream';
+import type { DockerClient } from '../docker/index.js';
 import { errorText, isDevboxError } from '../util/errors.js';
 import type { DownResult } from './down.js';
 import type { DevLoop, OnChange, SyncRule } from './sync/index.js';
@@ -99,7 +100,7 @@ async function followUntilEnd(
   interrupted: AbortSignal,
   rules: readonly SyncRule[],
 ): Promise<number | undefined> {
-  const { createDockerClient, followLogs, waitExit } = await import('../docker/index.js');
+  const { createDockerClient } = await import('../docker/index.js');
   const { followPodFiles } = await import('./follow.js');
   // Following stops with the session: on a signal, or once the container has exited.
   const ended = new AbortController();
@@ -117,10 +118,6 @@ async function followUntilEnd(
       onWarning: (text) => options.notice(`warning: ${text}`),
     }).catch((err) => options.notice(`warning: volumes no longer follow the cluster: ${errorText(err)}`));
   }
-  const aborted = new Promise<undefined>((resolve) => {
-    if (signal.aborted) resolve(undefined);
-    signal.addEventListener('abort', () => resolve(undefined), { once: true });
-  });
   let loop: DevLoop | undefined;
   if (rules.length && options.sync) {
     const { startDevLoop } = await import('./sync/index.js');
@@ -134,46 +131,53 @@ async function followUntilEnd(
       notice: options.notice,
     });
   }
-  let code: number | undefined;
   try {
-    // With a dev loop an exit does not end the session: the next change restarts the app.
-    let since: number | undefined;
-    for (;;) {
-      const serviceId = loop?.serviceId ?? result.containers.serviceId;
-      const following = followLogs(
-        docker,
-        serviceId,
-        options.logs.stdout,
-        options.logs.stderr,
-        signal,
-        since,
-      );
-      code = await Promise.race([waitExit(docker, serviceId, signal).catch(() => undefined), aborted]);
-      await following.catch(() => {});
-      if (!loop || signal.aborted) break;
-      since = Math.floor(Date.now() / 1000);
-      await loop.idle();
-      const now = await docker.inspectContainer(loop.serviceId);
-      if (now?.running) continue;
-      options.notice(
-        `The local container exited with code ${code ?? now?.exitCode}; the next change starts it again (Ctrl-C ends the session).`,
-      );
-      await Promise.race([waitRunning(docker, loop, signal), aborted]);
-      if (signal.aborted) break;
-    }
+    const code = await followService(docker, options, result.containers.serviceId, loop, signal);
+    return interrupted.aborted ? undefined : code;
   } finally {
     ended.abort();
     await loop?.close();
   }
-  return signal.aborted ? undefined : code;
+}
+
+/**
+ * Follows the service container's output until it exits (its code) or `signal` aborts (undefined).
+ * With a dev loop an exit does not end the session: the loop's next change starts the app again,
+ * and a restarted or replaced container is followed on.
+ */
+async function followService(
+  docker: DockerClient,
+  options: RunOptions,
+  serviceId: string,
+  loop: DevLoop | undefined,
+  signal: AbortSignal,
+): Promise<number | undefined> {
+  const { followLogs, waitExit } = await import('../docker/index.js');
+  const aborted = new Promise<undefined>((resolve) => {
+    if (signal.aborted) resolve(undefined);
+    signal.addEventListener('abort', () => resolve(undefined), { once: true });
+  });
+  let since: number | undefined;
+  for (;;) {
+    const id = loop?.serviceId ?? serviceId;
+    const following = followLogs(docker, id, options.logs.stdout, options.logs.stderr, signal, since);
+    const code = await Promise.race([waitExit(docker, id, signal).catch(() => undefined), aborted]);
+    await following.catch(() => {});
+    if (!loop || signal.aborted) return code;
+    since = Math.floor(Date.now() / 1000);
+    await loop.idle();
+    const now = await docker.inspectContainer(loop.serviceId);
+    if (now?.running) continue;
+    options.notice(
+      `The local container exited with code ${code ?? now?.exitCode}; the next change starts it again (Ctrl-C ends the session).`,
+    );
+    await Promise.race([waitRunning(docker, loop, signal), aborted]);
+    if (signal.aborted) return undefined;
+  }
 }
 
 /** Resolves once the loop's container runs again (after a change). */
-async function waitRunning(
-  docker: import('../docker/index.js').DockerClient,
-  loop: DevLoop,
-  signal: AbortSignal,
-): Promise<void> {
+async function waitRunning(docker: DockerClient, loop: DevLoop, signal: AbortSignal): Promise<void> {
   while (!signal.aborted) {
     await new Promise<void>((resolve) => loop.onCycle(() => resolve()));
     if ((await docker.inspectContainer(loop.serviceId))?.running) return;

@@ -59,74 +59,162 @@ export interface DevLoop {
 
 /** Syncs everything once (restarting the app with `restart`), then follows changes. */
 export async function startDevLoop(options: DevLoopOptions): Promise<DevLoop> {
-  const { docker, rules, project, notice } = options;
-  const debounceMs = options.debounceMs ?? 50;
-  let serviceId = options.serviceId;
-  const snapshots = new Map<SyncRule, Snapshot>(rules.map((r) => [r, new Map()]));
-  const listeners: ((cycle: Cycle) => void)[] = [];
-  let closed = false;
-  let running: Promise<void> | undefined;
-  let pending = false;
-  let firstEventAt = 0;
-  let timer: NodeJS.Timeout | undefined;
-  let armed = false;
+  const loop = new SyncLoop(options);
+  await loop.runCycle(true);
+  loop.watch();
+  return loop;
+}
 
-  const collect = async (base: (rule: SyncRule) => Snapshot): Promise<RuleChanges[]> => {
-    const sets: RuleChanges[] = [];
-    for (const rule of rules) {
-      const snapshot = await takeSnapshot(rule, project);
-      sets.push({ rule, snapshot, changes: diffSnapshots(base(rule), snapshot) });
-    }
-    return sets;
-  };
-  const count = (sets: readonly RuleChanges[]) => ({
+const summary = (n: { written: number; deleted: number }) =>
+  `${n.written} written${n.deleted ? `, ${n.deleted} deleted` : ''}`;
+
+function count(sets: readonly RuleChanges[]): { written: number; deleted: number } {
+  return {
     written: sets.reduce((n, s) => n + s.changes.upserts.length, 0),
     deleted: sets.reduce((n, s) => n + s.changes.deletions.length, 0),
-  });
-  const summary = (n: { written: number; deleted: number }) =>
-    `${n.written} written${n.deleted ? `, ${n.deleted} deleted` : ''}`;
+  };
+}
 
-  const cycle = async (initial: boolean): Promise<void> => {
-    const changedAt = firstEventAt || Date.now();
-    firstEventAt = 0;
-    const sets = await collect((rule) => snapshots.get(rule) ?? new Map());
+class SyncLoop implements DevLoop {
+  private current: string;
+  /** What the container holds, per rule, as of the last cycle that succeeded. */
+  private readonly snapshots = new Map<SyncRule, Snapshot>();
+  private readonly listeners: ((cycle: Cycle) => void)[] = [];
+  private readonly watchers: FSWatcher[] = [];
+  private readonly debounceMs: number;
+  private closed = false;
+  private running: Promise<void> | undefined;
+  private pending = false;
+  private armed = false;
+  private timer: NodeJS.Timeout | undefined;
+  private firstEventAt = 0;
+
+  constructor(private readonly options: DevLoopOptions) {
+    this.current = options.serviceId;
+    this.debounceMs = options.debounceMs ?? 50;
+    for (const rule of options.rules) this.snapshots.set(rule, new Map());
+  }
+
+  get serviceId(): string {
+    return this.current;
+  }
+
+  onCycle(listener: (cycle: Cycle) => void): void {
+    this.listeners.push(listener);
+  }
+
+  async idle(): Promise<void> {
+    while (this.running || this.pending || this.armed) {
+      if (this.running) await this.running;
+      else await new Promise((r) => setTimeout(r, this.debounceMs));
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    for (const w of this.watchers) w.close();
+    await this.running;
+  }
+
+  /** Watches every rule; events start a cycle after a quiet period. */
+  watch(): void {
+    for (const rule of this.options.rules) {
+      const own = rule.local.slice(dirname(rule.local).length + 1);
+      const onEvent = (_event: string, name: string | Buffer | null) => {
+        // A file rule watches its directory: only its own name counts.
+        if (!rule.directory && name !== null && String(name) !== own) return;
+        if (!this.firstEventAt) this.firstEventAt = Date.now();
+        clearTimeout(this.timer);
+        this.armed = true;
+        this.timer = setTimeout(() => {
+          this.armed = false;
+          this.schedule();
+        }, this.debounceMs);
+      };
+      const watcher = watch(
+        rule.directory ? rule.local : dirname(rule.local),
+        { recursive: rule.directory },
+        onEvent,
+      );
+      watcher.on('error', (err) =>
+        this.options.notice(`warning: sync no longer watches ${rule.local}: ${errorText(err)}`),
+      );
+      this.watchers.push(watcher);
+    }
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    if (this.running) {
+      this.pending = true;
+      return;
+    }
+    this.running = this.runCycle(false).finally(() => {
+      this.running = undefined;
+      if (this.pending && !this.closed) {
+        this.pending = false;
+        this.schedule();
+      }
+    });
+  }
+
+  /** One cycle: what changed since the last good one, applied, then the `--on-change` action. */
+  async runCycle(initial: boolean): Promise<void> {
+    const changedAt = this.firstEventAt || Date.now();
+    this.firstEventAt = 0;
+    const sets = await this.collect();
     if (sets.every((s) => isEmpty(s.changes))) return;
     const n = count(sets);
-    let action: Cycle['action'] = 'none';
+    let action: Cycle['action'];
     try {
-      if (options.onChange === 'rebuild' && !initial) {
-        action = await rebuild(sets);
-      } else {
-        const info = await docker.inspectContainer(serviceId);
-        // `exec` (deletions) needs a running container; a stopped one is started by the change.
-        if (!info?.running && n.deleted) await docker.startContainer(serviceId);
-        await applyChanges(docker, serviceId, sets);
-        if (options.onChange === 'restart') {
-          await docker.restartContainer(serviceId, { timeoutSeconds: 2 });
-          action = 'restarted';
-        } else if (!info?.running) {
-          await docker.startContainer(serviceId);
-          action = 'started';
-        }
-      }
+      action =
+        this.options.onChange === 'rebuild' && !initial
+          ? await this.rebuild(sets)
+          : await this.apply(sets, n.deleted > 0);
     } catch (err) {
-      notice(`sync: ${summary(n)} not applied: ${errorText(err)} (the next change tries again)`);
-      emit({ ...n, action: 'failed', changedAt, doneAt: Date.now() });
-      return;
+      this.options.notice(`sync: ${summary(n)} not applied: ${errorText(err)} (the next change tries again)`);
+      action = 'failed';
     }
-    if (action === 'failed') {
-      emit({ ...n, action, changedAt, doneAt: Date.now() });
-      return;
+    if (action !== 'failed') {
+      for (const s of sets) this.snapshots.set(s.rule, s.snapshot);
+      const what = { none: '', restarted: '; restarted', started: '; started', rebuilt: '; rebuilt' }[action];
+      this.options.notice(
+        `sync: ${initial ? 'first copy, ' : ''}${summary(n)}${what} (${Date.now() - changedAt} ms)`,
+      );
     }
-    for (const s of sets) snapshots.set(s.rule, s.snapshot);
-    const what = { none: '', restarted: '; restarted', started: '; started', rebuilt: '; rebuilt' }[action];
-    notice(`sync: ${initial ? 'first copy, ' : ''}${summary(n)}${what} (${Date.now() - changedAt} ms)`);
-    emit({ ...n, action, changedAt, doneAt: Date.now() });
-  };
+    const cycle: Cycle = { ...n, action, changedAt, doneAt: Date.now() };
+    for (const l of this.listeners) l(cycle);
+  }
+
+  private async collect(): Promise<RuleChanges[]> {
+    const sets: RuleChanges[] = [];
+    for (const rule of this.options.rules) {
+      const snapshot = await takeSnapshot(rule, this.options.project);
+      sets.push({ rule, snapshot, changes: diffSnapshots(this.snapshots.get(rule) ?? new Map(), snapshot) });
+    }
+    return sets;
+  }
+
+  /** Sends the changes into the running container, then restarts it (`restart`) or starts it if it had stopped. */
+  private async apply(sets: readonly RuleChanges[], deletes: boolean): Promise<Cycle['action']> {
+    const { docker } = this.options;
+    const info = await docker.inspectContainer(this.current);
+    // `exec` (deletions) needs a running container; a stopped one is started by the change.
+    if (!info?.running && deletes) await docker.startContainer(this.current);
+    await applyChanges(docker, this.current, sets);
+    if (this.options.onChange === 'restart') {
+      await docker.restartContainer(this.current, { timeoutSeconds: 2 });
+      return 'restarted';
+    }
+    if (info?.running) return 'none';
+    await docker.startContainer(this.current);
+    return 'started';
+  }
 
   /** Builds; on success replaces the container, filled with every rule's files. */
-  const rebuild = async (sets: readonly RuleChanges[]): Promise<Cycle['action']> => {
-    const build = options.build;
+  private async rebuild(sets: readonly RuleChanges[]): Promise<Cycle['action']> {
+    const { docker, build, notice } = this.options;
     if (!build) throw new Error('--on-change rebuild needs --build');
     let built: Awaited<ReturnType<typeof buildDirectory>>;
     try {
@@ -140,79 +228,12 @@ export async function startDevLoop(options: DevLoopOptions): Promise<DevLoop> {
       return 'failed';
     }
     const whole = sets.map((s) => ({ ...s, changes: diffSnapshots(new Map(), s.snapshot) }));
-    serviceId = await replaceServiceContainer(docker, serviceId, {
+    this.current = await replaceServiceContainer(docker, this.current, {
       image: built.imageId,
-      skip: rules.map((r) => r.container),
+      skip: this.options.rules.map((r) => r.container),
       fill: (id) => applyChanges(docker, id, whole),
       onWarning: (text) => notice(`warning: ${text}`),
     });
     return 'rebuilt';
-  };
-
-  const emit = (c: Cycle) => {
-    for (const l of listeners) l(c);
-  };
-
-  const schedule = () => {
-    if (closed) return;
-    if (running) {
-      pending = true;
-      return;
-    }
-    running = cycle(false).finally(() => {
-      running = undefined;
-      if (pending && !closed) {
-        pending = false;
-        schedule();
-      }
-    });
-  };
-
-  await cycle(true);
-  const watchers: FSWatcher[] = rules.map((rule) => {
-    const onEvent = (_event: string, name: string | Buffer | null) => {
-      // A file rule watches its directory: only its own name counts.
-      if (
-        !rule.directory &&
-        name !== null &&
-        String(name) !== rule.local.slice(dirname(rule.local).length + 1)
-      )
-        return;
-      if (!firstEventAt) firstEventAt = Date.now();
-      clearTimeout(timer);
-      armed = true;
-      timer = setTimeout(() => {
-        armed = false;
-        schedule();
-      }, debounceMs);
-    };
-    const watcher = watch(
-      rule.directory ? rule.local : dirname(rule.local),
-      { recursive: rule.directory },
-      onEvent,
-    );
-    watcher.on('error', (err) => notice(`warning: sync no longer watches ${rule.local}: ${errorText(err)}`));
-    return watcher;
-  });
-
-  return {
-    get serviceId() {
-      return serviceId;
-    },
-    async idle() {
-      while (running || pending || armed) {
-        if (running) await running;
-        else await new Promise((r) => setTimeout(r, debounceMs));
-      }
-    },
-    onCycle(listener) {
-      listeners.push(listener);
-    },
-    async close() {
-      closed = true;
-      clearTimeout(timer);
-      for (const w of watchers) w.close();
-      await running;
-    },
-  };
+  }
 }
