@@ -171,7 +171,7 @@ class SyncLoop implements DevLoop {
       action =
         this.options.onChange === 'rebuild' && !initial
           ? await this.rebuild(sets)
-          : await this.apply(sets, n.deleted > 0);
+          : await this.apply(sets, n.deleted > 0, initial);
     } catch (err) {
       this.options.notice(`sync: ${summary(n)} not applied: ${errorText(err)} (the next change tries again)`);
       action = 'failed';
@@ -196,14 +196,21 @@ class SyncLoop implements DevLoop {
     return sets;
   }
 
-  /** Sends the changes into the running container, then restarts it (`restart`) or starts it if it had stopped. */
-  private async apply(sets: readonly RuleChanges[], deletes: boolean): Promise<Cycle['action']> {
+  /**
+   * Sends the changes into the container, then restarts it (`restart`, and after the first copy
+   * with `rebuild`: the app started before its files came) or starts it if it had stopped.
+   */
+  private async apply(
+    sets: readonly RuleChanges[],
+    deletes: boolean,
+    initial: boolean,
+  ): Promise<Cycle['action']> {
     const { docker } = this.options;
     const info = await docker.inspectContainer(this.current);
     // `exec` (deletions) needs a running container; a stopped one is started by the change.
     if (!info?.running && deletes) await docker.startContainer(this.current);
     await applyChanges(docker, this.current, sets);
-    if (this.options.onChange === 'restart') {
+    if (this.options.onChange === 'restart' || (initial && this.options.onChange === 'rebuild')) {
       await docker.restartContainer(this.current, { timeoutSeconds: 2 });
       return 'restarted';
     }
