@@ -19,6 +19,7 @@ import {
   startDevbox as startDevboxAs,
 } from '../../support/devbox.js';
 import { developerIn } from '../../support/developer.js';
+import { storefrontHears, storefrontLines, storefrontSteady } from '../../support/storefront.js';
 
 const images = clusterImages();
 const RACERS = 3;
@@ -35,41 +36,6 @@ async function race(namespace: string, count: number): Promise<RunResult[]> {
     startDevbox(['up', 'api', '-n', namespace, '--detach', '-o', 'json']),
   );
   return Promise.all(children.map((c) => finished(c, 300_000)));
-}
-
-/** What the storefront pod logged about its calls to `api` over the last `seconds`. */
-async function storefrontLines(namespace: string, seconds: number): Promise<Record<string, unknown>[]> {
-  const text = await kubectl(['-n', namespace, 'logs', 'deploy/storefront', `--since=${seconds}s`]);
-  return text
-    .trim()
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
-
-async function waitForLocalAnswer(namespace: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if ((await storefrontLines(namespace, 2)).some((l) => l.answeredBy === 'local container')) return;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error('the storefront never heard from the local container');
-}
-
-/**
- * Waits until every call the storefront logged over the last `seconds` reached the local
- * container: calls made during the rollout to the old pods (a connect times out after 10 s)
- * are over by then.
- */
-async function waitForSteadyLocal(namespace: string, seconds = 12, timeoutMs = 90_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lines: Record<string, unknown>[] = [];
-  while (Date.now() < deadline) {
-    lines = await storefrontLines(namespace, seconds);
-    if (lines.length >= seconds / 2 && lines.every((l) => l.answeredBy === 'local container')) return;
-    await new Promise((r) => setTimeout(r, 1_000));
-  }
-  throw new Error(`the storefront's calls never all reached the local container: ${JSON.stringify(lines)}`);
 }
 
 /** Everything a session puts in the cluster, by resourceVersion (a write changes it). */
@@ -144,7 +110,7 @@ describe(`${RACERS} devbox ups of one workload at once, as users holding only th
     );
 
     assert.equal((await holderAnnotation(ns.name))?.id, winner);
-    await waitForLocalAnswer(ns.name);
+    await storefrontHears(ns.name, 'local container');
     const text = (await devbox(['status', '-o', 'json'])).stdout;
     const sessions = (JSON.parse(text) as SessionStatus[]).filter((s) => s.namespace === ns.name);
     assert.deepEqual(
@@ -157,7 +123,7 @@ describe(`${RACERS} devbox ups of one workload at once, as users holding only th
 
   it('leaves a running session and its traffic untouched', async () => {
     assert.ok(winner, 'the previous test started a session');
-    await waitForSteadyLocal(ns.name);
+    await storefrontSteady(ns.name, 'local container');
     const before = await versions(ns.name);
     const started = Date.now();
     const results = await race(ns.name, RACERS);
