@@ -17,6 +17,7 @@ import { SIDECAR_BUNDLE_PATH, SIDECAR_CONFIG_PATH } from '../../src/docker/sessi
 import { createKubeClient, type KubeClient, SIDECAR_ACCOUNT } from '../../src/kube/index.js';
 import { clusterImages, docker, kubeconfig, kubectl } from '../support/cluster.js';
 import { devboxEnv } from '../support/devbox.js';
+import { backService, createService, inventoryPodIp } from '../support/services.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const json = process.argv.includes('--json');
@@ -86,55 +87,9 @@ async function createServices(
   await pool(
     Array.from({ length: n }, (_, i) => `s-${i}`),
     CREATE_CONCURRENCY,
-    async (name) => {
-      const created = (await client.request('POST', `/api/v1/namespaces/${namespace}/services`, {
-        body: {
-          apiVersion: 'v1',
-          kind: 'Service',
-          metadata: { name },
-          spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
-        },
-      })) as { spec?: { clusterIP?: string } };
-      ips.set(name, created.spec?.clusterIP ?? '');
-    },
+    async (name) => void ips.set(name, await createService(client, namespace, name)),
   );
   return ips;
-}
-
-/** Endpoints for a selector-less Service: the inventory pod, so a connection gets an answer. */
-async function backService(
-  client: KubeClient,
-  namespace: string,
-  service: string,
-  podIp: string,
-): Promise<void> {
-  await client.request('POST', `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`, {
-    body: {
-      apiVersion: 'discovery.k8s.io/v1',
-      kind: 'EndpointSlice',
-      metadata: {
-        name: `${service}-bench`,
-        labels: { 'kubernetes.io/service-name': service, 'endpointslice.kubernetes.io/managed-by': 'bench' },
-      },
-      addressType: 'IPv4',
-      endpoints: [{ addresses: [podIp], conditions: { ready: true } }],
-      ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-    },
-  });
-}
-
-async function inventoryPodIp(namespace: string): Promise<string> {
-  const out = await kubectl([
-    '-n',
-    namespace,
-    'get',
-    'pods',
-    '-l',
-    'app=inventory',
-    '-o',
-    'jsonpath={.items[0].status.podIP}',
-  ]);
-  return out.trim();
 }
 
 async function sidecarStatus(namespace: string): Promise<Record<string, unknown>> {
@@ -213,30 +168,10 @@ async function updateCheck(client: KubeClient, namespace: string): Promise<numbe
     });
   await seen('polling');
   const started = performance.now();
-  const ip = (await createServicesNamed(client, namespace, ['s-added'])).get('s-added')!;
+  const ip = await createService(client, namespace, 's-added');
   child.stdin.end(`${ip}\n`);
   await seen('\nok');
   return Math.round(performance.now() - started);
-}
-
-async function createServicesNamed(
-  client: KubeClient,
-  namespace: string,
-  names: string[],
-): Promise<Map<string, string>> {
-  const ips = new Map<string, string>();
-  for (const name of names) {
-    const created = (await client.request('POST', `/api/v1/namespaces/${namespace}/services`, {
-      body: {
-        apiVersion: 'v1',
-        kind: 'Service',
-        metadata: { name },
-        spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
-      },
-    })) as { spec?: { clusterIP?: string } };
-    ips.set(name, created.spec?.clusterIP ?? '');
-  }
-  return ips;
 }
 
 function sample<T>(items: T[], n: number): T[] {

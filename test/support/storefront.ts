@@ -4,12 +4,16 @@
  */
 import { kubectl } from './cluster.js';
 
-/** What the storefront logged about its calls to `api` over the last `seconds`. */
+/**
+ * What the storefront logged about its calls to `api`: over the last `since` seconds, or since
+ * `since` when it is an ISO time.
+ */
 export async function storefrontLines(
   namespace: string,
-  seconds: number,
+  since: number | string,
 ): Promise<Record<string, unknown>[]> {
-  const text = await kubectl(['-n', namespace, 'logs', 'deploy/storefront', `--since=${seconds}s`]);
+  const window = typeof since === 'number' ? `--since=${since}s` : `--since-time=${since}`;
+  const text = await kubectl(['-n', namespace, 'logs', 'deploy/storefront', window]);
   return text
     .trim()
     .split('\n')
@@ -17,14 +21,26 @@ export async function storefrontLines(
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
-/** Waits until one of the storefront's latest calls was answered by `where`. */
-export async function storefrontHears(namespace: string, where: string, timeoutMs = 60_000): Promise<void> {
+/**
+ * Waits until one of the storefront's latest calls (last `recentSeconds`) was answered by
+ * `where`, and returns the newest such line. A pod that is restarting has no logs for a moment:
+ * that only means waiting on.
+ */
+export async function storefrontHears(
+  namespace: string,
+  where: string,
+  timeoutMs = 60_000,
+  recentSeconds = 2,
+): Promise<Record<string, unknown>> {
   const deadline = Date.now() + timeoutMs;
+  let last: Record<string, unknown>[] | string = [];
   while (Date.now() < deadline) {
-    if ((await storefrontLines(namespace, 2)).some((l) => l.answeredBy === where)) return;
+    last = await storefrontLines(namespace, recentSeconds).catch((e: Error) => e.message);
+    const heard = typeof last === 'string' ? undefined : last.findLast((l) => l.answeredBy === where);
+    if (heard) return heard;
     await new Promise((r) => setTimeout(r, 500));
   }
-  throw new Error(`the storefront never heard from the ${where}`);
+  throw new Error(`the storefront never heard from "${where}"; last lines:\n${JSON.stringify(last)}`);
 }
 
 /**

@@ -20,32 +20,12 @@ import {
   waitForOutput,
 } from '../../support/devbox.js';
 import { developerIn } from '../../support/developer.js';
+import { storefrontHears as hears, storefrontLines } from '../../support/storefront.js';
+
+/** sync's edits take a moment to show: a line of the last 3 s counts. */
+const storefrontHears = (ns: string, where: string, timeoutMs = 60_000) => hears(ns, where, timeoutMs, 3);
 
 const images = clusterImages();
-
-/** Storefront log lines since `since` (ISO time). */
-async function storefrontLines(ns: string, since: string): Promise<Record<string, unknown>[]> {
-  const text = await kubectl(['-n', ns, 'logs', 'deploy/storefront', `--since-time=${since}`]).catch(
-    (e: Error) => e.message,
-  );
-  return text
-    .trim()
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
-
-/** Waits until the storefront logs an answer by `where`, returning how long that took. */
-async function storefrontHears(ns: string, where: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: Record<string, unknown>[] = [];
-  while (Date.now() < deadline) {
-    last = await storefrontLines(ns, new Date(Date.now() - 3000).toISOString());
-    if (last.some((l) => l.answeredBy === where)) return;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`storefront never heard from "${where}"; last lines:\n${JSON.stringify(last)}`);
-}
 
 async function sidecarId(ns: string): Promise<string> {
   const out = await docker([

@@ -24,6 +24,9 @@ import {
   waitForOutput,
 } from '../../support/devbox.js';
 import { developerIn, developerRoleTemplate } from '../../support/developer.js';
+import { storefrontHears as hears } from '../../support/storefront.js';
+
+const storefrontHears = (ns: string, where: string) => hears(ns, where, 30_000);
 
 const images = clusterImages();
 
@@ -31,29 +34,6 @@ const images = clusterImages();
 const user: RunAs = {};
 const devbox = (args: string[]) => devboxAs(args, user);
 const startDevbox = (args: string[]) => startDevboxAs(args, user);
-
-/** What the storefront pod last heard from `api` (its log line), waiting for `where`. */
-async function storefrontHears(
-  ns: string,
-  where: string,
-  timeoutMs = 30_000,
-): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < deadline) {
-    last = await kubectl(['-n', ns, 'logs', 'deploy/storefront', '--since=2s']).catch(
-      (e: Error) => e.message,
-    );
-    const line = last
-      .trim()
-      .split('\n')
-      .reverse()
-      .find((l) => l.includes(`"answeredBy":"${where}"`));
-    if (line) return JSON.parse(line) as Record<string, unknown>;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`storefront never heard from "${where}"; last log:\n${last}`);
-}
 
 /** `devbox status -o json` for the session in `namespace`, and the whole output for messages. */
 async function sessionStatus(namespace: string) {

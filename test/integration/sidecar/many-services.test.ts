@@ -10,34 +10,9 @@ import { SIDECAR_BUNDLE_PATH, SIDECAR_CONFIG_PATH } from '../../../src/docker/in
 import { createKubeClient, type KubeClient } from '../../../src/kube/index.js';
 import { clusterImages, docker, kubeconfig, kubectl, testNamespace } from '../../support/cluster.js';
 import { devbox } from '../../support/devbox.js';
+import { backService, createService, inventoryPodIp } from '../../support/services.js';
 
 const SERVICES = 1_000;
-
-async function createService(client: KubeClient, namespace: string, name: string): Promise<string> {
-  const created = (await client.request('POST', `/api/v1/namespaces/${namespace}/services`, {
-    body: {
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name },
-      spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
-    },
-  })) as { spec?: { clusterIP?: string } };
-  return created.spec?.clusterIP ?? '';
-}
-
-/** Endpoints for a selector-less Service: the inventory pod answers it. */
-async function backService(client: KubeClient, namespace: string, name: string, podIp: string) {
-  await client.request('POST', `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`, {
-    body: {
-      apiVersion: 'discovery.k8s.io/v1',
-      kind: 'EndpointSlice',
-      metadata: { name: `${name}-test`, labels: { 'kubernetes.io/service-name': name } },
-      addressType: 'IPv4',
-      endpoints: [{ addresses: [podIp], conditions: { ready: true } }],
-      ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-    },
-  });
-}
 
 describe(`a namespace with ${SERVICES} Services`, { timeout: 600_000 }, () => {
   let ns: Awaited<ReturnType<typeof testNamespace>>;
@@ -73,18 +48,7 @@ describe(`a namespace with ${SERVICES} Services`, { timeout: 600_000 }, () => {
   });
 
   it('gets ready, redirects every Service, and applies a new one within a second', async () => {
-    const podIp = (
-      await kubectl([
-        '-n',
-        ns.name,
-        'get',
-        'pods',
-        '-l',
-        'app=inventory',
-        '-o',
-        'jsonpath={.items[0].status.podIP}',
-      ])
-    ).trim();
+    const podIp = await inventoryPodIp(ns.name);
     for (const name of ['s-7', 's-500', 's-999']) await backService(client, ns.name, name, podIp);
     const up = await devbox(['up', 'api', '-n', ns.name, '--detach']);
     assert.equal(up.code, 0, up.stderr);
