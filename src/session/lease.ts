@@ -17,6 +17,9 @@ import { MANAGED_LABEL, MANAGED_VALUE } from './agent-objects.js';
 /** Label on each session Lease naming its workload (`deployment.api`). */
 export const LEASE_WORKLOAD_LABEL = 'devbox.dev/workload';
 
+/** The label value for `deployment/api` (a label value takes no slash). */
+const workloadLabelValue = (workload: string) => workload.replace('/', '.');
+
 /** Creates (or, for a resumed session, renews) the Lease of `holder`'s session on `workload`. */
 export async function createSessionLease(
   client: KubeClient,
@@ -32,7 +35,7 @@ export async function createSessionLease(
     metadata: {
       name,
       namespace,
-      labels: { [MANAGED_LABEL]: MANAGED_VALUE, [LEASE_WORKLOAD_LABEL]: workload.replace('/', '.') },
+      labels: { [MANAGED_LABEL]: MANAGED_VALUE, [LEASE_WORKLOAD_LABEL]: workloadLabelValue(workload) },
     },
     spec: {
       holderIdentity: `${holder.user}@${holder.host}`,
@@ -116,7 +119,7 @@ export async function deleteWorkloadLeases(
   workload: string,
 ): Promise<string[]> {
   const { items } = await client.list('Lease', namespace, {
-    labelSelector: `${MANAGED_LABEL}=${MANAGED_VALUE},${LEASE_WORKLOAD_LABEL}=${workload.replace('/', '.')}`,
+    labelSelector: `${MANAGED_LABEL}=${MANAGED_VALUE},${LEASE_WORKLOAD_LABEL}=${workloadLabelValue(workload)}`,
   });
   const deleted: string[] = [];
   for (const lease of items) {
