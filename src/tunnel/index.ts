@@ -23,3 +23,4 @@ export {
   portForwardUrl,
 } from './portforward.js';
 export * from './protocol.js';
+export * from './route.js';
