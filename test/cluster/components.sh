@@ -21,11 +21,12 @@ preflight() {
   fi
 }
 
+# Chromium is not the cluster's: the browser tests drive it (test/support/browser.ts).
 install_packages() {
   local missing=() pair
   for pair in dockerd:docker.io containerd:containerd runc:runc etcd:etcd-server etcdctl:etcd-client \
     iptables:iptables nft:nftables openssl:openssl conntrack:conntrack busybox:busybox-static ip:iproute2 \
-    ss:iproute2 curl:curl gcc:gcc; do
+    ss:iproute2 curl:curl gcc:gcc chromium:chromium; do
     command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
   done
   [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
