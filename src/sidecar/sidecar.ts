@@ -5,6 +5,7 @@
  * Every external piece (API client, tunnel dialer, address adder) can be
  * injected, so the whole daemon runs in tests on loopback.
  */
+import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import {
@@ -166,6 +167,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
   let serviceWatches: ServiceWatches;
   let statusServer: StatusServer;
   const watches = new AbortController();
+  // Every open watch listens on it: two per namespace watched, well past the default warning at 10.
+  setMaxListeners(0, watches.signal);
   try {
     dns = await startDnsServer({
       address: config.dnsAddress,

@@ -34,7 +34,11 @@ export interface ApiEndpoint {
    */
   credentials(): Promise<https.RequestOptions>;
   hints?: ErrorHints;
-  /** Concurrent connections of the keep-alive agent. Default 16. */
+  /**
+   * Concurrent connections of requests. Default 16. Streams are not counted: a watch holds its
+   * connection for minutes, and a few of them in the same pool would leave requests waiting
+   * for a socket that never frees.
+   */
   maxSockets?: number;
 }
 
@@ -71,7 +75,7 @@ const READ_ATTEMPTS = 3;
 
 export function createApiTransport(endpoint: ApiEndpoint): ApiTransport {
   const base = new URL(endpoint.server);
-  let agent: http.Agent | undefined;
+  const agents: { request?: http.Agent; stream?: http.Agent } = {};
 
   const ctx = (method: string, path: string): RequestContext => ({
     server: endpoint.server,
@@ -81,14 +85,16 @@ export function createApiTransport(endpoint: ApiEndpoint): ApiTransport {
     hints: endpoint.hints,
   });
 
-  const agentFor = (opts: https.RequestOptions): http.Agent => {
+  const agentFor = (opts: https.RequestOptions, kind: 'request' | 'stream'): http.Agent => {
     if (opts.agent) return opts.agent as http.Agent;
+    let agent = agents[kind];
     if (!agent) {
-      const maxSockets = endpoint.maxSockets ?? 16;
+      const maxSockets = kind === 'request' ? (endpoint.maxSockets ?? 16) : Number.POSITIVE_INFINITY;
       agent =
         base.protocol === 'http:'
           ? new http.Agent({ keepAlive: true, maxSockets })
           : new https.Agent({ keepAlive: true, maxSockets, ...tlsFields(opts) });
+      agents[kind] = agent;
     }
     return agent;
   };
@@ -106,6 +112,7 @@ export function createApiTransport(endpoint: ApiEndpoint): ApiTransport {
     path: string,
     options: RequestOptions,
     timeoutMs: number,
+    kind: 'request' | 'stream',
   ): Promise<http.IncomingMessage> => {
     const auth = await endpoint.credentials();
     const target = url(path, options.query);
@@ -128,7 +135,7 @@ export function createApiTransport(endpoint: ApiEndpoint): ApiTransport {
       const req = (target.protocol === 'http:' ? http : https).request(target, {
         method,
         headers,
-        agent: agentFor(auth),
+        agent: agentFor(auth, kind),
         auth: auth.auth,
         signal: options.signal,
       });
@@ -154,7 +161,7 @@ export function createApiTransport(endpoint: ApiEndpoint): ApiTransport {
         let text: string;
         let retryAfter: string | undefined;
         try {
-          const res = await open(method, path, options, options.timeoutMs ?? 30_000);
+          const res = await open(method, path, options, options.timeoutMs ?? 30_000, 'request');
           status = res.statusCode ?? 0;
           retryAfter = res.headers['retry-after'] as string | undefined;
           text = await readBody(res);
@@ -183,6 +190,7 @@ export function createApiTransport(endpoint: ApiEndpoint): ApiTransport {
         path,
         { query: options.query, signal: options.signal },
         options.idleTimeoutMs,
+        'stream',
       );
       if ((res.statusCode ?? 0) >= 300)
         throw apiError(res.statusCode ?? 0, await readBody(res), ctx('GET', path));
@@ -190,8 +198,10 @@ export function createApiTransport(endpoint: ApiEndpoint): ApiTransport {
     },
 
     close() {
-      agent?.destroy();
-      agent = undefined;
+      for (const kind of ['request', 'stream'] as const) {
+        agents[kind]?.destroy();
+        agents[kind] = undefined;
+      }
     },
   };
 }

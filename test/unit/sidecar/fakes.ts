@@ -90,6 +90,11 @@ export class FakeKube {
     return this.watchers.size;
   }
 
+  /** Whether a watch of `path` is open (the fake replays nothing to a watch opened later). */
+  watching(path: string): boolean {
+    return [...this.watchers].some((w) => w.path === path);
+  }
+
   async stop(): Promise<void> {
     for (const w of this.watchers) w.res.destroy();
     this.server.closeAllConnections();

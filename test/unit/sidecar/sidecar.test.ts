@@ -191,6 +191,7 @@ describe('sidecar on loopback with a real agent', () => {
     assert.deepEqual(cache?.owners, ['cache.billing']);
     assert.deepEqual(cache?.listening, ['TCP/6379']);
     assert.deepEqual(sidecar.status().otherNamespaces, { billing: 'listening' });
+    await eventually(() => kube.watching('/api/v1/namespaces/billing/services'), 5000, 'billing watched');
     kube.delete('/api/v1/namespaces/billing/services', 'cache');
     await eventually(
       () => sidecar.status().addresses.length === 0,
@@ -210,6 +211,29 @@ describe('sidecar on loopback with a real agent', () => {
     // Names of the own namespace start nothing.
     await dnsAsk(sidecar.dnsPort, buildQuery(5, 'inventory.shop.svc.cluster.local'));
     assert.deepEqual(Object.keys(sidecar.status().otherNamespaces).sort(), ['billing', 'vault']);
+  });
+
+  it('listens on the Services of more namespaces than it has API connections for requests', async () => {
+    // Each namespace keeps two watches open for minutes; the API connections of requests are few.
+    const namespaces = Array.from({ length: 12 }, (_, i) => `team-${i}`);
+    for (const [i, ns] of namespaces.entries()) {
+      kube.put(`/api/v1/namespaces/${ns}/services`, {
+        metadata: { name: 'db' },
+        spec: { clusterIP: `127.0.1.${i + 1}`, ports: [{ port: 5432, protocol: 'TCP' }] },
+      });
+    }
+    for (const [i, ns] of namespaces.entries()) {
+      const started = Date.now();
+      await dnsAsk(sidecar.dnsPort, buildQuery(20 + i, `db.${ns}.svc.cluster.local`));
+      const db = sidecar.status().addresses.find((a) => a.ip === `127.0.1.${i + 1}`);
+      assert.deepEqual(db?.listening, ['TCP/5432'], `db.${ns} listened on when answered`);
+      assert.ok(Date.now() - started < 1_000, `db.${ns} answered after ${Date.now() - started} ms`);
+    }
+    for (const ns of namespaces) assert.equal(sidecar.status().otherNamespaces[ns], 'listening');
+    const watched = () => namespaces.every((ns) => kube.watching(`/api/v1/namespaces/${ns}/services`));
+    await eventually(watched, 5000, 'their Services watched');
+    for (const ns of namespaces) kube.delete(`/api/v1/namespaces/${ns}/services`, 'db');
+    await eventually(() => sidecar.status().addresses.length === 0, 5000, 'their addresses removed');
   });
 
   it('serves a Service on its fallback alias, through the agent, and rewrites DNS answers to it', async () => {

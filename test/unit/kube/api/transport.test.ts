@@ -65,6 +65,33 @@ describe('API transport with a token', () => {
     }
   });
 
+  it('answers requests while as many watches are open as requests have connections', async () => {
+    const kube = await new FakeKube().start();
+    const api = createApiTransport(
+      tokenEndpoint(
+        { server: kube.url, token: () => 'test-token' },
+        { context: 'the test token', maxSockets: 2 },
+      ),
+    );
+    const stop = new AbortController();
+    try {
+      for (const ns of ['a', 'b']) {
+        await api.stream(paths.pods(ns), { query: { watch: 1 }, signal: stop.signal, idleTimeoutMs: 60_000 });
+      }
+      assert.equal(kube.watcherCount, 2);
+      // A request waiting for a pooled socket has no timeout of its own: race it.
+      const list = await Promise.race([
+        api.request('GET', podsPath),
+        new Promise((resolve) => setTimeout(resolve, 2_000, 'still waiting for a connection')),
+      ]);
+      assert.deepEqual(list, { kind: 'List', metadata: { resourceVersion: '100' }, items: [] });
+    } finally {
+      stop.abort();
+      api.close();
+      await kube.stop();
+    }
+  });
+
   it('verifies TLS against the configured server name when the address was rewritten', async () => {
     const server = https.createServer({ cert: TEST_CERT, key: TEST_KEY }, (_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
