@@ -40,6 +40,8 @@ interface LayoutResult {
   rssMB?: number;
   addressMode?: string;
   spotCheck: { connected: number; failed: number; errors: string[] };
+  /** After the spot check: how many other namespaces the sidecar listens on, could not read, or waits for. */
+  otherNamespaces?: Record<string, number>;
   updateMs?: number;
   error?: string;
 }
@@ -174,6 +176,13 @@ async function updateCheck(client: KubeClient, namespace: string): Promise<numbe
   return Math.round(performance.now() - started);
 }
 
+function countStates(byNamespace: unknown): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const state of Object.values(byNamespace as Record<string, string>))
+    counts[state] = (counts[state] ?? 0) + 1;
+  return counts;
+}
+
 function sample<T>(items: T[], n: number): T[] {
   const copy = [...items];
   for (let i = copy.length - 1; i > 0; i--) {
@@ -260,6 +269,7 @@ async function runLayout(layout: string, namespaces: number, perNamespace: numbe
       home,
       spot.map((s) => (s.ns === home ? s.name : `${s.name}.${s.ns}`)),
     );
+    result.otherNamespaces = countStates((await sidecarStatus(home)).otherNamespaces);
     result.updateMs = await updateCheck(client, home);
     result.rssMB = Math.round(((await sidecarStatus(home)).rssBytes as number) / 2 ** 20);
   } catch (err) {
@@ -281,6 +291,7 @@ function row(r: LayoutResult): string {
     `  readyMs   ${cell(r.readyMs, TARGETS.readyMs)}`,
     `  rssMB     ${cell(r.rssMB, TARGETS.rssMB)}`,
     `  spotCheck ${r.spotCheck.connected} connected, ${r.spotCheck.failed} failed ${mark(r.spotCheck.failed <= TARGETS.failed)} (target ${TARGETS.failed} failed)${r.spotCheck.errors.length ? `: ${r.spotCheck.errors.join('; ')}` : ''}`,
+    ...(r.otherNamespaces ? [`  other namespaces ${JSON.stringify(r.otherNamespaces)}`] : []),
     `  updateMs  ${cell(r.updateMs, TARGETS.updateMs)}`,
     ...(r.error ? [`  error     ${r.error}`] : []),
   ].join('\n');
