@@ -80,7 +80,8 @@ export async function startAgent(config: AgentConfig, log: Logger = silent): Pro
   return {
     tunnelPort: address.port,
     intercepts,
-    stats: () => counters.snapshot(server.sessionCount, server.acceptPending, interceptor.queued),
+    stats: () =>
+      counters.snapshot(server.sessionCount, server.acceptPending, interceptor.queued, server.sessionStats()),
     close: () => {
       closing ??= (async () => {
         health?.close();

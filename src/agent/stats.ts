@@ -1,4 +1,4 @@
-import type { AgentStats } from '../tunnel/protocol.js';
+import type { AgentStats, SessionStats } from '../tunnel/protocol.js';
 
 /** Mutable counters behind {@link AgentStats}. */
 export class AgentCounters {
@@ -16,6 +16,8 @@ export class AgentCounters {
     localRefused: 0,
     queueOverflows: 0,
     protocolErrors: 0,
+    toApp: 0,
+    notHttp: 0,
   };
 
   /** Counts a stream of `kind` as open until `closable` emits 'close'. */
@@ -29,8 +31,14 @@ export class AgentCounters {
     });
   }
 
-  snapshot(sessions: number, acceptPending: number, queued: number): AgentStats {
+  snapshot(
+    sessions: number,
+    acceptPending: number,
+    queued: number,
+    bySession: Record<string, SessionStats> = {},
+  ): AgentStats {
     return {
+      bySession,
       uptimeMs: Date.now() - this.startedAt,
       sessions,
       open: { ...this.open, acceptPending },

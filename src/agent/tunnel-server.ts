@@ -12,13 +12,22 @@ import {
   type HelloMessage,
   PATHS,
   PROTOCOL_VERSION,
+  type SessionStats,
 } from '../tunnel/protocol.js';
+import {
+  describeRoute,
+  GLOBAL_ROUTE,
+  ROUTE_HEADER,
+  type RouteMatcher,
+  type SessionRoute,
+} from '../tunnel/route.js';
 import { errorText } from '../util/errors.js';
 import { listen } from '../util/listen.js';
 import type { Logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
 import { headerText, replyError, type StreamHandlers } from './handlers.js';
 import { markConfirming } from './intercept.js';
+import { admitRoute, sessionIdOf } from './session-routes.js';
 import type { AgentCounters } from './stats.js';
 
 /** An unauthenticated connection gets this long to open its session stream. */
@@ -43,6 +52,13 @@ export class AgentSession {
   lastHeard = Date.now();
   lastBytes = -1;
   wasSuspect = false;
+  /** Which inbound requests this session takes (set when the session opens). */
+  route: SessionRoute = GLOBAL_ROUTE;
+  matcher: RouteMatcher | undefined;
+  /** The sidecar's name for the session (`devbox-session-id`), the key of its stats. */
+  sessionId: string | undefined;
+  /** Requests routed to it, copies sent to it (mirror), copies dropped. */
+  readonly requests = { routed: 0, mirrored: 0, dropped: 0 };
   private readonly pending: ServerHttp2Stream[] = [];
 
   constructor(id: number, h2: ServerHttp2Session) {
@@ -145,16 +161,40 @@ export class TunnelServer {
     return this.sessions.reduce((n, s) => n + s.pendingCount, 0);
   }
 
-  /** True when some live, non-suspect session accepts inbound traffic. */
+  /** True when some live, non-suspect global session accepts inbound connections. */
   hasAcceptingSession(): boolean {
-    return this.sessions.some((s) => s.accepting && !this.isSuspect(s));
+    return this.sessions.some((s) => s.route.mode === 'global' && this.isAvailable(s));
   }
 
-  /** A pending accept stream of the newest live, non-suspect session that has one. */
+  /** True when some live, non-suspect filtered or mirror session accepts: ports then route per request. */
+  hasRoutingSession(): boolean {
+    return this.sessions.some((s) => s.route.mode !== 'global' && this.isAvailable(s));
+  }
+
+  /** Sessions that take inbound traffic now, oldest first. */
+  availableSessions(): AgentSession[] {
+    return this.sessions.filter((s) => this.isAvailable(s));
+  }
+
+  isAvailable(s: AgentSession): boolean {
+    return s.accepting && !this.isSuspect(s);
+  }
+
+  /** Per-session request counters, keyed by session id. */
+  sessionStats(): Record<string, SessionStats> {
+    const out: Record<string, SessionStats> = {};
+    for (const s of this.sessions) {
+      if (!s.authenticated) continue;
+      out[s.sessionId ?? `#${s.id}`] = { mode: s.route.mode, filter: describeRoute(s.route), ...s.requests };
+    }
+    return out;
+  }
+
+  /** A pending accept stream of the newest live, non-suspect global session that has one. */
   takeAcceptStream(): ServerHttp2Stream | undefined {
     for (let i = this.sessions.length - 1; i >= 0; i--) {
       const s = this.sessions[i]!;
-      if (!s.accepting || this.isSuspect(s)) continue;
+      if (s.route.mode !== 'global' || !this.isAvailable(s)) continue;
       const stream = s.takeAccept();
       if (stream) return stream;
     }
@@ -303,11 +343,28 @@ export class TunnelServer {
       session.h2.close();
       return;
     }
+    const admission = admitRoute(
+      headerText(headers, ROUTE_HEADER),
+      this.sessions.filter((s) => s !== session && s.authenticated && !s.closed),
+    );
+    if (!admission.ok) {
+      this.opts.log.warn('session refused', { session: session.id, reason: admission.message });
+      replyError(stream, admission.status, admission.code, admission.message);
+      session.h2.close();
+      return;
+    }
+    session.route = admission.route;
+    session.matcher = admission.matcher;
+    session.sessionId = sessionIdOf(headerText(headers, HEADERS.sessionId));
     session.authenticated = true;
     session.control = stream;
     stream.respond({ ':status': 200, [HEADERS.protocol]: String(PROTOCOL_VERSION) });
     stream.write(encodeControl(this.opts.hello()));
-    this.opts.log.info('session opened', { session: session.id });
+    this.opts.log.info('session opened', {
+      session: session.id,
+      ...(session.sessionId ? { id: session.sessionId } : {}),
+      route: describeRoute(session.route),
+    });
     const decoder = new ControlDecoder();
     stream.on('data', (chunk: Buffer) => {
       let messages: ControlMessage[];
@@ -342,7 +399,12 @@ export class TunnelServer {
     switch (message.type) {
       case 'stats-request': {
         if (typeof message.id !== 'number') return;
-        const stats = this.opts.counters.snapshot(this.sessionCount, this.acceptPending, this.opts.queued());
+        const stats = this.opts.counters.snapshot(
+          this.sessionCount,
+          this.acceptPending,
+          this.opts.queued(),
+          this.sessionStats(),
+        );
         if (control.writable) control.write(encodeControl({ type: 'stats', id: message.id, stats }));
         return;
       }

@@ -20,6 +20,7 @@ import {
   PROTOCOL_VERSION,
   parseInboundInfo,
 } from './protocol.js';
+import { encodeRoute, ROUTE_HEADER, type SessionRoute } from './route.js';
 
 /** Options of {@link TunnelClient.connect}. */
 export interface TunnelClientOptions {
@@ -33,6 +34,10 @@ export interface TunnelClientOptions {
   helloTimeoutMs?: number;
   /** Aborting it destroys the client (and fails `connect` if still pending). */
   signal?: AbortSignal;
+  /** Which inbound requests this session takes; absent: every one (a global session). */
+  route?: SessionRoute;
+  /** The session's name, the key of its counters in the agent's stats. */
+  sessionId?: string;
 }
 
 /** Options for opening one stream. */
@@ -237,6 +242,8 @@ export class TunnelClient extends EventEmitter {
             ':path': PATHS.session,
             [HEADERS.protocol]: String(PROTOCOL_VERSION),
             [HEADERS.token]: opts.token,
+            ...(opts.route ? { [ROUTE_HEADER]: encodeRoute(opts.route) } : {}),
+            ...(opts.sessionId ? { [HEADERS.sessionId]: opts.sessionId } : {}),
           },
           { endStream: false },
         );
@@ -532,6 +539,12 @@ function sessionRefused(status: number, headers: IncomingHttpHeaders): DevboxErr
       },
     );
   }
+  if (status === 409) {
+    return new DevboxError('CONFLICT', text || 'another session of this workload has the same filter', {
+      hint: 'choose a different filter (--http-header, --http-path-prefix, --personal), or end the other session',
+    });
+  }
+  if (status === 400) return new DevboxError('BAD_INPUT', text || 'the agent refused the session filter');
   return new DevboxError('TUNNEL', `the agent refused the session (${status}${text ? `: ${text}` : ''})`);
 }
 

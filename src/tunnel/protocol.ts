@@ -23,6 +23,19 @@
  * Any other request on a connection whose session stream is not yet accepted gets 401.
  * Closing the session stream closes the connection.
  *
+ * Session routes: `POST /v1/session` may carry `devbox-route` (base64url JSON of a `SessionRoute`,
+ * `route.ts`; absent = global) and `devbox-session-id` (the session's name, the key of its stats).
+ * A global session takes whole connections of the intercept ports; a filtered session takes the
+ * HTTP requests (HTTP/2 streams) that match its filter; a mirror session gets copies of them.
+ * Many sessions may be open at once: at most one global, any number of filtered and mirror ones.
+ * The agent answers 400 to a route it cannot use (the reason in `devbox-error`) and 409 to a
+ * second global session or a filter identical to an open session's; the connection then closes.
+ * While a filtered or mirror session accepts, the agent parses the HTTP on its intercept ports
+ * (`agent/http/`) and uses each session's accept streams as connections to its local app, reused
+ * for several requests (keep-alive) and, for HTTP/2, as one HTTP/2 connection per session and
+ * port; a session is thus never given a request that is not its own. Connections that are not
+ * HTTP pass through to the pod's app as before.
+ *
  * Stream kinds (each an HTTP/2 request on an accepted connection)
  * ----------------------------------------------------------------
  * `POST /v1/tcp`, header `devbox-target: host:port` (IPv6 as `[addr]:port`). The agent dials the
@@ -107,6 +120,7 @@ export const HEADERS = {
   appPort: 'devbox-app-port',
   acceptGeneration: 'devbox-accept-generation',
   acceptConfirm: 'devbox-accept-confirm',
+  sessionId: 'devbox-session-id',
 } as const;
 
 /** Features an agent lists in its hello; a sidecar uses one only when the agent lists it. */
@@ -202,9 +216,28 @@ export interface AgentStats {
     localRefused: number;
     queueOverflows: number;
     protocolErrors: number;
+    /** Requests on ports with filtered or mirror sessions that no session took: served by the pod's app. */
+    toApp?: number;
+    /** Connections on such ports that were not HTTP: passed through to the app untouched. */
+    notHttp?: number;
   };
   /** Inbound connections now waiting for an accept stream. */
   queued: number;
+  /** Per open session, keyed by the sidecar's `devbox-session-id` (else `#<agent's session number>`). */
+  bySession?: Record<string, SessionStats>;
+}
+
+/** Request counters of one session. */
+export interface SessionStats {
+  mode: 'global' | 'filtered' | 'mirror';
+  /** The filter as `describeRoute` prints it (the personal key masked). */
+  filter: string;
+  /** Requests (HTTP/1 requests or HTTP/2 streams) sent to the session. */
+  routed: number;
+  /** Copies sent to a mirror session. */
+  mirrored: number;
+  /** Copies not sent because the mirror session's queue was full or its copy too large. */
+  dropped: number;
 }
 
 export interface StatsRequestMessage {
