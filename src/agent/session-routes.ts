@@ -13,6 +13,7 @@ export interface RoutedSessionInfo {
   readonly route: SessionRoute;
   /** Undefined for a global session. */
   readonly matcher: RouteMatcher | undefined;
+  readonly sessionId: string | undefined;
 }
 
 export type RouteAdmission =
@@ -26,8 +27,15 @@ const SESSION_ID = /^[A-Za-z0-9._-]{1,128}$/;
  * Judges the route a session asks for against the sessions already open: one global session at
  * most, and no two sessions with the same filter (the second could never see a request).
  * Filtered and mirror sessions may otherwise coexist with each other and with a global one.
+ * A session reconnecting under its own id is let in beside its old connection, which the agent
+ * may not know to be dead yet (the newest is routed to); so are global sessions without ids,
+ * from sidecars that predate routes.
  */
-export function admitRoute(header: string | undefined, open: readonly RoutedSessionInfo[]): RouteAdmission {
+export function admitRoute(
+  header: string | undefined,
+  sessionId: string | undefined,
+  open: readonly RoutedSessionInfo[],
+): RouteAdmission {
   let route: SessionRoute;
   try {
     route = decodeRoute(header);
@@ -43,7 +51,12 @@ export function admitRoute(header: string | undefined, open: readonly RoutedSess
       message: `invalid session filter: ${problems.join('; ')}`,
     };
   }
-  const twin = open.find((s) => sameFilter(s.route, route));
+  const twin = open.find(
+    (s) =>
+      sameFilter(s.route, route) &&
+      s.sessionId !== sessionId &&
+      !(route.mode === 'global' && s.sessionId === undefined && sessionId === undefined),
+  );
   if (twin) {
     const message =
       route.mode === 'global'

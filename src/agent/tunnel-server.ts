@@ -343,8 +343,10 @@ export class TunnelServer {
       session.h2.close();
       return;
     }
+    const sessionId = sessionIdOf(headerText(headers, HEADERS.sessionId));
     const admission = admitRoute(
       headerText(headers, ROUTE_HEADER),
+      sessionId,
       this.sessions.filter((s) => s !== session && s.authenticated && !s.closed),
     );
     if (!admission.ok) {
@@ -355,7 +357,7 @@ export class TunnelServer {
     }
     session.route = admission.route;
     session.matcher = admission.matcher;
-    session.sessionId = sessionIdOf(headerText(headers, HEADERS.sessionId));
+    session.sessionId = sessionId;
     session.authenticated = true;
     session.control = stream;
     stream.respond({ ':status': 200, [HEADERS.protocol]: String(PROTOCOL_VERSION) });

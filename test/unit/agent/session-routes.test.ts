@@ -28,17 +28,19 @@ describe('agent: session routes', () => {
 
   it('refuses a second global session and an identical filter with a conflict', async () => {
     const agent = await fx.agent();
-    await fx.client(agent);
-    await fx.client(agent, { route: personal(KEY_A) });
+    await fx.client(agent, { sessionId: 'alice' });
+    await fx.client(agent, { route: personal(KEY_A), sessionId: 'bob' });
     await assert.rejects(
-      fx.client(agent),
+      fx.client(agent, { sessionId: 'carol' }),
       (err) => isDevboxError(err, 'CONFLICT') && /every request/.test(String(err)),
     );
     await assert.rejects(
-      fx.client(agent, { route: personal(KEY_A) }),
+      fx.client(agent, { route: personal(KEY_A), sessionId: 'dave' }),
       (err) => isDevboxError(err, 'CONFLICT') && !String(err).includes(KEY_A),
     );
     assert.equal(Object.keys(agent.stats().bySession ?? {}).length, 2);
+    // The same session reconnecting while its old connection lingers is let in.
+    await fx.client(agent, { route: personal(KEY_A), sessionId: 'bob' });
   });
 
   it('refuses a route it cannot use and names the problem', async () => {
