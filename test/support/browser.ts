@@ -74,6 +74,7 @@ function browserUser(name: string, context: BrowserContext, page: Page, dir: str
       if (!response) throw new Error(`${name}: no response from ${url}`);
       return response.status();
     },
+    // biome-ignore lint/performance/useDomNodeTextContent: the text as a person sees it, not the DOM's
     text: () => page.locator('body').innerText(),
     async screenshot(label) {
       const path = join(dir, `${name}-${label}.png`);
