@@ -12,6 +12,14 @@ import type { Logger } from '../util/log.js';
 import type { AgentPod } from './resources.js';
 import type { InboundStream, TunnelDialer, TunnelLink, UdpFlowLink } from './tunnel-link.js';
 
+/**
+ * How a lost tunnel is dialed again. The ceiling is low on purpose: while the API server is away
+ * (restart, upgrade, network cut) every dial fails, and a ceiling of many seconds would leave the
+ * session dark that long after the API returns. A dial is one port-forward request: one every
+ * 1–2 s per agent pod costs the API server nothing.
+ */
+export const TUNNEL_RECONNECT_BACKOFF: BackoffOptions = { initialMs: 250, maxMs: 2_000 };
+
 export type TunnelState = 'connecting' | 'up' | 'backoff' | 'draining' | 'closed';
 
 export interface TunnelStatus {
@@ -126,7 +134,7 @@ export class TunnelManager {
 
   private async supervise(entry: Entry): Promise<void> {
     const signal = entry.controller.signal;
-    const backoff = new Backoff(this.opts.backoff ?? { initialMs: 250, maxMs: 15_000 });
+    const backoff = new Backoff(this.opts.backoff ?? TUNNEL_RECONNECT_BACKOFF);
     const stableAfter = this.opts.stableAfterMs ?? 30_000;
     const log = this.opts.log;
     while (!signal.aborted) {

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
+import { Backoff } from '../../../src/kube/api/index.js';
 import type { AgentPod } from '../../../src/sidecar/resources.js';
-import { NoTunnelError, TunnelManager } from '../../../src/sidecar/tunnel-manager.js';
+import {
+  NoTunnelError,
+  TUNNEL_RECONNECT_BACKOFF,
+  TunnelManager,
+} from '../../../src/sidecar/tunnel-manager.js';
 import { buildAReply, buildQuery } from '../../support/dns.js';
 import { eventually, FakeDialer } from './fakes.js';
 
@@ -62,6 +67,12 @@ describe('tunnel manager', () => {
     assert.equal(manager.ready, false);
     dialer.fail = false;
     await eventually(() => manager!.status()[0]?.state === 'up', 2000, 'up after the failures stop');
+  });
+
+  it('dials a lost agent again at least every 2 s however long it has failed (the API server may return any moment)', () => {
+    const backoff = new Backoff({ ...TUNNEL_RECONNECT_BACKOFF, random: () => 0.999_999 });
+    const delays = Array.from({ length: 40 }, () => backoff.next());
+    assert.ok(Math.max(...delays) <= 2_000, `delays grew to ${Math.max(...delays)} ms`);
   });
 
   it('closes the tunnel of a pod that goes away and stops dialing it', async () => {
