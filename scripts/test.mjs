@@ -1,5 +1,5 @@
 // Runs node's test runner over the compiled tests of the tiers named on the
-// command line (unit, integration). Node 20's runner has no glob support.
+// command line (unit, integration, faults). Node 20's runner has no glob support.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
