@@ -1,13 +1,20 @@
 import { Command } from '@commander-js/extra-typings';
 
+import type { DownResult } from '../session/down.js';
+import { DevboxError } from '../util/errors.js';
 import { createProgress } from '../util/progress.js';
 import { kubeTarget, withKubeFlags } from './kube-flags.js';
 import { outputOption, printJson } from './output.js';
 
 export function downCommand() {
   return withKubeFlags(new Command('down'))
-    .description('End the session of a workload: remove its local containers and restore the cluster exactly')
-    .argument('<workload>', 'Deployment or StatefulSet name, or kind/name')
+    .description(
+      'End the session of workloads: remove their local containers and restore the cluster exactly',
+    )
+    .argument(
+      '[workloads...]',
+      'Deployment or StatefulSet names, or kind/name (none: every workload of devbox.yaml)',
+    )
     .option(
       '--keep-agent',
       'leave the agent in the pods (it passes traffic through) so the next up is faster',
@@ -18,23 +25,42 @@ export function downCommand() {
       `
 Examples:
   devbox down api
-  devbox down sts/db -n shop -o json`,
+  devbox down sts/db -n shop -o json
+  devbox down                          # every workload of ./devbox.yaml`,
     )
-    .action(async (workload, flags) => {
+    .action(async (names, flags) => {
       const { down } = await import('../session/down.js');
-      const result = await down({
-        target: kubeTarget(flags),
-        workload,
-        keepAgent: Boolean(flags.keepAgent),
-        progress: createProgress(process.stderr),
+      const { findProjectFile } = await import('../project/index.js');
+      const file = await findProjectFile(process.cwd());
+      const workloads = names.length
+        ? names.map((n) => file?.workloads.get(n)?.workload ?? n)
+        : [...(file?.workloads.values() ?? [])].map((w) => w.workload);
+      if (!workloads.length)
+        throw new DevboxError('BAD_INPUT', 'Name a workload, or run where a devbox.yaml lists them', {
+          hint: 'e.g. `devbox down api`',
+        });
+      const target = kubeTarget({
+        ...flags,
+        namespace: flags.namespace ?? file?.namespace,
+        context: flags.context ?? file?.context,
       });
-      for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
-      if (flags.output === 'json') return printJson(result);
-      const restored = result.restored.map((r) => r.object);
-      process.stdout.write(
-        restored.length || result.containersRemoved.length
-          ? `Restored ${restored.join(', ') || 'nothing in the cluster'}; removed ${result.containersRemoved.length} local container(s).\n`
-          : `No devbox session on ${result.workload} in ${result.namespace}: nothing to undo.\n`,
-      );
+      const progress = createProgress(process.stderr);
+      const results: DownResult[] = [];
+      for (const workload of workloads) {
+        const result = await down({ target, workload, keepAgent: Boolean(flags.keepAgent), progress });
+        for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+        results.push(result);
+      }
+      if (flags.output === 'json') return printJson(names.length === 1 ? results[0] : results);
+      for (const result of results) printDown(result);
     });
+}
+
+function printDown(result: DownResult): void {
+  const restored = result.restored.map((r) => r.object);
+  process.stdout.write(
+    restored.length || result.containersRemoved.length
+      ? `Restored ${restored.join(', ') || 'nothing in the cluster'}; removed ${result.containersRemoved.length} local container(s).\n`
+      : `No devbox session on ${result.workload} in ${result.namespace}: nothing to undo.\n`,
+  );
 }

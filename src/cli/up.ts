@@ -1,4 +1,6 @@
-import { Command, Option } from '@commander-js/extra-typings';
+import { Command, type CommandUnknownOpts, Option } from '@commander-js/extra-typings';
+
+import type { WorkloadSettings } from '../project/index.js';
 
 import type { UpResult } from '../session/up.js';
 import { DevboxError } from '../util/errors.js';
@@ -12,8 +14,10 @@ export function upCommand() {
     .description(
       "Run a workload in a local container with the pod's env, volumes, cluster DNS and inbound traffic",
     )
-    .argument('<workload>', 'Deployment or StatefulSet name, or kind/name (deploy/api, sts/db)')
-    .argument('[command...]', "command to run instead of the container's (after --)")
+    .argument(
+      '[workloads...]',
+      "Deployment or StatefulSet names, or kind/name (deploy/api, sts/db); none: every workload of devbox.yaml. After --: the command to run instead of the container's",
+    )
     .option('-c, --container <name>', 'container of the pod (default: the one its Service targets)')
     .option('--image <image>', "local image to run (default: the container's image)")
     .option('--build <dir>', 'build the image from this directory first')
@@ -76,54 +80,118 @@ Examples:
   devbox up sts/db -p 5432:5432                  # also reachable on localhost:5432
   devbox up api --devcontainer --detach          # this project's devcontainer.json, joined to the session
   devbox up api --build . --sync src:/app/src --on-change restart   # edits reach the container in seconds
+  devbox up                                      # every workload of ./devbox.yaml, as one session
+  devbox up api inventory -e DEBUG=1             # these two (from devbox.yaml if there is one), -e on each
 
 The workload's Services send their traffic to the local container while the
 session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
     )
-    .action(async (workload, command, flags) => {
-      const { runSession } = await import('../session/run.js');
+    .action(async (operands, flags, cmd) => {
+      const { findProjectFile, selectWorkloads } = await import('../project/index.js');
       const { settings } = await import('../settings/index.js');
+      const { names, command } = splitCommand(operands, rawArgsOf(cmd));
       const format = flags.output;
       checkModes(flags, command);
-      const detach = Boolean(flags.detach || flags.sidecarOnly);
-      const run = await runSession({
-        target: kubeTarget(flags),
-        workload,
-        container: flags.container,
-        image: flags.image,
+      const project = process.cwd();
+      const file = await findProjectFile(project);
+      const chosen = selectWorkloads(names, file, {
+        ...(flags.container ? { container: flags.container } : {}),
+        ...(flags.image ? { image: flags.image } : {}),
         ...(flags.build ? { build: { dir: flags.build, dockerfile: flags.file } } : {}),
+        command,
         env: flags.env ?? [],
         volumes: flags.volume ?? [],
         publish: flags.publish ?? [],
-        workdir: flags.workdir,
-        command,
+        ...(flags.workdir ? { workdir: flags.workdir } : {}),
+        sync: flags.sync ?? [],
+        ...(flags.onChange ? { onChange: flags.onChange } : {}),
+      });
+      checkWorkloads(flags, chosen);
+      const detach = Boolean(flags.detach || flags.sidecarOnly);
+      const progress = createProgress(process.stderr);
+      const run = (w: WorkloadSettings) => ({
+        target: kubeTarget({
+          ...flags,
+          namespace: flags.namespace ?? file?.namespace,
+          context: flags.context ?? file?.context,
+        }),
+        workload: w.workload,
+        container: w.container,
+        image: w.image,
+        ...(w.build ? { build: w.build } : {}),
+        env: w.env,
+        volumes: w.volumes,
+        publish: w.publish,
+        workdir: w.workdir,
+        command: w.command,
         agentImage: flags.agentImage ?? settings().agentImage,
         rolloutTimeoutMs: flags.timeout,
         readyTimeoutMs: flags.timeout,
-        tty: !detach && Boolean(process.stdin.isTTY && process.stdout.isTTY),
+        tty: !detach && chosen.length === 1 && Boolean(process.stdin.isTTY && process.stdout.isTTY),
         ...(flags.devcontainer
           ? { devcontainer: { path: flags.devcontainer === true ? '.' : flags.devcontainer } }
           : {}),
         ...(flags.sidecarOnly
           ? { sidecarOnly: { envFile: flags.writeEnv ?? '', labelFile: flags.writeLabels ?? '' } }
           : {}),
-        progress: createProgress(process.stderr),
-        detach,
+        progress,
         // With -o json, stdout carries the one JSON result: the container's output goes to stderr.
         logs: { stdout: format === 'json' ? process.stderr : process.stdout, stderr: process.stderr },
-        onReady: (result) => {
-          for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
-          if (format === 'json') printJson(result);
-          else printSummary(result);
-        },
-        notice: (text) => process.stderr.write(`${text}\n`),
-        ...(flags.sync
-          ? { sync: { flags: flags.sync, onChange: flags.onChange ?? 'restart', project: process.cwd() } }
-          : {}),
+        ...(w.sync.length ? { sync: { flags: w.sync, onChange: w.onChange ?? 'restart', project } } : {}),
       });
-      for (const w of run.down?.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
-      process.exitCode = run.exitCode;
+      const notice = (text: string) => process.stderr.write(`${text}\n`);
+      const warn = (results: UpResult[]) => {
+        for (const r of results) for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
+      };
+      if (names.length === 1) {
+        const { runSession } = await import('../session/run.js');
+        const ran = await runSession({
+          ...run(chosen[0]!),
+          detach,
+          onReady: (result) => {
+            warn([result]);
+            if (format === 'json') printJson(result);
+            else printSummary(result);
+          },
+          notice,
+        });
+        for (const w of ran.down?.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
+        process.exitCode = ran.exitCode;
+        return;
+      }
+      const { runSessions } = await import('../session/up-many.js');
+      const ran = await runSessions({
+        runs: chosen.map(run),
+        detach,
+        onReady: (results) => {
+          warn(results);
+          if (format === 'json') printJson(results);
+          else for (const r of results) printSummary(r);
+        },
+        notice,
+      });
+      process.exitCode = ran.exitCode;
     });
+}
+
+/**
+ * The operands before \`--\` name workloads; those after it are the command. Commander hands over
+ * both as one list, so the command is the tail that follows \`--\` in the raw arguments.
+ */
+function splitCommand(
+  operands: string[],
+  rawArgs: readonly string[],
+): { names: string[]; command: string[] } {
+  const dashes = rawArgs.indexOf('--');
+  const command = dashes === -1 ? [] : rawArgs.slice(dashes + 1);
+  return { names: operands.slice(0, operands.length - command.length), command };
+}
+
+/** The arguments as the program was given them (commander keeps them, untyped, on the root command). */
+function rawArgsOf(cmd: CommandUnknownOpts): readonly string[] {
+  let root = cmd;
+  while (root.parent) root = root.parent;
+  return (root as unknown as { rawArgs?: string[] }).rawArgs ?? [];
 }
 
 type UpFlags = ReturnType<ReturnType<typeof upCommand>['opts']>;
@@ -154,20 +222,30 @@ function checkModes(flags: UpFlags, command: string[]): void {
   } else if (flags.writeEnv || flags.writeLabels) {
     problems.push('--write-env and --write-labels go with --sidecar-only');
   }
-  if (flags.sync) {
-    if (flags.detach || flags.sidecarOnly)
-      problems.push(
-        '--sync follows changes while the session runs in the foreground: drop --detach / --sidecar-only',
-      );
-    if (flags.onChange === 'rebuild' && !flags.build)
-      problems.push('--on-change rebuild needs --build <dir>');
-  } else if (flags.onChange) {
-    problems.push('--on-change goes with --sync');
-  }
   if (problems.length)
     throw new DevboxError('BAD_INPUT', problems.join('\n'), {
       hint: '`devbox devcontainer init <workload>` writes a dev container configuration that uses --sidecar-only.',
     });
+}
+
+/** What depends on each workload's settings, from the file or the flags. */
+function checkWorkloads(flags: UpFlags, chosen: WorkloadSettings[]): void {
+  const problems: string[] = [];
+  if (chosen.length > 1 && (flags.devcontainer || flags.sidecarOnly))
+    problems.push('--devcontainer and --sidecar-only run one workload: name it (devbox up <workload> …)');
+  for (const w of chosen) {
+    const of = chosen.length > 1 ? `${w.workload}: ` : '';
+    if (w.sync.length) {
+      if (flags.detach || flags.sidecarOnly)
+        problems.push(
+          `${of}--sync follows changes while the session runs in the foreground: drop --detach / --sidecar-only`,
+        );
+      if (w.onChange === 'rebuild' && !w.build) problems.push(`${of}--on-change rebuild needs --build <dir>`);
+    } else if (w.onChange) {
+      problems.push(`${of}--on-change goes with --sync`);
+    }
+  }
+  if (problems.length) throw new DevboxError('BAD_INPUT', problems.join('\n'));
 }
 
 function printSummary(r: UpResult): void {

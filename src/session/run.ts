@@ -42,9 +42,14 @@ export interface RunResult {
 const ENDING_SIGNALS = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 } as const;
 type EndingSignal = keyof typeof ENDING_SIGNALS;
 
-export async function runSession(options: RunOptions): Promise<RunResult> {
-  const { detach, logs, onReady, notice, sync, ...upOptions } = options;
-  const controller = new AbortController();
+/**
+ * Until `stop` is called, the first ending signal aborts `controller`; a second one abandons the
+ * clean-up. `received()` says which signal came (undefined: none), and its exit code.
+ */
+export function onEndingSignals(
+  controller: AbortController,
+  notice: (text: string) => void,
+): { received: () => { signal: EndingSignal; exitCode: number } | undefined; stop: () => void } {
   let received: EndingSignal | undefined;
   const onSignal = (signal: EndingSignal) => {
     if (received) {
@@ -57,6 +62,19 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
   };
   const signals = Object.keys(ENDING_SIGNALS) as EndingSignal[];
   for (const s of signals) process.on(s, onSignal);
+  return {
+    received: () => (received ? { signal: received, exitCode: ENDING_SIGNALS[received] } : undefined),
+    stop: () => {
+      for (const s of signals) process.off(s, onSignal);
+    },
+  };
+}
+
+export async function runSession(options: RunOptions): Promise<RunResult> {
+  const { detach, logs, onReady, notice, sync, ...upOptions } = options;
+  const controller = new AbortController();
+  const signals = onEndingSignals(controller, notice);
+  const received = () => signals.received()?.signal;
   try {
     // Sync paths are checked before anything changes.
     const rules = sync?.flags.length
@@ -68,9 +86,10 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
       result = await up({ ...upOptions, signal: controller.signal });
     } catch (err) {
       // Interrupted before the session was ready: up has undone its steps (else it says what is left).
-      if (received && !isDevboxError(err, 'INTERNAL')) {
+      const signal = received();
+      if (signal && !isDevboxError(err, 'INTERNAL')) {
         notice('Stopped before the session was ready; what up had changed is undone.');
-        return { exitCode: ENDING_SIGNALS[received] };
+        return { exitCode: ENDING_SIGNALS[signal] };
       }
       throw err;
     }
@@ -87,14 +106,14 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
       keepAgent: false,
       progress: options.progress,
     });
-    return { up: result, down: ended, exitCode: code ?? ENDING_SIGNALS[received ?? 'SIGINT'] };
+    return { up: result, down: ended, exitCode: code ?? ENDING_SIGNALS[received() ?? 'SIGINT'] };
   } finally {
-    for (const s of signals) process.off(s, onSignal);
+    signals.stop();
   }
 }
 
 /** Follows the service container; resolves with its exit code, or undefined once `signal` aborts. */
-async function followUntilEnd(
+export async function followUntilEnd(
   options: RunOptions,
   result: UpResult,
   interrupted: AbortSignal,
