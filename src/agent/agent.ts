@@ -7,6 +7,7 @@ import type { Logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
 import { DnsRelay } from './dns-relay.js';
 import { createHandlers } from './handlers.js';
+import { ShareTable } from './http/share.js';
 import { Interceptor } from './intercept.js';
 import { AgentCounters } from './stats.js';
 import { TunnelServer } from './tunnel-server.js';
@@ -28,6 +29,7 @@ const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 export async function startAgent(config: AgentConfig, log: Logger = silent): Promise<RunningAgent> {
   const counters = new AgentCounters();
   const dns = new DnsRelay(config.resolvConfPath);
+  const shares = new ShareTable();
   let interceptor: Interceptor | undefined;
   const server = new TunnelServer({
     config,
@@ -44,6 +46,7 @@ export async function startAgent(config: AgentConfig, log: Logger = silent): Pro
     }),
     onRoutingChanged: () => interceptor?.drain(),
     queued: () => interceptor?.queued ?? 0,
+    shares,
   });
   interceptor = new Interceptor({
     specs: config.intercepts,

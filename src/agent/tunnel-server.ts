@@ -21,11 +21,13 @@ import {
   type RouteMatcher,
   type SessionRoute,
 } from '../tunnel/route.js';
+import { shareOf } from '../tunnel/share.js';
 import { errorText } from '../util/errors.js';
 import { listen } from '../util/listen.js';
 import type { Logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
 import { headerText, replyError, type StreamHandlers } from './handlers.js';
+import type { ShareTable } from './http/share.js';
 import { markConfirming } from './intercept.js';
 import { admitRoute, sessionIdOf } from './session-routes.js';
 import type { AgentCounters } from './stats.js';
@@ -110,6 +112,8 @@ export interface TunnelServerOptions {
   onRoutingChanged(): void;
   /** Inbound connections now waiting for an accept stream (for stats). */
   queued(): number;
+  /** Where sessions' `share` messages go; each session's shares end with it. */
+  shares?: ShareTable;
 }
 
 /**
@@ -391,6 +395,7 @@ export class TunnelServer {
       // gracefully below) waits for this stream, and the client's close() with it.
       if (stream.writable) stream.end();
       if (!session.closed) session.h2.close();
+      this.opts.shares?.removeOwner(session.id);
       this.opts.onRoutingChanged();
     };
     stream.once('end', onGone);
@@ -422,6 +427,16 @@ export class TunnelServer {
         }
         return;
       }
+      case 'share': {
+        const share = shareOf(message);
+        // The keys are secrets: the log says only that a share came or was malformed.
+        if (!share) this.opts.log.warn('malformed share ignored', { session: session.id });
+        else this.opts.shares?.add(share, session.id);
+        return;
+      }
+      case 'share-revoke':
+        if (typeof message.key === 'string') this.opts.shares?.remove(message.key, session.id);
+        return;
       default:
         return; // unknown messages are ignored by design
     }

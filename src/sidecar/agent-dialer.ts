@@ -65,6 +65,7 @@ export function linkFromClient(
   });
   // The agent says whether it can serve a connection the local app refuses from the pod's app.
   const confirm = client.hello.features?.includes('accept-confirm') ?? false;
+  const shares = client.hello.features?.includes('shares') ?? false;
   const accept = client.startAccepting(
     (stream, info) => {
       onInbound({
@@ -93,6 +94,14 @@ export function linkFromClient(
     },
     stats: () => ({ streamsOpen }),
     agentStats: (timeoutMs) => client.stats(timeoutMs),
+    share: (share) => {
+      if (!shares) return false;
+      client.share(share);
+      return true;
+    },
+    revokeShare: (key) => {
+      if (shares) client.revokeShare(key);
+    },
   };
 }
 

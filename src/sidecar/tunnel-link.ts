@@ -5,6 +5,7 @@
  * without a cluster.
  */
 import type { Duplex } from 'node:stream';
+import type { Share } from '../tunnel/share.js';
 
 /** One UDP flow through the tunnel: datagrams out, datagrams back. */
 export interface UdpFlowLink {
@@ -47,6 +48,9 @@ export interface TunnelLink {
   stats(): TunnelLinkStats;
   /** The agent's own counters, when it can report them. */
   agentStats?(timeoutMs: number): Promise<unknown>;
+  /** Has the agent apply a share link while this tunnel lives; false when the agent cannot. */
+  share?(share: Share): boolean;
+  revokeShare?(key: string): void;
 }
 
 /** Where a dial goes: the agent pod and its tunnel port. */

@@ -7,6 +7,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { Backoff, type BackoffOptions, sleep } from '../kube/api/index.js';
+import type { Share } from '../tunnel/share.js';
 import { DevboxError, errorText } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import type { AgentPod } from './resources.js';
@@ -65,6 +66,8 @@ interface Entry {
 
 export class TunnelManager {
   private readonly entries = new Map<string, Entry>();
+  /** Share links every tunnel hands its agent, also tunnels opened later. */
+  private readonly shares = new Map<string, Share>();
   private readonly waiters = new Set<() => void>();
   private stopped = false;
 
@@ -151,6 +154,7 @@ export class TunnelManager {
           break;
         }
         entry.link = link;
+        this.sendShares(link);
         upAt = Date.now();
         this.setState(entry, entry.draining ? 'draining' : 'up');
         log?.info('tunnel up', { pod: entry.pod.name, reconnects: entry.status.reconnects });
@@ -173,6 +177,36 @@ export class TunnelManager {
       await sleep(backoff.next(), signal);
     }
     this.setState(entry, 'closed');
+  }
+
+  /**
+   * Has every agent pod apply `share` while its tunnel lives. False when no tunnel is up or an
+   * agent cannot apply shares (an agent older than share links).
+   */
+  addShare(share: Share): boolean {
+    this.shares.set(share.key, share);
+    const links = this.upLinks();
+    return links.length > 0 && links.map((link) => link.share?.(share) ?? false).every(Boolean);
+  }
+
+  /** Revokes shares handed out (all of them without `key`); returns how many there were. */
+  revokeShares(key?: string): number {
+    const keys = key === undefined ? [...this.shares.keys()] : this.shares.has(key) ? [key] : [];
+    for (const k of keys) this.shares.delete(k);
+    for (const link of this.upLinks()) for (const k of keys) link.revokeShare?.(k);
+    return keys.length;
+  }
+
+  private sendShares(link: TunnelLink): void {
+    const now = Date.now();
+    for (const [key, share] of this.shares) {
+      if (share.expiresAt <= now) this.shares.delete(key);
+      else link.share?.(share);
+    }
+  }
+
+  private upLinks(): TunnelLink[] {
+    return [...this.entries.values()].flatMap((e) => (e.link && e.status.state !== 'closed' ? [e.link] : []));
   }
 
   private captureStats(entry: Entry): void {

@@ -21,6 +21,7 @@ import {
   parseInboundInfo,
 } from './protocol.js';
 import { encodeRoute, ROUTE_HEADER, type SessionRoute } from './route.js';
+import type { Share } from './share.js';
 
 /** Options of {@link TunnelClient.connect}. */
 export interface TunnelClientOptions {
@@ -433,6 +434,15 @@ export class TunnelClient extends EventEmitter {
       });
       this.sendControl({ type: 'stats-request', id });
     });
+  }
+
+  /** Has the agent apply `share` for as long as this tunnel lives (agents with the `shares` feature). */
+  share(share: Share): void {
+    this.sendControl({ type: 'share', share });
+  }
+
+  revokeShare(key: string): void {
+    this.sendControl({ type: 'share-revoke', key });
   }
 
   /**

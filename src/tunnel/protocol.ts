@@ -81,7 +81,9 @@
  * JSON objects with a string `type`, one per line, each line at most {@link CONTROL_LINE_MAX} bytes.
  * A line that is not such an object closes the session. Unknown types are ignored, so either side may
  * add messages without a version bump. Defined: `hello` (agent → sidecar, first), `stats-request`
- * / `stats` (matched by `id`), `accept-stop` (sidecar → agent).
+ * / `stats` (matched by `id`), `accept-stop` (sidecar → agent), and `share` / `share-revoke`
+ * (sidecar → agent, `share.ts`): share links the agent applies on its intercept ports for as long as
+ * the session that sent them lives (agents whose hello lists the `shares` feature).
  *
  * Liveness
  * --------
@@ -94,6 +96,8 @@
  * -------
  * 1: first version.
  */
+import type { ShareMessage, ShareRevokeMessage } from './share.js';
+
 export const PROTOCOL_VERSION = 1;
 
 /** Request paths, one per stream kind. */
@@ -256,7 +260,13 @@ export interface AcceptStopMessage {
   generation: number;
 }
 
-export type ControlMessage = HelloMessage | StatsRequestMessage | StatsMessage | AcceptStopMessage;
+export type ControlMessage =
+  | HelloMessage
+  | StatsRequestMessage
+  | StatsMessage
+  | AcceptStopMessage
+  | ShareMessage
+  | ShareRevokeMessage;
 
 /** A host and port as carried in `devbox-target`. */
 export interface Target {

@@ -15,18 +15,16 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { SESSION_KEY_BAGGAGE, SESSION_KEY_HEADER } from '../../tunnel/route.js';
-import { isShareKeyShape, type Share } from '../../tunnel/share.js';
+import { isShareKeyShape, SHARE_COOKIE, SHARE_QUERY, type Share } from '../../tunnel/share.js';
 import { withBaggageMember } from './baggage.js';
 import { setCookieLine, takeCookie } from './cookies.js';
 
-/** The query parameter of a share link. */
-export const SHARE_QUERY = 'devbox-share';
-/** The cookie that pins a browser to a share. */
-export const SHARE_COOKIE = 'devbox-session';
-
-/** The live shares of one agent. Expired entries are dropped when looked up. */
+/**
+ * The live shares of one agent, each owned by the tunnel session that sent it: a session's shares
+ * end with it. Expired entries are dropped when looked up.
+ */
 export class ShareTable {
-  private readonly shares = new Map<string, Share>();
+  private readonly shares = new Map<string, { share: Share; owner: number }>();
 
   constructor(readonly now: () => number = Date.now) {}
 
@@ -34,24 +32,29 @@ export class ShareTable {
     return this.shares.size;
   }
 
-  add(share: Share): void {
-    this.shares.set(share.key, { ...share });
+  add(share: Share, owner = 0): void {
+    this.shares.set(share.key, { share: { ...share }, owner });
   }
 
-  /** Revokes a share; true when it was there. */
-  remove(key: string): boolean {
-    return this.shares.delete(key);
+  /** Revokes a share (only its owner may); true when it was there. */
+  remove(key: string, owner = 0): boolean {
+    return this.shares.get(key)?.owner === owner && this.shares.delete(key);
+  }
+
+  /** Drops every share of a session that ended. */
+  removeOwner(owner: number): void {
+    for (const [key, entry] of this.shares) if (entry.owner === owner) this.shares.delete(key);
   }
 
   /** The share behind `key` while it lives. */
   live(key: string): Share | undefined {
     if (!isShareKeyShape(key)) return undefined;
-    const share = this.shares.get(key);
-    if (share && share.expiresAt <= this.now()) {
+    const entry = this.shares.get(key);
+    if (entry && entry.share.expiresAt <= this.now()) {
       this.shares.delete(key);
       return undefined;
     }
-    return share;
+    return entry?.share;
   }
 }
 

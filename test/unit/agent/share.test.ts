@@ -8,14 +8,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { describe, it } from 'node:test';
 import { baggageValue, withBaggageMember } from '../../../src/agent/http/baggage.js';
 import { takeCookie } from '../../../src/agent/http/cookies.js';
-import {
-  applyShares,
-  parseShareLink,
-  SHARE_COOKIE,
-  type ShareRequest,
-  ShareTable,
-} from '../../../src/agent/http/share.js';
-import { isShareKeyShape, newShareKey } from '../../../src/tunnel/share.js';
+import { applyShares, parseShareLink, type ShareRequest, ShareTable } from '../../../src/agent/http/share.js';
+import { isShareKeyShape, newShareKey, SHARE_COOKIE } from '../../../src/tunnel/share.js';
 
 const SESSION_KEY = 'personal-key-of-the-session-0123456789abcdef';
 

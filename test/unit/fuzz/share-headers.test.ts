@@ -9,14 +9,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { describe, it } from 'node:test';
 import { baggageMembers, baggageValue, withBaggageMember } from '../../../src/agent/http/baggage.js';
 import { takeCookie } from '../../../src/agent/http/cookies.js';
-import {
-  applyShares,
-  parseShareLink,
-  SHARE_COOKIE,
-  SHARE_QUERY,
-  ShareTable,
-} from '../../../src/agent/http/share.js';
-import { newShareKey } from '../../../src/tunnel/share.js';
+import { applyShares, parseShareLink, ShareTable } from '../../../src/agent/http/share.js';
+import { newShareKey, SHARE_COOKIE, SHARE_QUERY } from '../../../src/tunnel/share.js';
 import { fuzz, type Rng } from '../../support/fuzz.js';
 
 const HEADER_CHARS = 'ab=;, "\t%2F/\\?&#é-_devbox-session';

@@ -15,6 +15,7 @@ import type {
   TunnelLink,
   UdpFlowLink,
 } from '../../../src/sidecar/tunnel-link.js';
+import type { Share } from '../../../src/tunnel/share.js';
 
 type Obj = { metadata: { name: string; resourceVersion?: string; labels?: Record<string, string> } } & Record<
   string,
@@ -338,6 +339,18 @@ export class LoopbackLink implements TunnelLink {
 
   stats() {
     return { streamsOpen: this.open };
+  }
+
+  /** What the sidecar asked this link's agent to apply: `+key` shared, `-key` revoked. */
+  readonly shareLog: string[] = [];
+
+  share(share: Share): boolean {
+    this.shareLog.push(`+${share.key}`);
+    return true;
+  }
+
+  revokeShare(key: string): void {
+    this.shareLog.push(`-${key}`);
   }
 }
 

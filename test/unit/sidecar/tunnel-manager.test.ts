@@ -75,6 +75,32 @@ describe('tunnel manager', () => {
     assert.ok(Math.max(...delays) <= 2_000, `delays grew to ${Math.max(...delays)} ms`);
   });
 
+  it('hands share links to every agent pod, also to tunnels opened later, until they are revoked or expire', async () => {
+    const dialer = new FakeDialer();
+    manager = make(dialer);
+    const share = (key: string, expiresAt = Date.now() + 60_000) => ({
+      key,
+      sessionKey: 'session',
+      expiresAt,
+    });
+    assert.equal(manager.addShare(share('early')), false, 'no tunnel is up to take it yet');
+    manager.update([pod('a')]);
+    await eventually(() => manager!.ready);
+    assert.equal(manager.addShare(share('k1')), true);
+    manager.addShare(share('stale', Date.now() - 1));
+    manager.update([pod('a'), pod('b')]);
+    await eventually(() => manager!.status().filter((t) => t.state === 'up').length === 2);
+    const [a, b] = dialer.links;
+    assert.deepEqual(a!.shareLog, ['+early', '+k1', '+stale']);
+    assert.deepEqual(b!.shareLog, ['+early', '+k1'], 'a later tunnel gets the live shares only');
+
+    assert.equal(manager.revokeShares(), 2);
+    assert.deepEqual(b!.shareLog.slice(2), ['-early', '-k1']);
+    a!.close();
+    await eventually(() => dialer.links.length === 3 && manager!.status().every((t) => t.state === 'up'));
+    assert.deepEqual(dialer.links[2]!.shareLog, [], 'a reconnected tunnel gets no revoked share');
+  });
+
   it('closes the tunnel of a pod that goes away and stops dialing it', async () => {
     const dialer = new FakeDialer();
     manager = make(dialer);
