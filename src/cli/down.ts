@@ -19,12 +19,14 @@ export function downCommand() {
       '--keep-agent',
       'leave the agent in the pods (it passes traffic through) so the next up is faster',
     )
+    .option('--name <name>', 'the session to end, by its name on the workload (default: your login)')
     .addOption(outputOption(['text', 'json']))
     .addHelpText(
       'after',
       `
 Examples:
   devbox down api
+  devbox down api --name alice-fix               # one session of several; the others go on
   devbox down sts/db -n shop -o json
   devbox down                          # every workload of ./devbox.yaml`,
     )
@@ -47,7 +49,13 @@ Examples:
       const progress = createProgress(process.stderr);
       const results: DownResult[] = [];
       for (const workload of workloads) {
-        const result = await down({ target, workload, keepAgent: Boolean(flags.keepAgent), progress });
+        const result = await down({
+          target,
+          workload,
+          keepAgent: Boolean(flags.keepAgent),
+          ...(flags.name !== undefined ? { name: flags.name } : {}),
+          progress,
+        });
         for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
         results.push(result);
       }
@@ -58,6 +66,12 @@ Examples:
 
 function printDown(result: DownResult): void {
   const restored = result.restored.map((r) => r.object);
+  if (result.remaining.length) {
+    process.stdout.write(
+      `Ended session ${result.ended ?? ''} on ${result.workload}; removed ${result.containersRemoved.length} local container(s). Still running there: ${result.remaining.map((s) => `${s.name} (${s.holder})`).join(', ')}.\n`,
+    );
+    return;
+  }
   process.stdout.write(
     restored.length || result.containersRemoved.length
       ? `Restored ${restored.join(', ') || 'nothing in the cluster'}; removed ${result.containersRemoved.length} local container(s).\n`

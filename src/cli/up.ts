@@ -45,6 +45,21 @@ export function upCommand() {
         'after a sync: restart the container, rebuild the image (--build), or none',
       ).choices(['restart', 'rebuild', 'none'] as const),
     )
+    .option(
+      '--http-header <NAME=VALUE>',
+      'take only HTTP requests with this header (repeatable, all must match; VALUE exact, or /regex/)',
+      collect,
+    )
+    .option('--http-path-prefix <prefix>', 'take only HTTP requests whose path starts with this')
+    .option('--personal', "take only requests carrying this session's own key (x-devbox-session, or baggage)")
+    .option(
+      '--mirror',
+      'receive copies of the requests (all, or those the filters match); callers are answered by the pod',
+    )
+    .option(
+      '--name <name>',
+      'name of this session on the workload (default: your login); sessions of one workload differ by it',
+    )
     .option('-d, --detach', 'return once the session is ready instead of following the logs')
     .option(
       '--devcontainer [path]',
@@ -82,9 +97,14 @@ Examples:
   devbox up api --build . --sync src:/app/src --on-change restart   # edits reach the container in seconds
   devbox up                                      # every workload of ./devbox.yaml, as one session
   devbox up api inventory -e DEBUG=1             # these two (from devbox.yaml if there is one), -e on each
+  devbox up api --personal --detach              # only requests carrying your key; the rest stay with the pod
+  devbox up api --http-header x-user=alice --name alice-fix   # a second session of yours, by header
+  devbox up api --mirror                         # copies of the traffic; the pod still answers
 
-The workload's Services send their traffic to the local container while the
-session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
+The workload's Services send their traffic (or, with filters, the requests that
+match) to the local container while the session runs; several filtered sessions
+share a workload. \`devbox down <workload> [--name N]\` (or Ctrl-C) ends one; the
+last one restores the workload exactly.`,
     )
     .action(async (operands, flags, cmd) => {
       const { findProjectFile, selectWorkloads } = await import('../project/index.js');
@@ -128,6 +148,13 @@ session runs; \`devbox down <workload>\` (or Ctrl-C) restores them exactly.`,
         rolloutTimeoutMs: flags.timeout,
         readyTimeoutMs: flags.timeout,
         tty: !detach && chosen.length === 1 && Boolean(process.stdin.isTTY && process.stdout.isTTY),
+        ...(flags.name !== undefined ? { name: flags.name } : {}),
+        filters: {
+          headers: flags.httpHeader ?? [],
+          pathPrefix: flags.httpPathPrefix,
+          personal: Boolean(flags.personal),
+          mirror: Boolean(flags.mirror),
+        },
         ...(flags.devcontainer
           ? { devcontainer: { path: flags.devcontainer === true ? '.' : flags.devcontainer } }
           : {}),
@@ -250,8 +277,11 @@ function checkWorkloads(flags: UpFlags, chosen: WorkloadSettings[]): void {
 
 function printSummary(r: UpResult): void {
   const lines = [
-    `${r.workload} runs locally in ${r.containers.service} (session ${r.session}, namespace ${r.namespace}).`,
+    `${r.workload} runs locally in ${r.containers.service} (session ${r.session} "${r.name}", namespace ${r.namespace}).`,
   ];
+  if (r.route.mode !== 'global') lines.push(`  takes: ${r.filter}`);
+  if (r.personalKey) lines.push(`  your key (keep it to yourself): ${r.personalKey}`);
+  if (r.curl) lines.push(`  try it from a pod of the cluster: ${r.curl}`);
   for (const p of r.intercepted) {
     lines.push(`  service/${p.service}:${p.port}/${p.protocol} → local port ${p.appPort}`);
   }
@@ -264,6 +294,6 @@ function printSummary(r: UpResult): void {
     lines.push(
       `  sidecar only: the dev container joins ${r.containers.sidecar} (env in ${r.files.envFile}, labels in ${r.files.labelFile})`,
     );
-  lines.push(`End it with: devbox down ${r.workload} -n ${r.namespace}`);
+  lines.push(`End it with: devbox down ${r.workload} -n ${r.namespace} --name ${r.name}`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -281,6 +281,7 @@ export interface SessionFilter {
   workload?: string;
   namespace?: string;
   context?: string;
+  name?: string;
 }
 
 /** Sessions on this engine, from container labels alone (stopped ones included). */
@@ -292,6 +293,7 @@ export async function findSessions(
   if (filter.workload) labels[SESSION_LABELS.workload] = filter.workload;
   if (filter.namespace) labels[SESSION_LABELS.namespace] = filter.namespace;
   if (filter.context) labels[SESSION_LABELS.context] = filter.context;
+  if (filter.name) labels[SESSION_LABELS.name] = filter.name;
   return groupSessions(await docker.listContainers({ labels, all: true }));
 }
 

@@ -16,6 +16,8 @@ export const SESSION_LABELS = {
   workload: 'devbox.workload',
   namespace: 'devbox.namespace',
   context: 'devbox.context',
+  /** The session's name on its workload (`up --name`). */
+  name: 'devbox.name',
 } as const;
 
 export type SessionRole = 'sidecar' | 'service';
@@ -35,6 +37,8 @@ export interface SessionIdentity {
   namespace: string;
   /** kube context name, when one was chosen. */
   context?: string;
+  /** Its name on the workload (`up --name`): two sessions of one workload differ by it. */
+  name?: string;
 }
 
 /** One file copied into a container (a key of a ConfigMap or Secret, a token, a CA). */
@@ -125,6 +129,7 @@ export function sessionLabels(
     [SESSION_LABELS.namespace]: session.namespace,
   };
   if (session.context) labels[SESSION_LABELS.context] = session.context;
+  if (session.name) labels[SESSION_LABELS.name] = session.name;
   return labels;
 }
 
@@ -213,6 +218,8 @@ export interface SessionSummary {
   workload: string;
   namespace: string;
   context?: string;
+  /** The session's name on its workload (none on containers of earlier versions). */
+  name?: string;
   /** running: sidecar and service both run; degraded: something is missing or stopped while another part runs; stopped: nothing runs. */
   state: 'running' | 'degraded' | 'stopped';
   sidecar?: SessionContainerSummary;
@@ -272,6 +279,8 @@ export function groupSessions(containers: readonly ContainerSummary[]): SessionS
     };
     const context = labels[SESSION_LABELS.context];
     if (context) session.context = context;
+    const name = labels[SESSION_LABELS.name];
+    if (name) session.name = name;
     if (sidecar) session.sidecar = sidecar;
     if (service) session.service = service;
     sessions.push(session);

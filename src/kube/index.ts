@@ -39,6 +39,7 @@ export {
   ANNOTATION_ORIGINAL,
   ANNOTATION_SESSION,
   agentPortName,
+  asSessionRecord,
   assertNotIntercepted,
   DEFAULT_FIRST_AGENT_PORT,
   DEFAULT_TUNNEL_PORT,
@@ -57,8 +58,10 @@ export {
   type SessionHolder,
   serviceOriginal,
   sessionOf,
+  sessionsOf,
   type WorkloadOriginal,
   withClaim,
+  withSessions,
   workloadOriginal,
 } from './intercept.js';
 export {
@@ -88,6 +91,14 @@ export {
   SIDECAR_ACCOUNT,
   SIDECAR_PERMISSIONS,
 } from './rbac.js';
+export {
+  defaultSessionName,
+  type RecordedRoute,
+  SESSION_KINDS,
+  SESSION_NAME,
+  type SessionKind,
+  type SessionRecord,
+} from './restore-record.js';
 export { closestNames } from './suggest.js';
 export * from './volumes/index.js';
 export {

@@ -18,8 +18,10 @@ import {
   type SessionHolder,
   serviceOriginal,
   sessionOf,
+  sessionsOf,
   workloadOriginal,
 } from './intercept.js';
+import type { SessionRecord } from './restore-record.js';
 import {
   chooseWorkload,
   parseWorkloadRef,
@@ -228,7 +230,9 @@ export async function restoreSession(
 export interface InterceptedWorkload {
   kind: WorkloadKind;
   name: string;
+  /** The oldest of `sessions`. */
   holder: SessionHolder | undefined;
+  sessions: SessionRecord[];
 }
 
 /**
@@ -248,7 +252,12 @@ export async function findInterceptedWorkloads(
         sessionOf(w) !== undefined ||
         podTemplate(w).spec?.containers.some((c) => c.name === AGENT_CONTAINER),
     )
-    .map((w) => ({ kind: w.kind, name: w.metadata?.name ?? '', holder: sessionOf(w) }));
+    .map((w) => ({
+      kind: w.kind,
+      name: w.metadata?.name ?? '',
+      holder: sessionOf(w),
+      sessions: sessionsOf(w),
+    }));
 }
 
 /** Names of the agent's ConfigMap (bundle) and Secret (token) for a workload. */

@@ -59,8 +59,10 @@ import {
   ANNOTATION_SESSION,
   checkServiceRecord,
   checkWorkloadRecord,
+  defaultSessionName,
   parseOriginalRecord,
-  parseSessionRecord,
+  parseSessionRecords,
+  type SessionRecord,
 } from './restore-record.js';
 import { podTemplate, portsReachingContainer, type Workload, workloadLabel } from './workload.js';
 
@@ -198,14 +200,46 @@ function nameOf(obj: { metadata?: { name?: string } }): string {
   return obj.metadata?.name ?? '';
 }
 
-/** The session recorded on an object, if any; CONFLICT naming the field when the record is not devbox's. */
+/**
+ * The sessions recorded on an object, oldest first (none when it carries no record); CONFLICT
+ * naming the field when the record is not devbox's.
+ */
+export function sessionsOf(obj: {
+  kind?: string;
+  metadata?: { name?: string; annotations?: Record<string, string> };
+}): SessionRecord[] {
+  const raw = annotationsOf(obj)[ANNOTATION_SESSION];
+  if (raw === undefined) return [];
+  return parseSessionRecords(raw, `${(obj.kind ?? 'object').toLowerCase()}/${nameOf(obj)}`);
+}
+
+/** The oldest session recorded on an object, if any. */
 export function sessionOf(obj: {
   kind?: string;
   metadata?: { name?: string; annotations?: Record<string, string> };
-}): SessionHolder | undefined {
-  const raw = annotationsOf(obj)[ANNOTATION_SESSION];
-  if (raw === undefined) return undefined;
-  return parseSessionRecord(raw, `${(obj.kind ?? 'object').toLowerCase()}/${nameOf(obj)}`);
+}): SessionRecord | undefined {
+  return sessionsOf(obj)[0];
+}
+
+/** A holder as a session of the record: a global, local session named after its user unless it says more. */
+export function asSessionRecord(h: SessionHolder | SessionRecord): SessionRecord {
+  return {
+    name: defaultSessionName(h.user),
+    route: { mode: 'global', headers: [] },
+    kind: 'local',
+    ...h,
+  };
+}
+
+/** The workload with exactly these sessions recorded (the annotation goes with the last one). */
+export function withSessions(w: Workload, sessions: readonly SessionRecord[]): Workload {
+  const out = clone(w);
+  const annotations = { ...annotationsOf(out) };
+  if (sessions.length) annotations[ANNOTATION_SESSION] = JSON.stringify(sessions);
+  else delete annotations[ANNOTATION_SESSION];
+  out.metadata = { ...out.metadata, annotations };
+  if (Object.keys(annotations).length === 0) delete out.metadata.annotations;
+  return out;
 }
 
 /** True when the holder is the same user on the same host (e.g. a session left by a crash). */
@@ -219,29 +253,31 @@ export function describeHolder(h: SessionHolder): string {
 }
 
 /**
- * The workload claimed for `holder`: only its session annotation changes. Written with the
- * resourceVersion it was read with, the claim is the atomic first step of `up`: of several
- * `up`s that read the same version, exactly one write succeeds, the others get 409.
+ * The workload claimed for `holder`: only its session annotation changes, `holder` joining the
+ * sessions recorded (replacing those named in `replacing`, left by a crash). Written with the
+ * resourceVersion it was read with, the claim is the atomic first step of `up`: of several `up`s
+ * that read the same version, exactly one write succeeds, the others get 409.
  */
-export function withClaim(w: Workload, holder: SessionHolder): Workload {
-  const claimed = clone(w);
-  claimed.metadata = {
-    ...claimed.metadata,
-    annotations: { ...annotationsOf(claimed), [ANNOTATION_SESSION]: JSON.stringify(holder) },
-  };
-  return claimed;
+export function withClaim(
+  w: Workload,
+  holder: SessionHolder | SessionRecord,
+  replacing: readonly string[] = [],
+): Workload {
+  const kept = sessionsOf(w).filter((s) => s.id !== holder.id && !replacing.includes(s.id));
+  return withSessions(w, [...kept, asSessionRecord(holder)]);
 }
 
 /**
- * CONFLICT when the workload carries a session, naming who holds it; a claim of `claimant`
- * (the session annotation alone, no agent written yet) is not one.
+ * CONFLICT when devbox's agent is in the workload or another session is recorded, naming who
+ * holds it; a claim of `claimant` (its session alone, no agent written yet) is not one.
  */
 export function assertNotIntercepted(w: Workload, claimant?: Pick<SessionHolder, 'id'>): void {
-  const holder = sessionOf(w);
+  const sessions = sessionsOf(w);
+  const others = sessions.filter((s) => s.id !== claimant?.id);
   const hasOriginal = annotationsOf(w)[ANNOTATION_ORIGINAL] !== undefined;
-  if (!holder && !hasOriginal) return;
-  if (!hasOriginal && claimant !== undefined && holder?.id === claimant.id) return;
+  if (others.length === 0 && !hasOriginal) return;
   const label = workloadLabel(w.kind, nameOf(w));
+  const holder = others[0] ?? sessions[0];
   throw new DevboxError(
     'CONFLICT',
     `${label} is already in use by ${holder ? describeHolder(holder) : 'an earlier devbox session'}`,
@@ -610,7 +646,8 @@ function workloadWithAgent(
     annotations: {
       ...annotationsOf(patched),
       [ANNOTATION_ORIGINAL]: JSON.stringify(original),
-      [ANNOTATION_SESSION]: JSON.stringify(req.holder),
+      // The claim recorded the session already; a workload planned unclaimed gets it here.
+      [ANNOTATION_SESSION]: JSON.stringify(sessionsOf(withClaim(w, req.holder))),
     },
   };
   return { workload: patched, files };

@@ -51,35 +51,140 @@ function parseJson(raw: string, annotation: string, what: string): unknown {
   }
 }
 
-/** Who holds a session, as `up` records it. */
+/** A session's route as the workload records it: never its personal key, only that it has one. */
+export interface RecordedRoute {
+  mode: 'global' | 'filtered' | 'mirror';
+  headers: { name: string; value: string; regex?: boolean }[];
+  pathPrefix?: string;
+  personal?: boolean;
+}
+
+/** What a session is on the workload: `local` runs a local container; others (a shared link) have none. */
+export const SESSION_KINDS = ['local', 'share'] as const;
+export type SessionKind = (typeof SESSION_KINDS)[number];
+
+/** One session of a workload, as `up` records it in `devbox.dev/session` (a list, oldest first). */
 export interface SessionRecord {
   user: string;
   host: string;
   startedAt: string;
   id: string;
   pid?: number;
+  /** Unique on the workload (`--name`, by default the user's). */
+  name: string;
+  route: RecordedRoute;
+  kind: SessionKind;
+  /** Set by the last session to leave while it restores the workload: nobody joins meanwhile. */
+  ending?: boolean;
 }
 
-/** The `devbox.dev/session` annotation of `what`, checked. */
-export function parseSessionRecord(raw: string, what: string): SessionRecord {
+/** A session name: what `--name` takes, and what container names and `down --name` use. */
+export const SESSION_NAME = /^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$/;
+
+/** The session name a user gets by default: their login, lower case, as a DNS label. */
+export function defaultSessionName(user: string): string {
+  const name = user
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 32)
+    .replace(/-+$/, '');
+  return name || 'dev';
+}
+
+const GLOBAL: RecordedRoute = { mode: 'global', headers: [] };
+/** An HTTP header name (RFC 9110 token), lower case. */
+const HEADER_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]{1,256}$/;
+
+/**
+ * The `devbox.dev/session` annotation of `what`, checked: a list of sessions. The single
+ * object earlier versions wrote reads as one global session named after its user.
+ */
+export function parseSessionRecords(raw: string, what: string): SessionRecord[] {
   const value = parseJson(raw, ANNOTATION_SESSION, what);
   const bad = (problem: string) => tamperedRecord(ANNOTATION_SESSION, what, problem);
-  if (!isObject(value)) throw bad(`expected an object, found ${JSON.stringify(value)}`);
-  for (const field of ['user', 'host', 'startedAt', 'id'] as const) {
-    if (typeof value[field] !== 'string') throw bad(`${field} must be a string`);
+  if (isObject(value)) return [checkSession(value, '', bad, true)];
+  if (!Array.isArray(value)) throw bad(`expected a list of sessions, found ${JSON.stringify(value)}`);
+  if (value.length > 256) throw bad('more than 256 sessions');
+  const sessions = value.map((v, i) => {
+    if (!isObject(v)) throw bad(`[${i}] must be an object`);
+    return checkSession(v, `[${i}].`, bad, false);
+  });
+  for (const key of ['id', 'name'] as const) {
+    const seen = new Set<string>();
+    for (const [i, s] of sessions.entries()) {
+      if (seen.has(s[key])) throw bad(`[${i}].${key} "${s[key]}" appears twice`);
+      seen.add(s[key]);
+    }
   }
-  if (!/^[A-Za-z0-9-]{1,64}$/.test(value.id as string)) throw bad('id must be letters, digits and dashes');
+  return sessions;
+}
+
+function checkSession(
+  value: Record_,
+  at: string,
+  bad: (problem: string) => DevboxError,
+  legacy: boolean,
+): SessionRecord {
+  for (const field of ['user', 'host', 'startedAt', 'id'] as const) {
+    if (typeof value[field] !== 'string') throw bad(`${at}${field} must be a string`);
+  }
+  if (!/^[A-Za-z0-9-]{1,64}$/.test(value.id as string))
+    throw bad(`${at}id must be letters, digits and dashes`);
   if ((value.startedAt as string) !== '' && Number.isNaN(Date.parse(value.startedAt as string)))
-    throw bad('startedAt must be a time');
+    throw bad(`${at}startedAt must be a time`);
   if (value.pid !== undefined && !(Number.isSafeInteger(value.pid) && (value.pid as number) > 0))
-    throw bad('pid must be a positive integer');
-  return {
+    throw bad(`${at}pid must be a positive integer`);
+  const record: SessionRecord = {
     user: value.user as string,
     host: value.host as string,
     startedAt: value.startedAt as string,
     id: value.id as string,
     ...(value.pid !== undefined ? { pid: value.pid as number } : {}),
+    name: legacy ? defaultSessionName(value.user as string) : (value.name as string),
+    route: legacy ? GLOBAL : checkRoute(value.route, `${at}route`, bad),
+    kind: legacy ? 'local' : (value.kind as SessionKind),
   };
+  if (legacy) return record;
+  if (typeof value.name !== 'string' || !SESSION_NAME.test(value.name))
+    throw bad(`${at}name must be a lower-case DNS label of at most 32 characters`);
+  if (!SESSION_KINDS.includes(value.kind as SessionKind))
+    throw bad(`${at}kind must be one of ${SESSION_KINDS.join(', ')}`);
+  if (value.ending !== undefined && value.ending !== true) throw bad(`${at}ending must be true or absent`);
+  if (value.ending) record.ending = true;
+  return record;
+}
+
+function checkRoute(value: unknown, at: string, bad: (problem: string) => DevboxError): RecordedRoute {
+  if (!isObject(value)) throw bad(`${at} must be an object`);
+  if (value.mode !== 'global' && value.mode !== 'filtered' && value.mode !== 'mirror')
+    throw bad(`${at}.mode must be global, filtered or mirror`);
+  // A key written into the cluster would be readable by everyone who reads the workload.
+  if ('personalKey' in value) throw bad(`${at}.personalKey must not be recorded`);
+  if (!Array.isArray(value.headers) || value.headers.length > 32)
+    throw bad(`${at}.headers must be a list of at most 32 header matches`);
+  const headers = value.headers.map((h, i) => {
+    if (!isObject(h) || typeof h.name !== 'string' || !HEADER_NAME.test(h.name))
+      throw bad(`${at}.headers[${i}].name must be a lower-case header name`);
+    if (typeof h.value !== 'string' || h.value.length > 1024)
+      throw bad(`${at}.headers[${i}].value must be a string of at most 1024 characters`);
+    if (h.regex !== undefined && typeof h.regex !== 'boolean')
+      throw bad(`${at}.headers[${i}].regex must be a boolean`);
+    return { name: h.name, value: h.value, ...(h.regex ? { regex: true } : {}) };
+  });
+  const route: RecordedRoute = { mode: value.mode, headers };
+  if (value.pathPrefix !== undefined) {
+    if (typeof value.pathPrefix !== 'string' || !/^\/[^\s?#]{0,1023}$/.test(value.pathPrefix))
+      throw bad(`${at}.pathPrefix must be a path starting with /`);
+    route.pathPrefix = value.pathPrefix;
+  }
+  if (value.personal !== undefined) {
+    if (typeof value.personal !== 'boolean') throw bad(`${at}.personal must be a boolean`);
+    if (value.personal) route.personal = true;
+  }
+  if (route.mode === 'global' && (headers.length || route.pathPrefix !== undefined || route.personal))
+    throw bad(`${at}: a global route has no filter`);
+  return route;
 }
 
 /**

@@ -21,7 +21,8 @@ import type { Progress } from '../util/progress.js';
 import { sessionLeaseName } from '../util/session-lease.js';
 import { MANAGED_LABEL, MANAGED_VALUE } from './agent-objects.js';
 import { deleteSessionLease, leaseState, sessionLeaseState } from './lease.js';
-import { removeLocalSessions, restoreInCluster } from './teardown.js';
+import { leaveWorkload } from './leave.js';
+import { removeLocalSessions } from './teardown.js';
 
 export interface CleanOptions {
   target: KubeTarget;
@@ -66,25 +67,31 @@ export async function clean(options: CleanOptions): Promise<CleanResult> {
     const namespaces = options.all ? await namespacesWithDevbox(client) : [client.namespace];
     result.namespaces = namespaces;
     // Which sessions live is read before anything is removed; a live one keeps its local containers too.
-    const found = new Map<string, InterceptedWorkload[]>();
+    const found = new Map<string, Ending[]>();
     const liveIds = new Set<string>();
     for (const namespace of namespaces) {
-      const sessions: InterceptedWorkload[] = [];
-      for (const session of await findInterceptedWorkloads(client, namespace)) {
-        const state = session.holder
-          ? await sessionLeaseState(client, namespace, session.holder.id)
-          : { live: false };
-        if (state.live && !options.force && session.holder) {
-          liveIds.add(session.holder.id);
+      const endings: Ending[] = [];
+      for (const workload of await findInterceptedWorkloads(client, namespace)) {
+        const dead: string[] = [];
+        for (const session of workload.sessions) {
+          const state = await sessionLeaseState(client, namespace, session.id);
+          if (!state.live || options.force) {
+            dead.push(session.id);
+            continue;
+          }
+          liveIds.add(session.id);
           result.left.push({
             namespace,
-            workload: `${session.kind.toLowerCase()}/${session.name}`,
-            holder: describeHolder(session.holder),
+            workload: `${workload.kind.toLowerCase()}/${workload.name}`,
+            holder: describeHolder(session),
             renewedSecondsAgo: state.renewedSecondsAgo ?? 0,
           });
-        } else sessions.push(session);
+        }
+        const live = workload.sessions.length - dead.length;
+        // A workload with live sessions only loses its dead ones; with none it is restored.
+        if (dead.length || live === 0) endings.push({ workload, dead });
       }
-      found.set(namespace, sessions);
+      found.set(namespace, endings);
     }
     const local = await removeLocalSessions(
       options.all ? {} : { namespace: client.namespace },
@@ -103,21 +110,32 @@ export async function clean(options: CleanOptions): Promise<CleanResult> {
   }
 }
 
+/** A workload `clean` acts on, and its sessions that no longer live. */
+interface Ending {
+  workload: InterceptedWorkload;
+  dead: string[];
+}
+
 async function cleanNamespace(
   client: KubeClient,
   namespace: string,
-  sessions: InterceptedWorkload[],
+  endings: Ending[],
   left: LeftSession[],
   liveIds: ReadonlySet<string>,
   result: CleanResult,
   progress: Progress,
 ) {
-  for (const found of sessions) {
-    const undone = await restoreInCluster(client, namespace, found.kind, found.name, progress);
+  for (const { workload, dead } of endings) {
+    const undone = await leaveWorkload(client, namespace, workload.kind, workload.name, dead, {
+      keepAgent: false,
+      onlyIfRecorded: false,
+      progress,
+    });
     result.restored.push(...undone.restored);
     result.deleted.push(...undone.deleted);
-    if (found.holder && (await deleteSessionLease(client, namespace, found.holder.id)))
-      result.deleted.push(`lease/${sessionLeaseName(found.holder.id)}`);
+    for (const id of dead)
+      if (await deleteSessionLease(client, namespace, id))
+        result.deleted.push(`lease/${sessionLeaseName(id)}`);
   }
   // Agent objects whose workload is gone or was restored by hand (bundle and token share a name),
   // except those of the live sessions left alone.

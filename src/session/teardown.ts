@@ -3,7 +3,7 @@
  * the cluster the workload, its Services and the agent's objects.
  */
 import { connectDocker } from '../docker/connect.js';
-import { findSessions, removeSession, type SessionFilter } from '../docker/index.js';
+import { findSessions, removeSession, type SessionFilter, type SessionSummary } from '../docker/index.js';
 import {
   getWorkload,
   type KubeClient,
@@ -17,19 +17,20 @@ import { deleteAgentObjects } from './agent-objects.js';
 import { hasAgent, rollOnDelete } from './ondelete-roll.js';
 
 /**
- * Removes the matching local sessions, except those whose id is in `keep`; a Docker engine
- * that does not answer becomes a warning.
+ * Removes the matching local sessions (those `only` accepts), except those whose id is in
+ * `keep`; a Docker engine that does not answer becomes a warning.
  */
 export async function removeLocalSessions(
   filter: SessionFilter,
   progress: Progress,
   keep: ReadonlySet<string> = new Set(),
+  only: (session: SessionSummary) => boolean = () => true,
 ): Promise<{ containers: string[]; warning?: string }> {
   const containers: string[] = [];
   try {
     const docker = await connectDocker(progress);
     for (const session of await findSessions(docker, filter)) {
-      if (keep.has(session.id)) continue;
+      if (keep.has(session.id) || !only(session)) continue;
       const removed = await progress.step(`Removing local session ${session.id} (${session.workload})`, () =>
         removeSession(docker, session.id),
       );

@@ -14,13 +14,15 @@
  */
 import { connectDocker } from '../docker/connect.js';
 import { connectCluster } from '../kube/connect.js';
+import { describeRoute, type SessionRoute } from '../tunnel/route.js';
 import { DevboxError, errorText } from '../util/errors.js';
 import { createSessionLease, deleteSessionLease, keepRenewing } from './lease.js';
+import { curlLine, recordedRoute } from './route-flags.js';
 import { checkAppRunning } from './up/app-running.js';
 import { applyCluster } from './up/apply-cluster.js';
 import { applyLocal } from './up/apply-local.js';
 import { planUp } from './up/plan.js';
-import type { UpContext, UpOptions, UpPlan, UpResult } from './up/types.js';
+import type { InterceptedPort, UpContext, UpOptions, UpPlan, UpResult } from './up/types.js';
 import { UndoStack } from './up/undo.js';
 import { validateFlags, validateTarget } from './up/validate.js';
 
@@ -95,13 +97,31 @@ async function applyAll(ctx: UpContext, plan: UpPlan, undo: UndoStack): Promise<
   const { target: v } = plan;
   return {
     session: plan.session.id,
+    name: plan.session.name,
+    ...routeSummary(plan.flags.route, cluster.intercepted, v.namespace),
     container: v.app.name,
     workload: v.label,
     namespace: v.namespace,
     context: ctx.client.cluster.context,
     ...started,
     intercepted: cluster.intercepted,
-    resumed: plan.cluster.mode === 'resume',
+    resumed: plan.cluster.mode === 'join',
     warnings: plan.warnings,
+  };
+}
+
+/** What the user needs to reach a filtered session: the filter in words, its key, a request to paste. */
+function routeSummary(
+  route: SessionRoute,
+  intercepted: readonly InterceptedPort[],
+  namespace: string,
+): Pick<UpResult, 'route' | 'filter' | 'personalKey' | 'curl'> {
+  const first = intercepted.find((p) => p.service && p.protocol === 'TCP');
+  const url = first ? `http://${first.service}.${namespace}:${first.port}` : undefined;
+  return {
+    route: recordedRoute(route),
+    filter: describeRoute(route),
+    ...(route.personalKey !== undefined ? { personalKey: route.personalKey } : {}),
+    ...(route.mode !== 'global' && url ? { curl: curlLine(route, url) } : {}),
   };
 }

@@ -5,50 +5,45 @@
  */
 import type { V1Service } from '@kubernetes/client-node';
 import {
+  AGENT_CONTAINER,
   assertNotIntercepted,
   getWorkload,
   type InterceptPlan,
-  restoreSession,
   type Workload,
   writeServices,
   writeWorkload,
 } from '../../kube/index.js';
+import { servicePortTargets } from '../../kube/workload.js';
+import type { AgentContainerEnv } from '../../tunnel/agent-contract.js';
 import { isDevboxError } from '../../util/errors.js';
-import { deleteSessionAgentObjects, writeAgentObjects } from '../agent-objects.js';
+import { writeAgentObjects } from '../agent-objects.js';
 import { hasAgent, rollOnDelete } from '../ondelete-roll.js';
 import { waitForRollout } from '../rollout.js';
-import { claimWorkload, whileHeld } from './claim.js';
+import { claimWorkload } from './claim.js';
 import { interceptFor } from './plan.js';
-import type { ClusterSession, UpContext, UpPlan } from './types.js';
+import type { ClusterSession, InterceptedPort, UpContext, UpPlan } from './types.js';
 import type { UndoStack } from './undo.js';
 
-/** Puts the cluster side of the session in place (or takes over the agent left there). */
+/** Puts the cluster side of the session in place, or joins the agent already there. */
 export async function applyCluster(ctx: UpContext, plan: UpPlan, undo: UndoStack): Promise<ClusterSession> {
   const { target: v, cluster } = plan;
   const claimed = await claimWorkload(ctx, plan, undo);
-  if (cluster.mode === 'resume') {
-    ctx.progress.note(`reusing the agent already in ${v.label}`);
+  if (cluster.mode === 'join') {
+    const others = v.sessions.filter((s) => !v.replaces.includes(s.id));
+    ctx.progress.note(
+      others.length
+        ? `joining the agent already in ${v.label}, beside ${others.map((s) => `${s.name} (${s.user}@${s.host})`).join(', ')}`
+        : `reusing the agent already in ${v.label}`,
+    );
     return {
       token: cluster.token,
       tunnelPort: cluster.agent.tunnelPort,
-      // Service names are not part of the agent's env.
-      intercepted: cluster.agent.intercepts.map(({ appPort }) => ({
-        service: '',
-        port: appPort,
-        protocol: 'TCP',
-        appPort,
-      })),
+      intercepted: joinedPorts(v, cluster.agent),
     };
   }
   const { client } = ctx;
-  const id = plan.session.id;
-  undo.push('removing the agent bundle and token', () =>
-    deleteSessionAgentObjects(client, v.namespace, v.workload.kind, v.name, id),
-  );
-  const objects = await writeAgentObjects(client, v.workload, plan.bundles.agent, id);
-  undo.push(`restoring ${v.label} and its Services`, () =>
-    whileHeld(ctx, plan, () => restoreSession(client, v.namespace, v.workload.kind, v.name)),
-  );
+  // The claim's undo restores the workload and removes these objects while no other session joined.
+  const objects = await writeAgentObjects(client, v.workload, plan.bundles.agent, plan.session.id);
   const intercept = await ctx.step(`Adding the agent to ${v.label}`, () =>
     writeIntercept(ctx, plan, interceptFor(ctx.options, v, plan.session, claimed)),
   );
@@ -63,6 +58,22 @@ export async function applyCluster(ctx: UpContext, plan: UpPlan, undo: UndoStack
       appPort: p.appPort,
     })),
   };
+}
+
+/** The Service ports that reach the agent's intercepts, as a joining session takes them over. */
+function joinedPorts(v: UpPlan['target'], agent: AgentContainerEnv): InterceptedPort[] {
+  return servicePortTargets(v.workload, v.services).flatMap((t): InterceptedPort[] => {
+    const intercept = agent.intercepts.find((i) => i.listenPort === t.containerPort);
+    if (t.container !== AGENT_CONTAINER || !intercept) return [];
+    return [
+      {
+        service: t.service,
+        port: t.servicePort.port,
+        protocol: t.servicePort.protocol ?? 'TCP',
+        appPort: intercept.appPort,
+      },
+    ];
+  });
 }
 
 /**

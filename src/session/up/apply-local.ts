@@ -11,7 +11,12 @@ import {
   type SessionSpec,
   waitSidecarReady,
 } from '../../docker/index.js';
-import { AGENT_CONTAINER, labelSelectorString, resolveWorkloadEnv } from '../../kube/index.js';
+import {
+  AGENT_CONTAINER,
+  defaultSessionName,
+  labelSelectorString,
+  resolveWorkloadEnv,
+} from '../../kube/index.js';
 import { settings } from '../../settings/index.js';
 import { errorText } from '../../util/errors.js';
 import { sessionLeaseName } from '../../util/session-lease.js';
@@ -75,6 +80,7 @@ export async function applyLocal(
       workload: v.label,
       namespace: v.namespace,
       context: ctx.client.cluster.context,
+      name: plan.session.name,
     },
     sidecar,
     service: {
@@ -87,7 +93,7 @@ export async function applyLocal(
       tty: options.tty,
       openStdin: options.tty,
       init: true,
-      name: containerNames(`${v.name}.${v.namespace}`).service,
+      name: localNames(plan).service,
     },
   };
   const started = await startContainers(ctx, plan, spec);
@@ -128,6 +134,9 @@ async function sidecarSpec(
       statusPort: SIDECAR_STATUS_PORT,
       portForward: settings().portForward,
       sessionLease: sessionLeaseName(plan.session.id),
+      sessionId: plan.session.id,
+      // The personal key travels only here: the config file is root-only in the developer's sidecar.
+      ...(plan.flags.route.mode === 'global' ? {} : { route: plan.flags.route }),
     },
     files: [{ path: '/devbox/token', content: v.sidecarToken.token, mode: 0o600 }],
     dnsSearch: dns.search,
@@ -135,8 +144,19 @@ async function sidecarSpec(
     extraHosts: api.extraHosts,
     ports: plan.flags.publish,
     hostname: v.name,
-    name: containerNames(`${v.name}.${v.namespace}`).sidecar,
+    name: localNames(plan).sidecar,
   };
+}
+
+/**
+ * The local containers' names: `devbox-api.shop` for the session named after its user, as
+ * before names existed (an editor's dev container configuration refers to it), and
+ * `devbox-api.shop.<name>` for any other, so sessions of one workload share a Docker engine.
+ */
+function localNames(plan: UpPlan): { sidecar: string; service: string } {
+  const { target: v, session } = plan;
+  const base = `${v.name}.${v.namespace}`;
+  return containerNames(session.name === defaultSessionName(session.user) ? base : `${base}.${session.name}`);
 }
 
 /** The pod env's address of the API server (`kubernetes.default`), as the sidecar config takes it. */

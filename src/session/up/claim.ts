@@ -1,85 +1,65 @@
 /**
- * The claim: `up`'s first change to the cluster, and the only one made before it knows the
- * workload is its own. The session annotation is written with the resourceVersion the workload
- * was read with; of several `up`s that read the same version exactly one write lands, and the
- * others get 409, read the winner's claim, and stop naming it — having changed nothing. Every
- * later undo step acts only while the workload is still held by this session.
+ * The claim: `up`'s first change to the cluster, and the only one made before it knows it may
+ * act. The session adds itself to the workload's session record, written with the
+ * resourceVersion the workload was read with; of several `up`s that read the same version
+ * exactly one write lands. The others get 409, read the record again and are admitted anew
+ * against it (a second filtered session still joins; a second global one stops naming the
+ * holder), having changed nothing. Every undo acts only on this session's own entry, and
+ * restores the workload only when no other session remains on it.
  */
 import {
   ANNOTATION_ORIGINAL,
-  ANNOTATION_SESSION,
-  assertNotIntercepted,
   getWorkload,
-  sessionOf,
-  updateWithRetry,
+  sessionsOf,
   type Workload,
   withClaim,
   writeWorkload,
 } from '../../kube/index.js';
 import { DevboxError, isDevboxError } from '../../util/errors.js';
+import { admitSession } from '../admission.js';
+import { leaveWorkload } from '../leave.js';
 import type { UpContext, UpPlan } from './types.js';
 import type { UndoStack } from './undo.js';
+import { assertSettled, currentUser, isLeftover } from './validate.js';
 
-const annotation = (w: Workload, key: string) => w.metadata?.annotations?.[key];
+const hasAgentRecord = (w: Workload) => w.metadata?.annotations?.[ANNOTATION_ORIGINAL] !== undefined;
 
 /** Claims the workload for the plan's session (undo registered first); returns it as written. */
 export async function claimWorkload(ctx: UpContext, plan: UpPlan, undo: UndoStack): Promise<Workload> {
   const { target: v, session } = plan;
-  undo.push(`releasing ${v.label}`, () => releaseClaim(ctx, plan));
-  return ctx.step(`Claiming ${v.label} for session ${session.id}`, async () => {
+  // A fresh session restores what it wrote; one that joined leaves the agent to the others.
+  const title =
+    plan.cluster.mode === 'join'
+      ? `taking session ${session.id} off ${v.label}`
+      : `restoring ${v.label} and its Services (only this session's entry if others joined it)`;
+  undo.push(title, () =>
+    leaveWorkload(ctx.client, v.namespace, v.workload.kind, v.name, [session.id], {
+      keepAgent: plan.cluster.mode === 'join',
+      onlyIfRecorded: true,
+      progress: ctx.progress,
+    }),
+  );
+  return ctx.step(`Claiming ${v.label} for session ${session.id} (${session.name})`, async () => {
     let current = v.workload;
+    let replaces = v.replaces;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await writeWorkload(ctx.client, withClaim(current, session));
+        return await writeWorkload(ctx.client, withClaim(current, session, replaces));
       } catch (err) {
         if (!isDevboxError(err, 'CONFLICT') || attempt === 5) throw err;
         const fresh = await getWorkload(ctx.client, v.workload.kind, v.namespace, v.name);
         if (!fresh) throw err;
-        // Another session acted on it since it was read: theirs now, whoever they are.
-        for (const key of [ANNOTATION_SESSION, ANNOTATION_ORIGINAL]) {
-          if (annotation(fresh, key) === annotation(v.workload, key)) continue;
-          assertNotIntercepted(fresh);
+        // Someone acted on it since it was read: admitted again against what they recorded.
+        const candidate = { name: session.name, ...currentUser(), route: session.route };
+        const sessions = sessionsOf(fresh);
+        replaces = admitSession(v, sessions, candidate, isLeftover).replaces;
+        if (hasAgentRecord(fresh) !== (plan.cluster.mode === 'join'))
           throw new DevboxError('CONFLICT', `${v.label} changed while this session claimed it`, {
             hint: 'someone started or ended a session on it at the same time; try again',
           });
-        }
-        current = fresh; // only its status moved
+        assertSettled(v.label, fresh, sessions, [...replaces, session.id]);
+        current = fresh;
       }
     }
   });
-}
-
-/** Puts back the session annotation as it was before the claim, while it is still this session's. */
-async function releaseClaim(ctx: UpContext, plan: UpPlan): Promise<void> {
-  const { target: v, session } = plan;
-  const before = annotation(v.workload, ANNOTATION_SESSION);
-  await updateWithRetry(
-    () => getWorkload(ctx.client, v.workload.kind, v.namespace, v.name),
-    (w) => {
-      if (sessionOf(w)?.id !== session.id) return undefined;
-      // An agent written by this session is undone by its own step (or left for `down`/`clean`).
-      if (plan.cluster.mode === 'fresh' && annotation(w, ANNOTATION_ORIGINAL) !== undefined) return undefined;
-      const annotations = { ...w.metadata?.annotations };
-      if (before === undefined) delete annotations[ANNOTATION_SESSION];
-      else annotations[ANNOTATION_SESSION] = before;
-      return { ...w, metadata: { ...w.metadata, annotations } };
-    },
-    (w) => writeWorkload(ctx.client, w),
-  );
-}
-
-/** Runs `undo` only while the workload is held by the plan's session; otherwise leaves it alone. */
-export async function whileHeld(
-  ctx: UpContext,
-  plan: UpPlan,
-  undo: () => Promise<unknown>,
-): Promise<unknown> {
-  const { target: v, session } = plan;
-  const current = await getWorkload(ctx.client, v.workload.kind, v.namespace, v.name);
-  const holder = current && sessionOf(current);
-  if (holder?.id !== session.id) {
-    ctx.progress.note(`${v.label} is no longer held by session ${session.id}: left as it is`);
-    return undefined;
-  }
-  return undo();
 }

@@ -19,6 +19,7 @@ import {
   planIntercept,
   podTemplate,
   type SessionHolder,
+  type SessionRecord,
   type Workload,
   withClaim,
   workloadOriginal,
@@ -28,21 +29,25 @@ import { DevboxError } from '../../util/errors.js';
 import type { Progress } from '../../util/progress.js';
 import { readAgentToken } from '../agent-objects.js';
 import { readAgentBundle } from '../bundles.js';
+import { recordedRoute } from '../route-flags.js';
 import type { ClusterPlan, UpContext, UpFlags, UpOptions, UpPlan, Validated } from './types.js';
 import { currentUser } from './validate.js';
 
 export async function planUp(ctx: UpContext, flags: UpFlags, v: Validated): Promise<UpPlan> {
   const { docker, options } = ctx;
-  // Resumed: the agent this user left in place (a claim alone, left by a crash, is simply taken over).
-  const resume = v.holder !== undefined && workloadOriginal(v.workload) !== undefined;
+  // Joined: the agent is in place (other sessions', or left by `down --keep-agent` or a crash).
+  const join = workloadOriginal(v.workload) !== undefined;
   // Every `up` is a session of its own, even over an agent left in place.
-  const session: SessionHolder = {
+  const session: SessionRecord = {
     ...currentUser(),
     startedAt: new Date().toISOString(),
     id: newSessionId(),
     pid: process.pid,
+    name: flags.name,
+    route: recordedRoute(flags.route),
+    kind: 'local',
   };
-  const cluster = resume ? await resumePlan(ctx, v) : freshPlan(options, v, session);
+  const cluster = join ? await joinPlan(ctx, v) : freshPlan(options, v, session);
   const service =
     flags.devcontainer || options.sidecarOnly
       ? ''
@@ -87,7 +92,7 @@ export function interceptFor(
 
 function freshPlan(options: UpOptions, v: Validated, session: SessionHolder): ClusterPlan {
   // Planned on the workload as it will read once claimed for this session.
-  const intercept = interceptFor(options, v, session, withClaim(v.workload, session));
+  const intercept = interceptFor(options, v, session, withClaim(v.workload, session, v.replaces));
   if (intercept.rollout === 'paused' || intercept.rollout === 'no-replicas') {
     const paused = intercept.rollout === 'paused';
     throw new DevboxError('BAD_INPUT', `${v.label} ${paused ? 'is paused' : 'has no replicas'}`, {
@@ -99,17 +104,19 @@ function freshPlan(options: UpOptions, v: Validated, session: SessionHolder): Cl
   return { mode: 'fresh', intercept, agentObjects: agentObjectNames(v.workload.kind, v.name) };
 }
 
-/** The agent this user left in the workload, with its token; CONFLICT when either is missing. */
-async function resumePlan(ctx: UpContext, v: Validated): Promise<ClusterPlan> {
-  const retry = `run \`devbox down ${v.name} -n ${v.namespace}\` and try again`;
+/** The agent already in the workload, with its token; CONFLICT when either is missing. */
+async function joinPlan(ctx: UpContext, v: Validated): Promise<ClusterPlan> {
+  const retry = v.sessions.length
+    ? `its sessions (${v.sessions.map((s) => s.name).join(', ')}) are not affected; \`devbox clean -n ${v.namespace}\` repairs it once they have ended`
+    : `run \`devbox down ${v.name} -n ${v.namespace}\` and try again`;
   const agent = podTemplate(v.workload).spec?.containers.find((c) => c.name === AGENT_CONTAINER);
   const token = await readAgentToken(ctx.client, v.workload);
   if (!agent || !token) {
-    throw new DevboxError('CONFLICT', `${v.label} carries a session of yours but its agent is incomplete`, {
+    throw new DevboxError('CONFLICT', `${v.label} carries devbox's agent but it is incomplete`, {
       hint: retry,
     });
   }
-  return { mode: 'resume', agent: decodeAgentContainerEnv(agent.env, retry), token };
+  return { mode: 'join', agent: decodeAgentContainerEnv(agent.env, retry), token };
 }
 
 async function prepareServiceImage(

@@ -8,10 +8,20 @@ import type {
   ResolvedBindMounts,
   SessionSummary,
 } from '../../docker/index.js';
-import type { InterceptPlan, KubeClient, MintedToken, SessionHolder, Workload } from '../../kube/index.js';
+import type {
+  InterceptPlan,
+  KubeClient,
+  MintedToken,
+  RecordedRoute,
+  SessionHolder,
+  SessionRecord,
+  Workload,
+} from '../../kube/index.js';
 import type { KubeTarget } from '../../kube/kubeconfig.js';
 import type { AgentContainerEnv } from '../../tunnel/agent-contract.js';
+import type { SessionRoute } from '../../tunnel/route.js';
 import type { Progress } from '../../util/progress.js';
+import type { RouteFlags } from '../route-flags.js';
 
 export interface UpOptions {
   target: KubeTarget;
@@ -37,6 +47,10 @@ export interface UpOptions {
   devcontainer?: { path: string; onOutput?: (line: string) => void };
   /** No service container: an editor creates the dev container from these files (see `devbox devcontainer init`). */
   sidecarOnly?: SidecarOnlyFiles;
+  /** The session's name on the workload (default: derived from the user's login). */
+  name?: string;
+  /** Which requests the session takes (default: all of them, a global session). */
+  filters?: RouteFlags;
   progress: Progress;
   signal: AbortSignal;
 }
@@ -50,6 +64,16 @@ export interface InterceptedPort {
 
 export interface UpResult {
   session: string;
+  /** Its name on the workload (`down --name`). */
+  name: string;
+  /** Which requests it takes, as the workload records it (no key). */
+  route: RecordedRoute;
+  /** The filter in words. */
+  filter: string;
+  /** A personal session's key: only the developer's own terminal gets it. */
+  personalKey?: string;
+  /** A request a pod of the cluster can send to reach the session (filtered sessions). */
+  curl?: string;
   /** The pod's container the session stands for (unknown when a running sidecar was reused). */
   container?: string;
   workload: string;
@@ -57,7 +81,7 @@ export interface UpResult {
   context: string;
   containers: { sidecar: string; service: string; serviceId: string };
   intercepted: InterceptedPort[];
-  /** True when an agent left in place by this user was reused (no rollout). */
+  /** True when the agent already in the pods was reused (another session's, or one left in place): no rollout. */
   resumed: boolean;
   warnings: string[];
   /** With `devcontainer`: what the Dev Containers CLI reported. */
@@ -83,6 +107,9 @@ export interface UpFlags {
   publish: PortBinding[];
   volumes: BindMount[];
   devcontainer: PreparedDevcontainer | undefined;
+  /** With a personal route, its fresh key. */
+  route: SessionRoute;
+  name: string;
 }
 
 /** The workload as found, who holds it, and the local side: everything `up` checks before it changes anything. */
@@ -96,6 +123,10 @@ export interface Validated {
   app: V1Container;
   /** Who holds the workload's session as read (undefined: nobody). */
   holder: SessionHolder | undefined;
+  /** Every session of the workload as read, oldest first. */
+  sessions: SessionRecord[];
+  /** Sessions this one replaces: its own name, left by a crash on this machine. */
+  replaces: string[];
   /** Sessions of this workload on this Docker engine, none of them running (removed once the workload is claimed). */
   staleLocal: SessionSummary[];
   /** The `-v` bind mounts as the Docker engine sees them. */
@@ -108,14 +139,14 @@ export interface Validated {
 export type ClusterPlan =
   /** Add the agent, point the Services at it. */
   | { mode: 'fresh'; intercept: InterceptPlan; agentObjects: { configMap: string; secret: string } }
-  /** Reuse the agent left in place by this user (a crash, or `down --keep-agent`). */
-  | { mode: 'resume'; agent: AgentContainerEnv; token: string };
+  /** Join the agent already in the pods (other sessions', or one left in place): no rollout. */
+  | { mode: 'join'; agent: AgentContainerEnv; token: string };
 
 /** Everything decided before the first change: the session, its images, the cluster plan. */
 export interface UpPlan {
   target: Validated;
   flags: UpFlags;
-  session: SessionHolder;
+  session: SessionRecord;
   cluster: ClusterPlan;
   images: {
     /** Image of the service container ('' with a dev container or sidecar only). */

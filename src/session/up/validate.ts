@@ -14,18 +14,21 @@ import {
   type SessionSummary,
 } from '../../docker/index.js';
 import {
-  assertNotIntercepted,
+  ANNOTATION_ORIGINAL,
   assertPermissions,
+  defaultSessionName,
   describeHolder,
   findWorkload,
-  isSameHolder,
   pickContainer,
+  SESSION_NAME,
   type SessionHolder,
-  sessionOf,
-  type Workload,
+  type SessionRecord,
+  sessionsOf,
 } from '../../kube/index.js';
 import { DevboxError } from '../../util/errors.js';
+import { admitSession } from '../admission.js';
 import { parseEnvFlags } from '../flags.js';
+import { recordedRoute, routeFromFlags } from '../route-flags.js';
 import { sidecarCredentials } from '../sidecar-account.js';
 import type { UpContext, UpFlags, UpOptions, UpResult, Validated } from './types.js';
 
@@ -39,7 +42,19 @@ export async function validateFlags(options: UpOptions): Promise<UpFlags> {
     publish: options.publish.map(parsePublishFlag),
     volumes: options.volumes.map(parseVolumeFlag),
     devcontainer: options.devcontainer && (await prepareDevcontainer(options.devcontainer.path)),
+    route: routeFromFlags(options.filters ?? { headers: [], personal: false, mirror: false }),
+    name: sessionName(options.name),
   };
+}
+
+/** `--name`, checked, or the one derived from the user's login. */
+function sessionName(name: string | undefined): string {
+  if (name === undefined) return defaultSessionName(currentUser().user);
+  if (!SESSION_NAME.test(name))
+    throw new DevboxError('BAD_INPUT', `--name ${JSON.stringify(name)} is not a session name`, {
+      hint: 'use lower-case letters, digits and dashes (at most 32, e.g. --name alice-fix)',
+    });
+  return name;
 }
 
 /** Who runs this `up`, as recorded on the workload it holds. */
@@ -74,10 +89,16 @@ export async function validateTarget(
   );
   const name = workload.metadata!.name!;
   const label = `${workload.kind.toLowerCase()}/${name}`;
-  const holder = sessionOf(workload);
-  assertFree(workload, holder);
+  const sessions = sessionsOf(workload);
+  const candidate = { name: flags.name, ...currentUser(), route: recordedRoute(flags.route) };
+  const { replaces } = admitSession({ label, name, namespace }, sessions, candidate, isLeftover);
+  assertSettled(label, workload, sessions, replaces);
+  const holder = sessions[0];
 
-  const local = await findSessions(docker, { workload: label, namespace });
+  // This session's own containers: sessions of other names run beside it.
+  const local = (await findSessions(docker, { workload: label, namespace })).filter(
+    (s) => (s.name ?? defaultSessionName(currentUser().user)) === flags.name,
+  );
   // A sidecar-only session whose files are gone is started again (once the workload is claimed).
   const live = options.sidecarOnly && local.find((s) => s.sidecar?.state === 'running');
   if (live && options.sidecarOnly && (await filesExist(options.sidecarOnly)))
@@ -99,6 +120,8 @@ export async function validateTarget(
       services,
       app,
       holder,
+      sessions,
+      replaces,
       staleLocal: local,
       mounts,
       sidecarToken,
@@ -106,25 +129,27 @@ export async function validateTarget(
   };
 }
 
+/** A session of this user's on this machine whose `up` no longer runs (a crash, `down --keep-agent` then a new `up`). */
+export function isLeftover(s: SessionRecord): boolean {
+  return s.pid === undefined || (s.pid !== process.pid && !processRuns(s.pid));
+}
+
 /**
- * CONFLICT unless this `up` may act on the workload: nobody holds it, or this user on this
- * machine does and the `up` that claimed it is no longer running (a crash, `down --keep-agent`).
+ * CONFLICT while another session is still putting the agent in (its claim recorded, the agent
+ * not yet): this one joins once that is done.
  */
-function assertFree(workload: Workload, holder: SessionHolder | undefined): void {
-  if (!holder || !isSameHolder(holder, currentUser())) {
-    assertNotIntercepted(workload);
-    return;
-  }
-  if (holder.pid !== undefined && holder.pid !== process.pid && processRuns(holder.pid)) {
-    const label = `${workload.kind.toLowerCase()}/${workload.metadata?.name}`;
-    throw new DevboxError(
-      'CONFLICT',
-      `${label} is already in use by ${describeHolder(holder)}, whose devbox (process ${holder.pid}) still runs`,
-      {
-        hint: `end that session first (\`devbox down ${workload.metadata?.name}\`, or Ctrl-C where it runs)`,
-      },
-    );
-  }
+export function assertSettled(
+  label: string,
+  workload: { metadata?: { annotations?: Record<string, string> } },
+  sessions: readonly SessionRecord[],
+  replaces: readonly string[],
+): void {
+  if (workload.metadata?.annotations?.[ANNOTATION_ORIGINAL] !== undefined) return;
+  const starting = sessions.find((s) => !replaces.includes(s.id));
+  if (!starting) return;
+  throw new DevboxError('CONFLICT', `${label} is being set up by ${describeHolder(starting)}`, {
+    hint: 'try again once its `devbox up` is ready; if it was interrupted, `devbox clean` ends it',
+  });
 }
 
 function processRuns(pid: number): boolean {
@@ -157,6 +182,9 @@ function reusedSidecar(
 ): UpResult {
   return {
     session: live.id,
+    name: live.name ?? defaultSessionName(currentUser().user),
+    route: { mode: 'global', headers: [] },
+    filter: 'every request',
     workload,
     namespace,
     context,

@@ -54,6 +54,7 @@ async function versions(namespace: string): Promise<Record<string, string>> {
   );
 }
 
+/** The workload's only session, as its record lists it. */
 async function holderAnnotation(namespace: string): Promise<Record<string, unknown> | undefined> {
   const raw = await kubectl([
     '-n',
@@ -63,7 +64,10 @@ async function holderAnnotation(namespace: string): Promise<Record<string, unkno
     '-o',
     'jsonpath={.metadata.annotations.devbox\\.dev/session}',
   ]);
-  return raw ? (JSON.parse(raw) as Record<string, unknown>) : undefined;
+  if (!raw) return undefined;
+  const sessions = JSON.parse(raw) as Record<string, unknown>[];
+  assert.equal(sessions.length, 1, raw);
+  return sessions[0];
 }
 
 function assertLosers(results: RunResult[], winner: string): void {

@@ -386,7 +386,7 @@ describe('devbox up and down on the sample shop, as a user holding only the deve
       '-o',
       'jsonpath={.metadata.annotations.devbox\\.dev/session}',
     ]);
-    assert.equal((JSON.parse(holder) as { id: string }).id, 'other0');
+    assert.equal((JSON.parse(holder) as { id: string }).id, 'other0', 'the record as they wrote it');
     assert.equal(
       (await docker(['ps', '-aq', '--filter', `label=devbox.namespace=${ns.name}`])).stdout.trim(),
       '',

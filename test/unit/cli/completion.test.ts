@@ -34,7 +34,7 @@ describe('devbox completion', { timeout: 120_000 }, () => {
   it('offers every command of the help, then their flags and the values of -o', async () => {
     const top = await complete('devbox ');
     for (const [name] of await listedCommands()) assert.ok(top.includes(name!), `${name} in ${top}`);
-    assert.deepEqual(await complete('devbox up --na'), ['--namespace']);
+    assert.deepEqual(await complete('devbox up --nam'), ['--namespace', '--name']);
     assert.ok((await complete('devbox up --')).includes('--timeout'));
     assert.deepEqual(await complete('devbox status -o '), ['text', 'json']);
     assert.deepEqual(await complete('devbox env -o '), ['dotenv', 'json']);

@@ -3,7 +3,12 @@ import { describe, it } from 'node:test';
 import type { V1Service } from '@kubernetes/client-node';
 import { KubeApiError } from '../../../src/kube/api/errors.js';
 import type { Kind, KubeClient } from '../../../src/kube/client.js';
-import { ANNOTATION_ORIGINAL, ANNOTATION_SESSION, planIntercept } from '../../../src/kube/intercept.js';
+import {
+  ANNOTATION_ORIGINAL,
+  ANNOTATION_SESSION,
+  asSessionRecord,
+  planIntercept,
+} from '../../../src/kube/intercept.js';
 import {
   agentObjectNames,
   findInterceptedWorkloads,
@@ -152,7 +157,12 @@ describe('session', () => {
     assert.deepEqual(kube.read<V1Service>('Service', 'api'), before.svc);
     assert.equal(kube.read<V1Service>('Service', 'api-direct').spec?.ports?.[0]?.targetPort, 'http');
     assert.deepEqual(await findInterceptedWorkloads(kube.asClient(), 'shop'), [
-      { kind: 'Deployment', name: 'api', holder },
+      {
+        kind: 'Deployment',
+        name: 'api',
+        holder: asSessionRecord(holder),
+        sessions: [asSessionRecord(holder)],
+      },
     ]);
 
     const reports = await restoreSession(kube.asClient(), 'shop', 'Deployment', 'api');
@@ -254,7 +264,7 @@ describe('session', () => {
       metadata: { ...w.metadata, annotations: { 'deployment.kubernetes.io/revision': '1' } },
     } as Workload);
     assert.deepEqual(await findInterceptedWorkloads(kube.asClient(), 'shop'), [
-      { kind: 'Deployment', name: 'api', holder: undefined },
+      { kind: 'Deployment', name: 'api', holder: undefined, sessions: [] },
     ]);
     const reports = await restoreSession(kube.asClient(), 'shop', 'Deployment', 'api');
     assert.deepEqual(reports, [

@@ -5,6 +5,7 @@ import {
   AGENT_CONTAINER,
   ANNOTATION_ORIGINAL,
   ANNOTATION_SESSION,
+  asSessionRecord,
   type InterceptRequest,
   isSameHolder,
   planIntercept,
@@ -12,6 +13,7 @@ import {
   restoreWorkload,
   type SessionHolder,
   sessionOf,
+  sessionsOf,
   withClaim,
 } from '../../../src/kube/intercept.js';
 import type { Workload } from '../../../src/kube/workload.js';
@@ -228,7 +230,7 @@ describe('claim', () => {
     const claimed = withClaim(w, { ...holder, pid: 4242 });
     assert.deepEqual(claimed.spec, w.spec);
     assert.equal(claimed.metadata?.resourceVersion, w.metadata?.resourceVersion);
-    assert.deepEqual(sessionOf(claimed), { ...holder, pid: 4242 });
+    assert.deepEqual(sessionOf(claimed), asSessionRecord({ ...holder, pid: 4242 }));
     assert.deepEqual(
       { ...claimed.metadata?.annotations, [ANNOTATION_SESSION]: undefined },
       { ...w.metadata?.annotations, [ANNOTATION_SESSION]: undefined },
@@ -443,7 +445,7 @@ describe('planIntercept', () => {
     assert.deepEqual(original.spec, w.spec);
     assert.deepEqual(original.agent, { container: AGENT_CONTAINER, volumes: ['devbox-agent-bundle'] });
     assert.deepEqual(original.services, ['api', 'api-internal']);
-    assert.deepEqual(sessionOf(plan.workload), holder);
+    assert.deepEqual(sessionsOf(plan.workload), [asSessionRecord(holder)]);
     assert.equal(
       annotations['kubectl.kubernetes.io/last-applied-configuration'],
       w.metadata?.annotations?.['kubectl.kubernetes.io/last-applied-configuration'],

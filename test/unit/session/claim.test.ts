@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { KubeClient } from '../../../src/kube/client.js';
-import { ANNOTATION_SESSION, type SessionHolder, type Workload } from '../../../src/kube/index.js';
+import {
+  ANNOTATION_ORIGINAL,
+  ANNOTATION_SESSION,
+  type SessionHolder,
+  type SessionRecord,
+  type Workload,
+} from '../../../src/kube/index.js';
 import { claimWorkload } from '../../../src/session/up/claim.js';
 import type { UpContext, UpPlan } from '../../../src/session/up/types.js';
 import { UndoStack } from '../../../src/session/up/undo.js';
@@ -10,16 +16,31 @@ import { silentProgress } from '../../../src/util/progress.js';
 import { FakeApi, json, status } from '../kube/fake-api.js';
 
 const PATH = '/apis/apps/v1/namespaces/shop/deployments/api';
-const mine: SessionHolder = {
+const mine: SessionRecord = {
   user: 'alice',
   host: 'laptop',
   startedAt: '2026-05-01T10:00:00Z',
   id: 'aaaa',
   pid: 7,
+  name: 'alice',
+  route: { mode: 'global', headers: [] },
+  kind: 'local',
 };
+const personal = (s: SessionRecord): SessionRecord => ({
+  ...s,
+  route: { mode: 'filtered', headers: [], personal: true },
+});
 const theirs: SessionHolder = { user: 'bob', host: 'desk', startedAt: '2026-05-01T10:00:01Z', id: 'bbbb' };
 
-function deployment(resourceVersion: string, holder?: SessionHolder): Workload {
+function deployment(
+  resourceVersion: string,
+  holder?: SessionHolder | SessionRecord[],
+  original?: string,
+): Workload {
+  const annotations = {
+    ...(holder ? { [ANNOTATION_SESSION]: JSON.stringify(holder) } : {}),
+    ...(original ? { [ANNOTATION_ORIGINAL]: original } : {}),
+  };
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -27,13 +48,18 @@ function deployment(resourceVersion: string, holder?: SessionHolder): Workload {
       name: 'api',
       namespace: 'shop',
       resourceVersion,
-      ...(holder ? { annotations: { [ANNOTATION_SESSION]: JSON.stringify(holder) } } : {}),
+      ...(holder || original ? { annotations } : {}),
     },
     spec: { selector: { matchLabels: { app: 'api' } }, template: { spec: { containers: [] } } },
   } as Workload;
 }
 
-function setUp(client: KubeClient, read: Workload): { ctx: UpContext; plan: UpPlan } {
+function setUp(
+  client: KubeClient,
+  read: Workload,
+  session: SessionRecord = mine,
+  mode: 'fresh' | 'join' = 'fresh',
+): { ctx: UpContext; plan: UpPlan } {
   const ctx = {
     client,
     progress: silentProgress,
@@ -41,9 +67,9 @@ function setUp(client: KubeClient, read: Workload): { ctx: UpContext; plan: UpPl
     step: (_title: string, run: () => Promise<unknown>) => run(),
   } as unknown as UpContext;
   const plan = {
-    target: { workload: read, namespace: 'shop', name: 'api', label: 'deployment/api' },
-    session: mine,
-    cluster: { mode: 'fresh' },
+    target: { workload: read, namespace: 'shop', name: 'api', label: 'deployment/api', replaces: [] },
+    session,
+    cluster: { mode },
   } as unknown as UpPlan;
   return { ctx, plan };
 }
@@ -72,7 +98,7 @@ describe('claiming a workload', () => {
     const claimed = await claimWorkload(ctx, plan, new UndoStack());
     const put = JSON.parse(api.requests[0]!.body) as Workload;
     assert.equal(put.metadata?.resourceVersion, '1');
-    assert.deepEqual(JSON.parse(put.metadata?.annotations?.[ANNOTATION_SESSION] ?? ''), mine);
+    assert.deepEqual(JSON.parse(put.metadata?.annotations?.[ANNOTATION_SESSION] ?? ''), [mine]);
     assert.equal(claimed.metadata?.resourceVersion, '2');
   });
 
@@ -109,5 +135,56 @@ describe('claiming a workload', () => {
     const claimed = await claimWorkload(ctx, plan, new UndoStack());
     assert.equal(claimed.metadata?.resourceVersion, '2');
     assert.equal(puts, 2);
+  });
+
+  it('joins beside a session that claimed first when their filters differ, keeping it in the record', async () => {
+    // Stands for the record of an agent in place: the claim does not read it.
+    const agent = '{"v":1}';
+    const bob = personal({ ...theirs, name: 'bob', route: { mode: 'global', headers: [] }, kind: 'local' });
+    let puts = 0;
+    api.on('PUT', PATH, (req, res) =>
+      ++puts === 1
+        ? json(res, 409, status(409, 'Conflict', 'the object has been modified'))
+        : json(res, 200, JSON.parse(req.body)),
+    );
+    api.on('GET', PATH, (_req, res) => json(res, 200, deployment('2', [bob], agent)));
+    const { ctx, plan } = setUp(client, deployment('1', [], agent), personal(mine), 'join');
+    const claimed = await claimWorkload(ctx, plan, new UndoStack());
+    assert.deepEqual(
+      JSON.parse(claimed.metadata?.annotations?.[ANNOTATION_SESSION] ?? '').map((s: SessionRecord) => s.id),
+      ['bbbb', 'aaaa'],
+    );
+  });
+
+  it('refuses a second session with the same filter, naming its holder', async () => {
+    const agent = '{"v":1}';
+    const route = { mode: 'filtered' as const, headers: [{ name: 'x-user', value: 'alice' }] };
+    const bob: SessionRecord = { ...theirs, name: 'bob', route, kind: 'local' };
+    api.on('PUT', PATH, (_req, res) => json(res, 409, status(409, 'Conflict', 'modified')));
+    api.on('GET', PATH, (_req, res) => json(res, 200, deployment('2', [bob], agent)));
+    const { ctx, plan } = setUp(client, deployment('1', [], agent), { ...mine, route }, 'join');
+    await assert.rejects(
+      () => claimWorkload(ctx, plan, new UndoStack()),
+      (err: unknown) =>
+        isDevboxError(err, 'CONFLICT') && /same requests .*bob@desk/.test((err as Error).message),
+    );
+  });
+
+  it("undoing a joined session's claim takes out its own entry only", async () => {
+    const agent = '{"v":1}';
+    const bob = personal({ ...theirs, name: 'bob', route: { mode: 'global', headers: [] }, kind: 'local' });
+    const both = deployment('3', [bob, personal(mine)], agent);
+    let written: Workload | undefined;
+    api.on('PUT', PATH, (req, res) => {
+      written = JSON.parse(req.body);
+      json(res, 200, written);
+    });
+    api.on('GET', PATH, (_req, res) => json(res, 200, both));
+    const { ctx, plan } = setUp(client, deployment('1', [bob], agent), personal(mine), 'join');
+    const undo = new UndoStack();
+    await claimWorkload(ctx, plan, undo);
+    assert.deepEqual(await undo.unwind(silentProgress), []);
+    assert.deepEqual(JSON.parse(written?.metadata?.annotations?.[ANNOTATION_SESSION] ?? ''), [bob]);
+    assert.equal(written?.metadata?.annotations?.[ANNOTATION_ORIGINAL], agent, 'the agent stays for bob');
   });
 });
