@@ -6,6 +6,7 @@
  */
 import type { TokenConnection } from '../kube/api/index.js';
 import { openPortForward, type PortForwardTransport, TunnelClient, type UdpFlow } from '../tunnel/index.js';
+import type { SessionRoute } from '../tunnel/route.js';
 import type { TunnelDialer, TunnelLink, UdpFlowLink } from './tunnel-link.js';
 
 export interface AgentDialerOptions {
@@ -18,6 +19,10 @@ export interface AgentDialerOptions {
   /** UDP flow idle timeout asked of the agent. */
   udpIdleMs?: number;
   transport?: PortForwardTransport;
+  /** Which inbound requests this session takes (absent: every one). */
+  route?: SessionRoute;
+  /** The session's id: the key of its counters in the agents' stats. */
+  sessionId?: string;
 }
 
 export function createAgentDialer(opts: AgentDialerOptions): TunnelDialer {
@@ -36,7 +41,12 @@ export function createAgentDialer(opts: AgentDialerOptions): TunnelDialer {
     });
     let client: TunnelClient;
     try {
-      client = await TunnelClient.connect(transport, { token: opts.sessionToken, signal });
+      client = await TunnelClient.connect(transport, {
+        token: opts.sessionToken,
+        signal,
+        ...(opts.route ? { route: opts.route } : {}),
+        ...(opts.sessionId ? { sessionId: opts.sessionId } : {}),
+      });
     } catch (err) {
       transport.destroy();
       throw err;

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { TokenSource } from '../kube/api/index.js';
 import { PORT_FORWARD_TRANSPORTS, type PortForwardTransport } from '../tunnel/portforward.js';
+import { decodeRoute, encodeRoute, type SessionRoute } from '../tunnel/route.js';
 import { DevboxError } from '../util/errors.js';
 
 /** An agent stream for `port` (the pod's container port) goes to 127.0.0.1:`appPort` locally. */
@@ -54,6 +55,10 @@ export interface SidecarConfig extends TokenSource {
   portForward: PortForwardTransport;
   /** The session's Lease in `namespace`, renewed while the sidecar lives (util/session-lease.ts). */
   sessionLease?: string;
+  /** The session's id: the key of its counters in the agents' stats. */
+  sessionId?: string;
+  /** Which inbound requests the session takes (absent: all of them). Holds a personal key: never logged. */
+  route?: SessionRoute;
 }
 
 interface FieldSpec {
@@ -85,6 +90,8 @@ const FIELDS: FieldSpec[] = [
   { key: 'kubernetesService', env: 'DEVBOX_KUBERNETES_SERVICE' },
   { key: 'portForward', env: 'DEVBOX_PORT_FORWARD' },
   { key: 'sessionLease', env: 'DEVBOX_SESSION_LEASE' },
+  { key: 'sessionId', env: 'DEVBOX_SESSION_ID' },
+  { key: 'route', env: 'DEVBOX_ROUTE' },
 ];
 
 /** Environment variable naming the JSON config file (the first command-line argument works too). */
@@ -201,6 +208,10 @@ export function parseSidecarConfig(raw: Record<string, unknown>): SidecarConfig 
   if (appPorts.includes(natPort)) bad('natPort', `${natPort} is one of the app's ports`);
   const kubernetesService = parseHostPort(raw.kubernetesService, (why) => bad('kubernetesService', why));
   const sessionLease = str('sessionLease', false);
+  const sessionId = str('sessionId', false);
+  if (sessionId !== undefined && !/^[A-Za-z0-9-]{1,64}$/.test(sessionId))
+    bad('sessionId', 'must be letters, digits and dashes');
+  const route = parseRoute(raw.route, (why) => bad('route', why));
 
   if (problems.length > 0) {
     throw new DevboxError('BAD_INPUT', `sidecar config is incomplete:\n  - ${problems.join('\n  - ')}`, {
@@ -231,7 +242,23 @@ export function parseSidecarConfig(raw: Record<string, unknown>): SidecarConfig 
     ...(kubernetesService ? { kubernetesService } : {}),
     portForward: portForward as PortForwardTransport,
     ...(sessionLease ? { sessionLease } : {}),
+    ...(sessionId ? { sessionId } : {}),
+    ...(route ? { route } : {}),
   };
+}
+
+/** A route as JSON, or as the env form: the `devbox-route` header's base64url. */
+function parseRoute(value: unknown, bad: (why: string) => void): SessionRoute | undefined {
+  if (value === undefined || value === '') return undefined;
+  try {
+    if (typeof value === 'string') return decodeRoute(value);
+    if (typeof value === 'object' && value !== null) return decodeRoute(encodeRoute(value as SessionRoute));
+    bad('must be a route object, or its base64url JSON');
+  } catch (err) {
+    // The message names the field at fault, never the key's value.
+    bad((err as Error).message);
+  }
+  return undefined;
 }
 
 const isPortNumber = (n: unknown): n is number =>

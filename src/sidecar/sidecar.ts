@@ -138,6 +138,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
         namespace: config.namespace,
         sessionToken: config.sessionToken,
         transport: config.portForward,
+        ...(config.route ? { route: config.route } : {}),
+        ...(config.sessionId ? { sessionId: config.sessionId } : {}),
       }),
     agentPort: config.agentTunnelPort,
     onInbound: createInboundHandler({ interceptPorts: config.interceptPorts, stats: inboundStats, onError }),
