@@ -1,5 +1,6 @@
 import { Command } from '@commander-js/extra-typings';
 
+import type { SessionStatus } from '../session/status.js';
 import { createProgress } from '../util/progress.js';
 import { outputOption, printJson } from './output.js';
 
@@ -20,7 +21,7 @@ export function statusCommand() {
         const tunnels = s.tunnels.map((t) => `${t.pod} ${t.state}`).join(', ') || 'none';
         process.stdout.write(
           [
-            `${s.workload} (namespace ${s.namespace}${s.context ? `, context ${s.context}` : ''}) — session ${s.session}, ${s.state}`,
+            `${s.workload} (namespace ${s.namespace}${s.context ? `, context ${s.context}` : ''}) — session ${s.session}${s.name ? ` "${s.name}"` : ''}, ${s.state}`,
             `  ${s.ready ? 'ready' : `not ready: ${s.reason}`}`,
             `  tunnels: ${tunnels}`,
             s.inbound
@@ -39,6 +40,7 @@ export function statusCommand() {
                 : `  namespace ${ns}: ${state}`,
             ),
             ...s.lastErrors.slice(-3).map((e) => `  last error: ${e.what}: ${e.error}`),
+            ...workloadSessionLines(s),
           ]
             .filter(Boolean)
             .map((line) => `${line}\n`)
@@ -46,4 +48,24 @@ export function statusCommand() {
         );
       }
     });
+}
+
+/** Every session of the workload, this one marked, with its filter and what reached it. */
+function workloadSessionLines(s: SessionStatus): string[] {
+  if (s.sessionsUnknown) return [`  sessions of ${s.workload}: unknown (${s.sessionsUnknown})`];
+  if (!s.sessions?.length) return [];
+  const lines = [`  sessions of ${s.workload}:`];
+  for (const w of s.sessions) {
+    const counts = w.requests
+      ? w.mode === 'mirror'
+        ? `: ${w.requests.mirrored} copies, ${w.requests.dropped} dropped`
+        : `: ${w.requests.routed} requests`
+      : '';
+    lines.push(
+      `    ${w.id === s.session ? '*' : '-'} ${w.name} (${w.user}@${w.host}, session ${w.id}) ${w.mode === 'mirror' ? w.filter : `takes ${w.filter}`}${counts}`,
+    );
+  }
+  if (s.requestsToApp !== undefined)
+    lines.push(`    requests that matched no session, answered by the pod's app: ${s.requestsToApp}`);
+  return lines;
 }

@@ -5,9 +5,18 @@ import { findSessions, readSidecarStatus, type SidecarStatus, sidecarReadiness }
 import type { AgentStats } from '../tunnel/protocol.js';
 import { errorText } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
+import {
+  readWorkloadRecords,
+  requestsToApp,
+  type WorkloadSession,
+  workloadKey,
+  workloadSessions,
+} from './workload-sessions.js';
 
 export interface SessionStatus {
   session: string;
+  /** Its name on the workload (`up --name`). */
+  name?: string;
   workload: string;
   namespace: string;
   context: string | undefined;
@@ -26,15 +35,24 @@ export interface SessionStatus {
   /** Other namespaces a local name resolved into, and whether their Services are listened on. */
   otherNamespaces?: SidecarStatus['otherNamespaces'];
   lastErrors: SidecarStatus['lastErrors'];
+  /** Every session of the workload, whoever started it (this one included), with its filter and requests. */
+  sessions?: WorkloadSession[];
+  /** Why the workload's sessions are not listed. */
+  sessionsUnknown?: string;
+  /** Requests on filtered ports that matched no session and went to the pod's app. */
+  requestsToApp?: number;
 }
 
 export async function status(options: { progress: Progress }): Promise<SessionStatus[]> {
   const docker = await connectDocker(options.progress);
   const sessions = await findSessions(docker);
-  return Promise.all(
-    sessions.map(async (s): Promise<SessionStatus> => {
+  // The cluster is asked while the sidecars are.
+  const reading = readWorkloadRecords(sessions, options.progress);
+  const statuses = await Promise.all(
+    sessions.map(async (s): Promise<SessionStatus & { agents?: Record<string, unknown> }> => {
       const base = {
         session: s.id,
+        ...(s.name ? { name: s.name } : {}),
         workload: s.workload,
         namespace: s.namespace,
         context: s.context,
@@ -63,6 +81,8 @@ export async function status(options: { progress: Progress }): Promise<SessionSt
           outbound: live.outbound,
           dns: live.dns,
           podsRouted: podsRouted(live.agents),
+          ...withRequestsToApp(requestsToApp(live.agents)),
+          agents: live.agents,
           otherNamespaces: live.otherNamespaces ?? {},
           lastErrors: live.lastErrors,
         };
@@ -77,7 +97,16 @@ export async function status(options: { progress: Progress }): Promise<SessionSt
       }
     }),
   );
+  const records = await reading;
+  return statuses.map(({ agents, ...s }) => {
+    const record = records.get(workloadKey(sessions.find((l) => l.id === s.session)!));
+    if (record === undefined) return s;
+    if (typeof record === 'string') return { ...s, sessionsUnknown: record };
+    return { ...s, sessions: workloadSessions(record, agents) };
+  });
 }
+
+const withRequestsToApp = (n: number | undefined) => (n === undefined ? {} : { requestsToApp: n });
 
 export interface PodsRouted {
   /** Connections sent to this session. */
