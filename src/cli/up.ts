@@ -129,6 +129,10 @@ last one restores the workload exactly.`,
       checkWorkloads(flags, chosen);
       const detach = Boolean(flags.detach || flags.sidecarOnly);
       const progress = createProgress(process.stderr);
+      // One key for every workload of this up: a request carrying it reaches each of them.
+      const personalKey = flags.personal
+        ? (await import('../session/route-flags.js')).newPersonalKey()
+        : undefined;
       const run = (w: WorkloadSettings) => ({
         target: kubeTarget({
           ...flags,
@@ -153,6 +157,7 @@ last one restores the workload exactly.`,
           headers: flags.httpHeader ?? [],
           pathPrefix: flags.httpPathPrefix,
           personal: Boolean(flags.personal),
+          ...(personalKey ? { personalKey } : {}),
           mirror: Boolean(flags.mirror),
         },
         ...(flags.devcontainer

@@ -12,6 +12,8 @@ export interface RouteFlags {
   headers: readonly string[];
   pathPrefix?: string | undefined;
   personal: boolean;
+  /** With `personal`: the key to use (one `up` of several workloads gives each the same), else a fresh one. */
+  personalKey?: string;
   mirror: boolean;
 }
 
@@ -48,7 +50,7 @@ export function routeFromFlags(flags: RouteFlags): SessionRoute {
   if (!filtered && !flags.mirror) return { mode: 'global', headers: [] };
   const route: SessionRoute = { mode: flags.mirror ? 'mirror' : 'filtered', headers };
   if (prefix !== undefined) route.pathPrefix = prefix;
-  if (flags.personal) route.personalKey = randomBytes(KEY_BYTES).toString('base64url');
+  if (flags.personal) route.personalKey = flags.personalKey ?? newPersonalKey();
   return route;
 }
 
@@ -75,6 +77,11 @@ function parseHeaderFlag(text: string): HeaderMatch | string {
     return { name: lower, value: source, regex: true };
   }
   return { name: lower, value };
+}
+
+/** A fresh personal key. */
+export function newPersonalKey(): string {
+  return randomBytes(KEY_BYTES).toString('base64url');
 }
 
 /** The route as the workload records it: whether it has a personal key, never the key. */

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   curlLine,
+  newPersonalKey,
   recordedRoute,
   routeFromFlags,
   sameRecordedFilter,
@@ -36,6 +37,11 @@ describe('route flags', () => {
     const b = routeFromFlags({ ...none, personal: true }).personalKey ?? '';
     assert.notEqual(a, b);
     assert.ok(Buffer.from(a, 'base64url').length >= 16, a);
+  });
+
+  it('takes the key it is given, so that one up of several workloads shares one key', () => {
+    const key = newPersonalKey();
+    assert.equal(routeFromFlags({ ...none, personal: true, personalKey: key }).personalKey, key);
   });
 
   it('mirrors everything, or what the filters match', () => {
