@@ -102,7 +102,16 @@ export async function clean(options: CleanOptions): Promise<CleanResult> {
     if (local.warning) result.warnings.push(local.warning);
     for (const namespace of namespaces) {
       const kept = result.left.filter((l) => l.namespace === namespace);
-      await cleanNamespace(client, namespace, found.get(namespace) ?? [], kept, liveIds, result, progress);
+      await cleanNamespace(
+        client,
+        namespace,
+        found.get(namespace) ?? [],
+        kept,
+        liveIds,
+        options.force,
+        result,
+        progress,
+      );
     }
     return result;
   } finally {
@@ -122,6 +131,7 @@ async function cleanNamespace(
   endings: Ending[],
   left: LeftSession[],
   liveIds: ReadonlySet<string>,
+  force: boolean,
   result: CleanResult,
   progress: Progress,
 ) {
@@ -157,13 +167,15 @@ async function cleanNamespace(
       if (await client.delete('Secret', namespace, name))
         result.deleted.push(`secret/${name} (${namespace})`);
     }
-    // Leases of sessions that ended without their workload (an up killed before it changed it).
+    // Leases of sessions that ended without their workload (an up killed before it changed it);
+    // forced, also one renewed moments ago by an up that was killed before its claim.
     const leases = await client.list('Lease', namespace, {
       labelSelector: `${MANAGED_LABEL}=${MANAGED_VALUE}`,
     });
     for (const lease of leases.items) {
       const name = lease.metadata!.name!;
-      if ([...liveIds].some((id) => sessionLeaseName(id) === name) || leaseState(lease).live) continue;
+      if ([...liveIds].some((id) => sessionLeaseName(id) === name) || (!force && leaseState(lease).live))
+        continue;
       if (await client.delete('Lease', namespace, name)) result.deleted.push(`lease/${name} (${namespace})`);
     }
   } catch (err) {
