@@ -6,6 +6,7 @@
  * its record while the API server is away and needs no stream open from the host.
  */
 
+import type { SessionStatus } from '../../src/session/status.js';
 import { ECHO_PORT, worldManifests } from '../integration/tunnel/fixture.js';
 import { clusterImages, kubectl, testNamespace } from '../support/cluster.js';
 import { clusterSnapshot, devbox, type RunResult } from '../support/devbox.js';
@@ -48,6 +49,8 @@ export interface FaultWorld {
   before: Record<string, unknown>;
   /** Runs `devbox args… -n ns` as the developer. */
   devbox(args: string[], timeoutMs?: number): Promise<RunResult>;
+  /** This namespace's entry of `devbox status -o json` (which lists the sessions of the whole engine). */
+  status(): Promise<SessionStatus | undefined>;
   /** `devbox up app --detach`, failing with its output when it fails; the local containers' names. */
   up(): Promise<{ service: string; sidecar: string }>;
   /** The prober's requests that began at or after `since` (epoch ms). */
@@ -124,6 +127,11 @@ spec:
     kubeconfig,
     before,
     devbox: run,
+    async status() {
+      const result = await devbox(['status', '-o', 'json'], { kubeconfig, timeoutMs: 60_000 });
+      if (result.code !== 0) throw new Error(`devbox status exited ${result.code}:\n${result.stderr}`);
+      return (JSON.parse(result.stdout) as SessionStatus[]).find((s) => s.namespace === ns);
+    },
     async up() {
       const result = await run(['up', app, '--detach', '-o', 'json']);
       if (result.code !== 0)
