@@ -437,22 +437,28 @@ export function benchClient(req: Require, spec: ClientSpec): void {
 }
 
 export interface SamplerSpec {
-  /** A string in the command line of the process to watch (never the sampler's own). */
-  match: string;
+  /** A string in the command line of the process to watch (never the sampler's own)… */
+  match?: string;
+  /** …or its process id. */
+  pid?: number;
   intervalMs: number;
   /** The sampler exits after this long. */
   durationMs: number;
 }
 
-/** Prints `{"t":epochMs,"rss":bytes}` for the matching process every `intervalMs`. */
+/**
+ * Prints `{"t":epochMs,"rss":bytes,"cpu":seconds}` for the matching process every `intervalMs`;
+ * `cpu` is its user + system time so far (clock ticks of 1/100 s, Linux's USER_HZ).
+ */
 export function rssSampler(req: Require, spec: SamplerSpec): void {
   const fs = req('node:fs') as typeof import('node:fs');
   const find = () => {
+    if (spec.pid) return String(spec.pid);
     for (const entry of fs.readdirSync('/proc')) {
       if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
       try {
         const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-        if (cmdline.includes(spec.match) && !cmdline.includes('rssSampler')) return entry;
+        if (spec.match && cmdline.includes(spec.match) && !cmdline.includes('rssSampler')) return entry;
       } catch {
         // gone meanwhile
       }
@@ -468,7 +474,11 @@ export function rssSampler(req: Require, spec: SamplerSpec): void {
     try {
       const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
       const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]);
-      process.stdout.write(`${JSON.stringify({ t: Date.now(), rss: kb * 1024 })}\n`);
+      // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const cpu = (Number(fields[11]) + Number(fields[12])) / 100;
+      process.stdout.write(`${JSON.stringify({ t: Date.now(), rss: kb * 1024, cpu })}\n`);
     } catch {
       process.exit(2);
     }

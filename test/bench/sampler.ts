@@ -1,5 +1,5 @@
 /**
- * RSS samples of one process, streamed by the {@link rssSampler} script from
+ * RSS and CPU-time samples of one process, streamed by the {@link rssSampler} script from
  * inside its container, and the figures the report takes from them.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -10,6 +10,8 @@ export interface Sample {
   /** Epoch ms (the containers share the host's clock). */
   t: number;
   rss: number;
+  /** User + system CPU seconds of the process so far. */
+  cpu?: number;
 }
 
 export class RssSeries {
@@ -55,6 +57,13 @@ export class RssSeries {
     const a = this.nearest(from);
     const b = this.nearest(to);
     return a && b ? round((b.rss - a.rss) / MB) : undefined;
+  }
+
+  /** CPU seconds the process spent within the window (samples nearest its ends). */
+  cpuSeconds(window: { from: number; to: number }): number | undefined {
+    const a = this.nearest(window.from);
+    const b = this.nearest(window.to);
+    return a?.cpu !== undefined && b?.cpu !== undefined ? b.cpu - a.cpu : undefined;
   }
 
   private nearest(t: number): Sample | undefined {

@@ -1,6 +1,7 @@
 /**
- * `npm run bench:tunnel [-- --json] [--quick] [--only=throughput,…] [--paths=outbound,…]`: the tunnel measured on the
- * local cluster, in one run, on four paths:
+ * `npm run bench:tunnel [-- --json] [--quick] [--only=throughput,…] [--paths=outbound,…]
+ * [--profile=loopback|wan --rtt-ms=50 --rate-mbps=1000]`: the tunnel measured on the local cluster,
+ * in one run, on four paths:
  *
  * - direct:      client pod → server pod (the cluster's own network, the floor)
  * - portForward: host → `kubectl port-forward` → server pod (what devbox is compared with)
@@ -9,11 +10,18 @@
  *
  * Per path: one 256 MB download and one 256 MB upload, 10,000 keep-alive HTTP requests (p50/p99),
  * TCP connection set-up rate, 1,000 concurrent connections; on the devbox paths
- * also the sidecar's and agent's peak RSS and a paused-reader check. Prints a
- * table; with --json also one JSON object on the last stdout line. Targets are
- * reported, not asserted. Progress goes to stderr.
+ * also the sidecar's and agent's peak RSS and a paused-reader check; the CPU seconds per GB of the
+ * forwarding processes (sidecar, agent, kubectl). Prints a table; with --json also one JSON object
+ * on the last stdout line. Targets are reported, not asserted. Progress goes to stderr.
+ *
+ * Profiles: `loopback` (default) reaches the API server directly; `wan` puts one delay-and-rate
+ * proxy (`wan.ts`) between the API server and every client whose traffic the figures measure:
+ * `kubectl port-forward`, the devbox CLI and the sidecar it starts. The `direct` path never
+ * touches the API server, and the benchmark's own controls (set-up, `kubectl exec` of the clients,
+ * the samplers) go direct too. With `wan` the JSON figures sit under a `wan` key.
  */
 import { type ChildProcess, execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { AGENT_CONTAINER } from '../../src/kube/intercept.js';
 import { devbox, devboxUp } from '../integration/tunnel/fixture.js';
@@ -40,41 +48,66 @@ import {
   script,
   type ThroughputResult,
 } from './peers.js';
-import { type BenchReport, PATHS, type PathName, type RssWindow, renderTable } from './report.js';
+import {
+  type BenchReport,
+  type CpuPerGB,
+  PATHS,
+  type PathName,
+  type RssWindow,
+  renderTable,
+} from './report.js';
 import { RssSeries, startSampler } from './sampler.js';
+import { startWanProxy, TOXIPROXY_VERSION, type WanProxy, wanSettings } from './wan.js';
 
 const run = promisify(execFile);
-const args = new Set(process.argv.slice(2));
+const argv = process.argv.slice(2);
+const args = new Set(argv);
 const json = args.has('--json');
 /** Smaller sizes and counts, for trying the benchmark itself out. */
 const quick = args.has('--quick');
-/** `--only=throughput,latency`: run just these measurements (for profiling one of them). */
-const only = new Set(
-  process.argv
-    .slice(2)
-    .filter((a) => a.startsWith('--only='))
-    .flatMap((a) => a.slice('--only='.length).split(',')),
-);
+/** The value of `--name=value` or `--name value`; `''` when the flag has no value. */
 function flag(name: string): string | undefined {
-  return process.argv
-    .slice(2)
-    .find((a) => a.startsWith(`--${name}=`))
-    ?.slice(name.length + 3);
+  for (const [i, a] of argv.entries()) {
+    if (a.startsWith(`--${name}=`)) return a.slice(name.length + 3);
+    if (a === `--${name}`) return argv[i + 1]?.startsWith('--') ? '' : (argv[i + 1] ?? '');
+  }
+  return undefined;
 }
+const list = (name: string) => new Set((flag(name) ?? '').split(',').filter(Boolean));
+/** `--only=throughput,latency`: run just these measurements (for profiling one of them). */
+const only = list('only');
 const wanted = (kind: ClientTask['kind']) => only.size === 0 || only.has(kind);
 /** `--paths=portForward,outbound`: measure just these paths. */
-const onlyPaths = new Set(
-  process.argv
-    .slice(2)
-    .filter((a) => a.startsWith('--paths='))
-    .flatMap((a) => a.slice('--paths='.length).split(',')),
-);
+const onlyPaths = list('paths');
+
+const PROFILES = ['loopback', 'wan'] as const;
+type Profile = (typeof PROFILES)[number];
+function profileFlag(): Profile {
+  const value = flag('profile') ?? 'loopback';
+  if (!PROFILES.includes(value as Profile)) {
+    throw new Error(`--profile=${value}: give one of ${PROFILES.join(', ')}`);
+  }
+  return value as Profile;
+}
+/** Bad flags end the run before anything is created, naming the flag. */
+function checked<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    process.exit(2);
+  }
+}
+const profile = checked(profileFlag);
+const wan = profile === 'wan' ? checked(() => wanSettings(flag)) : undefined;
 
 const MB = 1024 * 1024;
+const GB = 1024 * MB;
 const SIZES = {
   transferBytes: Number(flag('transfer-mb') ?? (quick ? 32 : 256)) * MB,
-  latencyCount: quick ? 1_000 : 10_000,
-  latencyWarmup: quick ? 100 : 500,
+  // Over a WAN each request takes a round trip: fewer of them, in about the same time.
+  latencyCount: quick ? 1_000 : wan ? 1_000 : 10_000,
+  latencyWarmup: quick ? 100 : wan ? 50 : 500,
   connectMax: quick ? 500 : 5_000,
   connectMs: quick ? 2_000 : 5_000,
   connectParallel: 8,
@@ -92,7 +125,9 @@ const POD_PORTS: ServerPorts = { http: 8080, tcp: 9000 };
 const SERVICE_PORTS: ServerPorts = { http: 80, tcp: 90 };
 const WORKLOAD = 'bench-tunnel-app';
 
-const say = (text: string) => process.stderr.write(`${text}\n`);
+function say(text: string): void {
+  process.stderr.write(`${text}\n`);
+}
 
 function manifests(ns: string, image: string): string {
   const server = JSON.stringify(['node', '-e', script(benchServer), JSON.stringify(POD_PORTS)]);
@@ -309,6 +344,13 @@ async function main(): Promise<void> {
   process.once('SIGTERM', onSignal);
 
   try {
+    let proxy: WanProxy | undefined;
+    if (wan) {
+      proxy = await startWanProxy(kubeconfig, () => readFileSync(kubeconfig, 'utf8'), wan, say);
+      // Registered before `devbox down`, so undone after it: down goes through the proxy.
+      cleanups.push(proxy.stop);
+    }
+    const clientConfig = proxy?.kubeconfig ?? kubeconfig;
     say(`Namespace ${ns}: deploying the server, the workload and the client pod`);
     await kubectl(['apply', '-f', '-'], { input: manifests(ns, image) });
     await kubectl(['-n', ns, 'apply', '-f', developerRoleTemplate]);
@@ -330,31 +372,44 @@ async function main(): Promise<void> {
     const appIP = await clusterIP(WORKLOAD);
 
     say(`devbox up ${WORKLOAD}`);
-    cleanups.push(() => devbox(['down', WORKLOAD, '-n', ns]));
-    const containers = await devboxUp(WORKLOAD, ns);
+    cleanups.push(() => devbox(['down', WORKLOAD, '-n', ns], undefined, clientConfig));
+    const containers = await devboxUp(WORKLOAD, ns, clientConfig);
     const appPod = await podOf(ns, WORKLOAD);
 
-    const http = await portForward(ns, `pod/${serverPod.name}`, POD_PORTS.http);
+    const http = await portForward(ns, `pod/${serverPod.name}`, POD_PORTS.http, clientConfig);
     children.push(http.process);
-    const tcp = await portForward(ns, `pod/${serverPod.name}`, POD_PORTS.tcp);
+    const tcp = await portForward(ns, `pod/${serverPod.name}`, POD_PORTS.tcp, clientConfig);
     children.push(tcp.process);
 
-    const samplerArg = (match: string) => JSON.stringify({ match, intervalMs: 250, durationMs: 30 * 60_000 });
+    const samplerArg = (target: { match: string } | { pid: number }) =>
+      JSON.stringify({ ...target, intervalMs: 250, durationMs: 30 * 60_000 });
     const sidecarRss = new RssSeries();
     const agentRss = new RssSeries();
+    const kubectlRss = new RssSeries();
     children.push(
       startSampler(
+        process.execPath,
+        ['-e', script(rssSampler), samplerArg({ pid: http.process.pid! })],
+        kubectlRss,
+      ),
+      startSampler(
         'docker',
-        ['exec', containers.sidecar, 'node', '-e', script(rssSampler), samplerArg('sidecar.mjs')],
+        ['exec', containers.sidecar, 'node', '-e', script(rssSampler), samplerArg({ match: 'sidecar.mjs' })],
         sidecarRss,
       ),
       startSampler(
         kubectlPath,
-        nodeInPodArgs(ns, appPod.name, AGENT_CONTAINER, script(rssSampler), samplerArg('agent.mjs')),
+        nodeInPodArgs(
+          ns,
+          appPod.name,
+          AGENT_CONTAINER,
+          script(rssSampler),
+          samplerArg({ match: 'agent.mjs' }),
+        ),
         agentRss,
       ),
     );
-    await Promise.all([sidecarRss.first(15_000), agentRss.first(15_000)]);
+    await Promise.all([sidecarRss.first(15_000), agentRss.first(15_000), kubectlRss.first(15_000)]);
     // Settle, then read the idle figures.
     await new Promise((resolve) => setTimeout(resolve, 2_000));
 
@@ -369,6 +424,7 @@ async function main(): Promise<void> {
       windows: {},
       phases: [],
       rss: {},
+      cpuPerGB: {},
     };
     const idle: RssWindow = { from: Date.now() - 1_500, to: Date.now() };
     const clients: Record<PathName, PathClient> = {
@@ -401,14 +457,37 @@ async function main(): Promise<void> {
         };
       }
     }
+    const forwarders = { sidecar: sidecarRss, agent: agentRss, kubectl: kubectlRss };
     for (const phase of report.phases) {
+      if (phase.task === 'throughput' || phase.task === 'upload') {
+        const who = phase.path === 'portForward' ? (['kubectl'] as const) : (['sidecar', 'agent'] as const);
+        if (phase.path !== 'direct') {
+          const perGB: CpuPerGB = {};
+          for (const name of who) {
+            const seconds = forwarders[name].cpuSeconds(phase);
+            if (seconds !== undefined) perGB[name] = seconds / (SIZES.transferBytes / GB);
+          }
+          const direction = phase.task === 'throughput' ? 'download' : 'upload';
+          report.cpuPerGB[phase.path] = { ...report.cpuPerGB[phase.path], [direction]: perGB };
+        }
+      }
       if (phase.path !== 'outbound' && phase.path !== 'inbound') continue;
       phase.sidecar = sidecarRss.rise(phase);
       phase.agent = agentRss.rise(phase);
     }
-    const { table, summary } = renderTable(report);
+    const network = wan && {
+      ...wan,
+      proxy: `toxiproxy ${TOXIPROXY_VERSION}: latency and bandwidth toxics each way, one per connection`,
+    };
+    const { table, summary } = renderTable(
+      report,
+      network
+        ? `WAN: ${network.rttMs} ms round trip, ${network.rateMbps} Mbit/s each way (${network.proxy})`
+        : 'loopback',
+    );
     process.stdout.write(`${table}\n`);
-    if (json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+    if (json)
+      process.stdout.write(`${JSON.stringify(network ? { wan: { network, ...summary } } : summary)}\n`);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

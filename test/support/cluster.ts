@@ -96,11 +96,12 @@ export async function portForward(
   namespace: string,
   target: string,
   remotePort: number,
+  config = kubeconfig,
 ): Promise<{ localPort: number; process: ChildProcess }> {
   requireCluster();
   const child = spawn(
     kubectlPath,
-    ['--kubeconfig', kubeconfig, '-n', namespace, 'port-forward', target, `:${remotePort}`],
+    ['--kubeconfig', config, '-n', namespace, 'port-forward', target, `:${remotePort}`],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const localPort = await new Promise<number>((resolve, reject) => {
