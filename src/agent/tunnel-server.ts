@@ -14,6 +14,7 @@ import {
   PROTOCOL_VERSION,
   type SessionStats,
 } from '../tunnel/protocol.js';
+import { tuneReceiveWindow } from '../tunnel/receive-window.js';
 import {
   describeRoute,
   GLOBAL_ROUTE,
@@ -269,6 +270,7 @@ export class TunnelServer {
     } catch {
       // not connected yet: the 'connect' handler does it
     }
+    tuneReceiveWindow(h2);
   }
 
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {

@@ -20,6 +20,7 @@ import {
   PROTOCOL_VERSION,
   parseInboundInfo,
 } from './protocol.js';
+import { tuneReceiveWindow } from './receive-window.js';
 import { encodeRoute, ROUTE_HEADER, type SessionRoute } from './route.js';
 import type { Share } from './share.js';
 
@@ -235,6 +236,7 @@ export class TunnelClient extends EventEmitter {
         } catch {
           // Only throws on a destroyed session, which fails the connect anyway.
         }
+        tuneReceiveWindow(session);
       });
       try {
         control = session.request(
