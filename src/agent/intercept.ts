@@ -45,6 +45,11 @@ interface PassedThrough {
   app: net.Socket;
   /** The app sent the last bytes: a request-response client has its answer. */
   appSpokeLast: boolean;
+  /**
+   * The client has sent something. Until then the app's bytes are a greeting (SMTP, MySQL), not an
+   * answer, and the client may take its time to reply.
+   */
+  clientSpoke: boolean;
   lastBytesAt: number;
   /** Since when a session could have it. */
   waitingSince?: number;
@@ -309,7 +314,7 @@ export class Interceptor {
       connected = true;
       socket.off('close', onEarlyClose);
       for (const chunk of replay) upstream.write(chunk);
-      this.watchPassedThrough(socket, upstream);
+      this.watchPassedThrough(socket, upstream, replay.length > 0);
       void joinStreams(socket, upstream);
     });
   }
@@ -319,20 +324,22 @@ export class Interceptor {
    * long as they keep it busy, so a session would never see them. While a session accepts, such a
    * connection is closed at its first quiet moment after the app answered — what an HTTP server
    * does at its keep-alive timeout, which clients handle by reconnecting — and the new connection
-   * goes to the session. Connections waiting on the app, or quiet with the client having spoken
-   * last, are left alone.
+   * goes to the session. Connections waiting on the app, quiet with the client having spoken last,
+   * or greeted by the app before the client said anything, are left alone.
    */
-  private watchPassedThrough(client: net.Socket, app: net.Socket): void {
-    const conn: PassedThrough = { client, app, appSpokeLast: false, lastBytesAt: Date.now() };
+  private watchPassedThrough(client: net.Socket, app: net.Socket, clientSpoke: boolean): void {
+    const conn: PassedThrough = { client, app, appSpokeLast: false, clientSpoke, lastBytesAt: Date.now() };
     this.passed.add(conn);
     // Per chunk only two fields change; one timer per connection judges the quiet when it fires.
     client.on('data', () => {
       conn.appSpokeLast = false;
+      conn.clientSpoke = true;
       conn.lastBytesAt = Date.now();
     });
     app.on('data', () => {
-      conn.appSpokeLast = true;
       conn.lastBytesAt = Date.now();
+      if (!conn.clientSpoke) return;
+      conn.appSpokeLast = true;
       if (this.accepting && !conn.timer) this.scheduleHandOver(conn);
     });
     client.once('close', () => {

@@ -729,6 +729,37 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
       assert.equal(agent.stats().totals.handedOver, 2);
     });
 
+    it('leaves a greeted connection alone until the app has answered the client', async () => {
+      // Server-first protocols (SMTP, MySQL, the benchmark's TCP echo) greet on connect: a greeting
+      // answers nothing, and a client may take its time to reply.
+      const app = await fx.tcpServer((socket) => {
+        socket.write('app:hello');
+        socket.on('data', (d: Buffer) => socket.write(`app:${d}`));
+        socket.on('end', () => socket.end());
+      });
+      const sidecarApp = await fx.tcpServer((socket) => socket.end('from-sidecar'));
+      const agent = await fx.agent({ intercepts: [{ listenPort: 0, appPort: app }] });
+      const greeted = net.connect({
+        host: '127.0.0.1',
+        port: agent.intercepts[0]!.listenPort,
+        allowHalfOpen: true,
+      });
+      greeted.on('error', () => {});
+      fx.add(() => {
+        greeted.destroy();
+      });
+      const [greeting] = (await once(greeted, 'data')) as [Buffer];
+      assert.equal(greeting.toString(), 'app:hello');
+      const client = await fx.client(agent);
+      await acceptInto(client, sidecarApp, 2);
+      await sleep(4 * HAND_OVER_QUIET_MS);
+      assert.equal(greeted.readableEnded, false, 'a greeted, quiet connection stays');
+      assert.equal(agent.stats().totals.handedOver, 0);
+      assert.equal(await roundTrip(greeted, 'one'), 'app:one');
+      await within(once(greeted, 'end'), 2_000, 'hand-over after the first answer');
+      assert.equal(agent.stats().totals.handedOver, 1);
+    });
+
     it('takes a client that never pauses long at a short pause, once it kept the session waiting', async () => {
       const app = await fx.tcpServer((socket) => {
         socket.on('data', (d: Buffer) => socket.write(`app:${d}`));
