@@ -461,10 +461,14 @@ async function main(): Promise<void> {
     for (const phase of report.phases) {
       if (phase.task === 'throughput' || phase.task === 'upload') {
         const who = phase.path === 'portForward' ? (['kubectl'] as const) : (['sidecar', 'agent'] as const);
-        if (phase.path !== 'direct') {
+        const result = (phase.task === 'throughput' ? report.throughput : report.upload)[phase.path];
+        if (phase.path !== 'direct' && result && !('error' in result)) {
+          // The transfer itself, not the client's start in its container or pod (a second at most
+          // passes between the transfer's end and the client's exit being seen here).
+          const transfer = { from: Math.max(phase.from, phase.to - result.ms - 1_000), to: phase.to };
           const perGB: CpuPerGB = {};
           for (const name of who) {
-            const seconds = forwarders[name].cpuSeconds(phase);
+            const seconds = forwarders[name].cpuSeconds(transfer);
             if (seconds !== undefined) perGB[name] = seconds / (SIZES.transferBytes / GB);
           }
           const direction = phase.task === 'throughput' ? 'download' : 'upload';
