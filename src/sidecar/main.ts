@@ -1,7 +1,9 @@
 /**
  * Entry point of the sidecar daemon (`node sidecar.mjs [config.json]`).
  * `node sidecar.mjs status` prints the running daemon's status document,
- * for `docker exec <sidecar> node sidecar.mjs status`.
+ * for `docker exec <sidecar> node sidecar.mjs status`. `node sidecar.mjs share
+ * [config.json] [--ttl <seconds> | --revoke]` makes (or revokes) the session's share
+ * links and prints the daemon's JSON answer.
  */
 
 import { collectDeadBuffers } from '../util/dead-buffers.js';
@@ -14,8 +16,8 @@ const SHUTDOWN_LIMIT_MS = 10_000;
 
 async function main(argv: string[]): Promise<number> {
   const log = daemonLogger('sidecar');
-  const statusMode = argv[0] === 'status';
-  const file = (statusMode ? argv[1] : argv[0]) ?? process.env[CONFIG_FILE_ENV];
+  const command = argv[0] === 'status' || argv[0] === 'share' ? argv[0] : undefined;
+  const file = (command ? argv[1] : argv[0]) ?? process.env[CONFIG_FILE_ENV];
   let config: ReturnType<typeof loadSidecarConfig>;
   try {
     config = loadSidecarConfig(file);
@@ -24,9 +26,11 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
-  if (statusMode) {
+  if (command) {
     const host = config.statusAddress === '0.0.0.0' ? '127.0.0.1' : config.statusAddress;
-    const res = await fetch(`http://${host}:${config.statusPort}/status`);
+    const res = await fetch(`http://${host}:${config.statusPort}${statusRequest(command, argv.slice(2))}`, {
+      method: command === 'status' ? 'GET' : argv[2] === '--revoke' ? 'DELETE' : 'POST',
+    });
     process.stdout.write(await res.text());
     return res.ok ? 0 : 1;
   }
@@ -48,6 +52,11 @@ async function main(argv: string[]): Promise<number> {
   limit.unref();
   await sidecar.close();
   return 0;
+}
+
+function statusRequest(command: 'status' | 'share', args: string[]): string {
+  if (command === 'status') return '/status';
+  return args[0] === '--ttl' && args[1] ? `/shares?ttl=${encodeURIComponent(args[1])}` : '/shares';
 }
 
 // A bug must not die silently: log it as a JSON line, then exit so the container's restart policy applies.

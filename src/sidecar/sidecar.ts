@@ -32,6 +32,7 @@ import { type AddressAdder, ipCommandAdder } from './loopback.js';
 import { type NatOpener, systemNat } from './nat.js';
 import { type AgentPod, paths, type ServiceInfo, toAgentPod } from './resources.js';
 import { answeredNamespace, ServiceWatches } from './service-watches.js';
+import { SessionShares } from './shares.js';
 import { type StatusServer, startStatusServer } from './status-server.js';
 import type { TunnelDialer } from './tunnel-link.js';
 import { TunnelManager, type TunnelStatus } from './tunnel-manager.js';
@@ -274,6 +275,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
       port: config.statusPort,
       snapshot: async () => ({ ...snapshot(), agents: await tunnels.agentStats(1000) }),
       healthy: () => tunnels.ready,
+      shares: new SessionShares(config.route?.personalKey, tunnels),
     });
     closers.push(() => statusServer.close());
 
