@@ -39,6 +39,11 @@ export function statusCommand() {
                 ? `  namespace ${ns}: names resolve, Services not reachable (the sidecar may not read them; see templates/rbac/devbox-sidecar-discovery.yaml)`
                 : `  namespace ${ns}: ${state}`,
             ),
+            ...(s.localRoutes ?? []).map(
+              (r) =>
+                `  service ${r.service}:${r.port} → ${r.container} directly on Docker (${r.connections} connections${r.fellBack ? `, ${r.fellBack} through the cluster when it did not answer` : ''})`,
+            ),
+            s.localRoutes?.length ? '  every other Service → through the cluster' : '',
             ...s.lastErrors.slice(-3).map((e) => `  last error: ${e.what}: ${e.error}`),
             ...workloadSessionLines(s),
           ]

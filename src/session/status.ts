@@ -34,6 +34,11 @@ export interface SessionStatus {
   podsRouted?: PodsRouted;
   /** Other namespaces a local name resolved into, and whether their Services are listened on. */
   otherNamespaces?: SidecarStatus['otherNamespaces'];
+  /**
+   * Services of other local sessions this session's container reaches directly on the Docker
+   * engine (with counts); every other Service is reached through the cluster.
+   */
+  localRoutes?: SidecarStatus['localRoutes'];
   lastErrors: SidecarStatus['lastErrors'];
   /** Every session of the workload, whoever started it (this one included), with its filter and requests. */
   sessions?: WorkloadSession[];
@@ -84,6 +89,7 @@ export async function status(options: { progress: Progress }): Promise<SessionSt
           ...withRequestsToApp(requestsToApp(live.agents)),
           agents: live.agents,
           otherNamespaces: live.otherNamespaces ?? {},
+          localRoutes: live.localRoutes ?? [],
           lastErrors: live.lastErrors,
         };
       } catch (err) {

@@ -1,7 +1,8 @@
 /**
  * Several workloads brought up by one command, as one unit: they come up one after the other,
  * and if one fails (or Ctrl-C comes) the sessions this command already started are ended too, so
- * nothing stays half up. In the foreground their output is followed together, each line prefixed
+ * nothing stays half up. Once all are up, calls between their local containers are short-circuited
+ * on the Docker engine (local-routes.ts). In the foreground their output is followed together, each line prefixed
  * with its workload; one Ctrl-C, or one app exiting, ends them all.
  */
 import { Writable } from 'node:stream';
@@ -67,6 +68,7 @@ export async function runSessions(options: ManyOptions): Promise<ManyResult> {
       throw err;
     }
     const ups = started.map((s) => s.result);
+    await connectToEachOther(options.runs[0]!, ups, notice);
     options.onReady(ups);
     if (options.detach) return { ups, downs: [], exitCode: 0 };
 
@@ -78,6 +80,16 @@ export async function runSessions(options: ManyOptions): Promise<ManyResult> {
   } finally {
     signals.stop();
   }
+}
+
+/** The local short-circuit: calls between these workloads' containers stay on the Docker engine. */
+async function connectToEachOther(run: WorkloadRun, ups: UpResult[], notice: (text: string) => void) {
+  if (ups.length < 2) return;
+  const { connectLocalSessions } = await import('./local-routes.js');
+  const warnings = await run.progress.step('Connecting the local workloads to each other directly', () =>
+    connectLocalSessions(run.target, ups),
+  );
+  for (const w of warnings) notice(`warning: ${w}`);
 }
 
 /** Follows every session until one's app exits (its workload and code) or `interrupted` aborts. */

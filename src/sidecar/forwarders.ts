@@ -16,6 +16,8 @@ import type { UdpFlowLink } from './tunnel-link.js';
 export interface Outbound {
   openTcp(host: string, port: number, signal?: AbortSignal): Promise<Duplex>;
   openUdp(host: string, port: number, signal?: AbortSignal): Promise<UdpFlowLink>;
+  /** Told once a local connection is joined to what `openTcp(host, port)` gave. */
+  joined?(host: string, port: number, local: net.Socket, remote: Duplex): void;
 }
 
 /** Traffic counters shared by all forwarders (and the inbound side). */
@@ -76,6 +78,7 @@ export async function forwardSocket(
   open: (signal: AbortSignal) => Promise<Duplex>,
   ctx: Pick<ForwarderContext, 'stats' | 'onError'>,
   what: string,
+  joined?: (local: net.Socket, remote: Duplex) => void,
 ): Promise<void> {
   const { stats } = ctx;
   stats.tcpConnections++;
@@ -105,6 +108,7 @@ export async function forwardSocket(
     remote.on('data', (chunk: Buffer) => {
       stats.bytesIn += chunk.length;
     });
+    joined?.(socket, remote);
     await joinStreams(socket, remote);
   } finally {
     stats.tcpOpen--;
@@ -117,7 +121,13 @@ export async function startTcpForwarder(spec: ForwardSpec, ctx: ForwarderContext
   const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    void forwardSocket(socket, (signal) => ctx.outbound.openTcp(spec.remoteIp, spec.port, signal), ctx, what);
+    void forwardSocket(
+      socket,
+      (signal) => ctx.outbound.openTcp(spec.remoteIp, spec.port, signal),
+      ctx,
+      what,
+      (local, remote) => ctx.outbound.joined?.(spec.remoteIp, spec.port, local, remote),
+    );
   });
   await listen(server, { host: spec.localIp, port: spec.port, exclusive: true });
   server.on('error', (err) => ctx.onError(what, err));
@@ -161,7 +171,13 @@ export async function startRedirectListener(
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     const what = `tcp ${target.ip}:${target.port}`;
-    void forwardSocket(socket, (signal) => ctx.outbound.openTcp(target.ip, target.port, signal), ctx, what);
+    void forwardSocket(
+      socket,
+      (signal) => ctx.outbound.openTcp(target.ip, target.port, signal),
+      ctx,
+      what,
+      (local, remote) => ctx.outbound.joined?.(target.ip, target.port, local, remote),
+    );
   });
   const avoid = options.avoid ?? new Set<number>();
   for (let attempt = 0; ; attempt++) {

@@ -3,7 +3,8 @@
  * `node sidecar.mjs status` prints the running daemon's status document,
  * for `docker exec <sidecar> node sidecar.mjs status`. `node sidecar.mjs share
  * [config.json] [--ttl <seconds> | --revoke]` makes (or revokes) the session's share
- * links and prints the daemon's JSON answer.
+ * links and prints the daemon's JSON answer; `node sidecar.mjs local-routes
+ * [config.json] <json>` sets its local routes (see local-routes.ts).
  */
 
 import { collectDeadBuffers } from '../util/dead-buffers.js';
@@ -13,10 +14,13 @@ import { CONFIG_FILE_ENV, loadSidecarConfig } from './config.js';
 import { startSidecar } from './sidecar.js';
 
 const SHUTDOWN_LIMIT_MS = 10_000;
+/** Commands that ask the running daemon (by docker exec) rather than start one. */
+const COMMANDS = ['status', 'share', 'local-routes'] as const;
+type Command = (typeof COMMANDS)[number];
 
 async function main(argv: string[]): Promise<number> {
   const log = daemonLogger('sidecar');
-  const command = argv[0] === 'status' || argv[0] === 'share' ? argv[0] : undefined;
+  const command = COMMANDS.find((c) => c === argv[0]);
   const file = (command ? argv[1] : argv[0]) ?? process.env[CONFIG_FILE_ENV];
   let config: ReturnType<typeof loadSidecarConfig>;
   try {
@@ -28,8 +32,10 @@ async function main(argv: string[]): Promise<number> {
 
   if (command) {
     const host = config.statusAddress === '0.0.0.0' ? '127.0.0.1' : config.statusAddress;
-    const res = await fetch(`http://${host}:${config.statusPort}${statusRequest(command, argv.slice(2))}`, {
-      method: command === 'status' ? 'GET' : argv[2] === '--revoke' ? 'DELETE' : 'POST',
+    const request = daemonRequest(command, argv.slice(2));
+    const res = await fetch(`http://${host}:${config.statusPort}${request.path}`, {
+      method: request.method,
+      ...(request.body !== undefined ? { body: request.body } : {}),
     });
     process.stdout.write(await res.text());
     return res.ok ? 0 : 1;
@@ -54,9 +60,14 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-function statusRequest(command: 'status' | 'share', args: string[]): string {
-  if (command === 'status') return '/status';
-  return args[0] === '--ttl' && args[1] ? `/shares?ttl=${encodeURIComponent(args[1])}` : '/shares';
+/** The request to the running daemon that a command line asks for. */
+function daemonRequest(command: Command, args: string[]): { path: string; method: string; body?: string } {
+  if (command === 'status') return { path: '/status', method: 'GET' };
+  if (command === 'local-routes') return { path: '/local-routes', method: 'PUT', body: args[0] ?? '' };
+  return {
+    path: args[0] === '--ttl' && args[1] ? `/shares?ttl=${encodeURIComponent(args[1])}` : '/shares',
+    method: args[0] === '--revoke' ? 'DELETE' : 'POST',
+  };
 }
 
 // A bug must not die silently: log it as a JSON line, then exit so the container's restart policy applies.

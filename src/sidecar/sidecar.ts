@@ -28,6 +28,7 @@ import { newTrafficStats, type TrafficStats } from './forwarders.js';
 import { createInboundHandler, type InboundStats, newInboundStats } from './inbound.js';
 import { renewLease } from './lease-renewer.js';
 import { type ListeningPorts, procListeningPorts } from './listening-ports.js';
+import { type LocalRouteStatus, LocalRoutes, parseLocalRoutes } from './local-routes.js';
 import { type AddressAdder, ipCommandAdder } from './loopback.js';
 import { type NatOpener, systemNat } from './nat.js';
 import { type AgentPod, paths, type ServiceInfo, toAgentPod } from './resources.js';
@@ -95,6 +96,8 @@ export interface SidecarStatus {
   watches: Record<string, InformerStats>;
   /** Namespaces whose Services a local name resolved into: listened on, not readable, or pending. */
   otherNamespaces: Record<string, 'listening' | 'unreadable' | 'pending'>;
+  /** Services of other local sessions reached directly on the Docker network (local-routes.ts). */
+  localRoutes?: LocalRouteStatus[];
   lastErrors: ErrorRecord[];
   /** The agents' own counters by pod (intercepted vs passed through, …); only on the HTTP endpoint. */
   agents?: Record<string, unknown>;
@@ -146,9 +149,10 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
     onInbound: createInboundHandler({ interceptPorts: config.interceptPorts, stats: inboundStats, onError }),
     log,
   });
+  const localRoutes = new LocalRoutes(tunnels, log);
   const addresses = new AddressManager({
     adder: deps.adder ?? ipCommandAdder(),
-    outbound: tunnels,
+    outbound: localRoutes.outbound,
     stats: outboundStats,
     forceFallback: config.forceFallback,
     nat: config.nat === 'off' || deps.nat === false ? undefined : (deps.nat ?? systemNat()),
@@ -264,6 +268,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
           endpointSlices: { ...serviceWatches.home.slices.stats },
         },
         otherNamespaces: serviceWatches.others(),
+        localRoutes: localRoutes.status(),
         lastErrors: [...lastErrors, ...watchErrors([pods, ...serviceWatches.informers()])].slice(
           -ERRORS_KEPT,
         ),
@@ -276,6 +281,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
       snapshot: async () => ({ ...snapshot(), agents: await tunnels.agentStats(1000) }),
       healthy: () => tunnels.ready,
       shares: new SessionShares(config.route?.personalKey, tunnels),
+      setLocalRoutes: (body) => localRoutes.set(parseLocalRoutes(body)),
     });
     closers.push(() => statusServer.close());
 

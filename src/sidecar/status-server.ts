@@ -3,7 +3,8 @@
  * (see SidecarStatus in sidecar.ts), `GET /healthz` answers 200 when at least
  * one tunnel is up and 503 otherwise. `POST /shares?ttl=<seconds>` makes a share
  * link key ({@link ShareGrant}) and `DELETE /shares` revokes them all, for callers
- * on the sidecar's own loopback only (`node sidecar.mjs share`, run by docker exec).
+ * on the sidecar's own loopback only (`node sidecar.mjs share`, run by docker exec);
+ * `PUT /local-routes` replaces the table of local routes (local-routes.ts).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,6 +18,8 @@ export interface StatusServerOptions {
   snapshot: () => Promise<unknown>;
   healthy: () => boolean;
   shares?: SessionShares;
+  /** Takes a JSON body; throws when it is not a table of routes. */
+  setLocalRoutes?: (body: unknown) => void;
 }
 
 export interface StatusServer {
@@ -32,11 +35,23 @@ export async function startStatusServer(opts: StatusServerOptions): Promise<Stat
       res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(text);
     };
+    if (req.method === 'PUT' && path === '/local-routes' && opts.setLocalRoutes) {
+      const set = opts.setLocalRoutes;
+      // Routes redirect the app's traffic: only the sidecar itself may set them.
+      if (!fromLoopback(req)) return send(403, { error: 'local routes are set from the sidecar itself' });
+      readJson(req)
+        .then((body) => {
+          set(body);
+          send(200, { ok: true });
+        })
+        .catch((err: unknown) => send(400, { error: errorText(err) }));
+      return;
+    }
     if (path === '/shares' && opts.shares) {
       answerShares(opts.shares, req, send);
       return;
     }
-    if (req.method !== 'GET') return send(405, { error: 'only GET' });
+    if (req.method !== 'GET') return send(405, { error: 'only GET, and PUT /local-routes' });
     if (path === '/healthz') return send(opts.healthy() ? 200 : 503, { ok: opts.healthy() });
     if (path === '/' || path === '/status') {
       opts.snapshot().then(
@@ -70,8 +85,7 @@ function answerShares(
   req: http.IncomingMessage,
   send: (code: number, body: unknown) => void,
 ): void {
-  const from = req.socket.remoteAddress ?? '';
-  if (from !== '127.0.0.1' && from !== '::1' && from !== '::ffff:127.0.0.1') {
+  if (!fromLoopback(req)) {
     send(403, { error: { code: 'FORBIDDEN', message: 'shares are made from the sidecar itself' } });
     return;
   }
@@ -89,4 +103,33 @@ function answerShares(
       error: { code, message: errorText(err), ...(hint ? { hint } : {}) },
     });
   }
+}
+
+function fromLoopback(req: http.IncomingMessage): boolean {
+  const from = req.socket.remoteAddress ?? '';
+  return from === '127.0.0.1' || from === '::1' || from === '::ffff:127.0.0.1';
+}
+
+const BODY_LIMIT = 1 << 20;
+
+function readJson(req: http.IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > BODY_LIMIT) {
+        reject(new Error('body too large'));
+        req.destroy();
+      } else chunks.push(chunk);
+    });
+    req.on('end', () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch (err) {
+        reject(err);
+      }
+    });
+    req.on('error', reject);
+  });
 }

@@ -1,6 +1,6 @@
 /**
  * Several workloads as one session, from `devbox.yaml` or named on the command line: all come
- * up, `down` with no name ends them all, one that fails undoes the others, one Ctrl-C ends all,
+ * up, calls between their local containers stay on Docker, `down` with no name ends them all, one that fails undoes the others, one Ctrl-C ends all,
  * and a bad file changes nothing.
  */
 import assert from 'node:assert/strict';
@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { deployShop } from '../../../src/demo/shop.js';
 import { createKubeClient } from '../../../src/kube/index.js';
+import type { SessionStatus } from '../../../src/session/status.js';
 import type { UpResult } from '../../../src/session/up.js';
 import { clusterImages, docker, kubeconfig, testNamespace } from '../../support/cluster.js';
 import {
@@ -24,6 +25,17 @@ import { developerIn } from '../../support/developer.js';
 import { storefrontHears } from '../../support/storefront.js';
 
 const images = clusterImages();
+
+/** Five calls to inventory's Service, each on a new connection, printing who answered. */
+const FIVE_NEW_CONNECTIONS = `
+const http = require('node:http');
+const get = () => new Promise((resolve, reject) =>
+  http.get('http://inventory/items', { agent: false }, (res) => {
+    let body = '';
+    res.on('data', (d) => (body += d));
+    res.on('end', () => resolve(JSON.parse(body).where));
+  }).on('error', reject));
+(async () => { for (let i = 0; i < 5; i++) console.log(await get()); })();`;
 
 /** An env variable of a local container as its process sees it. */
 async function envOf(container: string, name: string): Promise<string> {
@@ -46,6 +58,14 @@ describe('several workloads in one up', { timeout: 900_000 }, () => {
       .split('\n')
       .filter(Boolean)
       .sort();
+  const statusOf = async (namespace: string) => {
+    const all = JSON.parse((await devbox(['status', '-o', 'json'])).stdout) as SessionStatus[];
+    const mine = all.filter((s) => s.namespace === namespace);
+    return {
+      api: mine.find((s) => s.workload === 'deployment/api'),
+      inventory: mine.find((s) => s.workload === 'deployment/inventory'),
+    };
+  };
   const assertPristine = async () => {
     assert.deepEqual(await clusterSnapshot(ns.name), pristine);
     assert.deepEqual(await localContainers(), []);
@@ -97,15 +117,30 @@ describe('several workloads in one up', { timeout: 900_000 }, () => {
       assert.match(up.stderr, /✓ inventory: Finding inventory in /);
       await storefrontHears(ns.name, 'local container', 60_000);
       assert.equal(await envOf(`devbox-api.${ns.name}`, 'GREETING_FROM'), 'file');
-      // The local api's call to inventory is answered by the local inventory.
-      const answer = await docker([
-        'exec',
-        `devbox-api.${ns.name}`,
-        'node',
-        '-e',
-        "fetch('http://inventory/items').then((r) => r.json()).then((b) => console.log(b.where))",
-      ]);
-      assert.equal(answer.stdout.trim(), 'local container');
+      // The local api's calls to inventory's Service reach the local inventory straight on
+      // Docker: inventory's agent in the cluster sees none of them.
+      const before = await statusOf(ns.name);
+      assert.deepEqual(
+        before.api?.localRoutes?.map((r) => [r.service, r.container]),
+        [[`${ns.name}/inventory`, `devbox-inventory.${ns.name}`]],
+        JSON.stringify(before.api),
+      );
+      const answers = await docker(['exec', `devbox-api.${ns.name}`, 'node', '-e', FIVE_NEW_CONNECTIONS]);
+      assert.deepEqual(answers.stdout.trim().split('\n'), Array(5).fill('local container'), answers.stderr);
+      const later = await statusOf(ns.name);
+      assert.equal(
+        later.inventory?.podsRouted?.toSession,
+        before.inventory?.podsRouted?.toSession,
+        "inventory's agent saw no connection",
+      );
+      const direct = (s: typeof later) => s.api?.localRoutes?.[0]?.connections ?? 0;
+      assert.ok(direct(later) - direct(before) >= 5, JSON.stringify(later.api?.localRoutes));
+      const text = await devbox(['status']);
+      assert.match(
+        text.stdout,
+        new RegExp(`service ${ns.name}/inventory:80 → devbox-inventory\\.${ns.name} directly on Docker`),
+      );
+      assert.match(text.stdout, /every other Service → through the cluster/);
     } finally {
       // Also after a failed assertion: the tests below must not meet these sessions.
       down = await devbox(['down', '-o', 'json']);
