@@ -3,6 +3,7 @@
  * context, or starts the local cluster when there is none; deploys the sample
  * shop; runs `devbox up api`; shows the in-cluster storefront's requests being
  * answered by the local container; then `devbox down api` puts it all back.
+ * Last, the dev loop: an edit of the api's source answers the storefront's next request.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -15,6 +16,7 @@ import type { KubeTarget } from '../kube/kubeconfig.js';
 import { DEFAULT_AGENT_IMAGE, settings } from '../settings/index.js';
 import { DevboxError, errorText } from '../util/errors.js';
 import { createProgress } from '../util/progress.js';
+import { showDevLoop } from './loop.js';
 import { deployShop } from './shop.js';
 
 const NAMESPACE = settings().demoNamespace;
@@ -141,6 +143,14 @@ async function main(): Promise<void> {
     say(
       `After devbox down the pod answers again, and the Deployment and Service are as they were:\n  ${after}`,
     );
+    await showDevLoop({
+      cli,
+      env: cluster.env,
+      namespace: NAMESPACE,
+      image: cluster.image,
+      storefrontSays: (match, timeoutMs) => storefrontSays(client, match, timeoutMs),
+      say,
+    });
     say(
       `Next: run your own workload with \`devbox up <name> -n <namespace>\` (see devbox up --help).\n` +
         `Remove the sample with: kubectl delete namespace ${NAMESPACE}` +
