@@ -125,12 +125,19 @@ last one restores the workload exactly.`,
         ...(flags.workdir ? { workdir: flags.workdir } : {}),
         sync: flags.sync ?? [],
         ...(flags.onChange ? { onChange: flags.onChange } : {}),
+        ...(flags.name !== undefined ? { name: flags.name } : {}),
+        filters: {
+          headers: flags.httpHeader ?? [],
+          ...(flags.httpPathPrefix !== undefined ? { pathPrefix: flags.httpPathPrefix } : {}),
+          personal: Boolean(flags.personal),
+          mirror: Boolean(flags.mirror),
+        },
       });
       checkWorkloads(flags, chosen);
       const detach = Boolean(flags.detach || flags.sidecarOnly);
       const progress = createProgress(process.stderr);
       // One key for every workload of this up: a request carrying it reaches each of them.
-      const personalKey = flags.personal
+      const personalKey = chosen.some((w) => w.filters.personal)
         ? (await import('../session/route-flags.js')).newPersonalKey()
         : undefined;
       const run = (w: WorkloadSettings) => ({
@@ -152,14 +159,8 @@ last one restores the workload exactly.`,
         rolloutTimeoutMs: flags.timeout,
         readyTimeoutMs: flags.timeout,
         tty: !detach && chosen.length === 1 && Boolean(process.stdin.isTTY && process.stdout.isTTY),
-        ...(flags.name !== undefined ? { name: flags.name } : {}),
-        filters: {
-          headers: flags.httpHeader ?? [],
-          pathPrefix: flags.httpPathPrefix,
-          personal: Boolean(flags.personal),
-          ...(personalKey ? { personalKey } : {}),
-          mirror: Boolean(flags.mirror),
-        },
+        ...(w.name !== undefined ? { name: w.name } : {}),
+        filters: { ...w.filters, ...(w.filters.personal && personalKey ? { personalKey } : {}) },
         ...(flags.devcontainer
           ? { devcontainer: { path: flags.devcontainer === true ? '.' : flags.devcontainer } }
           : {}),

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, parseDocument } from 'yaml';
 import { parsePublishFlag, parseVolumeFlag } from '../docker/index.js';
+import { routeFromFlags } from '../session/route-flags.js';
 import { containerPathProblem, type OnChange, splitSyncFlag } from '../session/sync/rules.js';
 import { DevboxError, errorText } from '../util/errors.js';
 import { locate, pointerKeys } from './positions.js';
@@ -42,6 +43,11 @@ interface RawWorkload {
   workdir?: string;
   sync?: string[];
   onChange?: OnChange;
+  name?: string;
+  httpHeaders?: string[];
+  httpPathPrefix?: string;
+  personal?: boolean;
+  mirror?: boolean;
 }
 interface RawFile {
   namespace?: string;
@@ -137,6 +143,13 @@ function toSettings(
       const problem = containerPathProblem(splitSyncFlag(flag).container);
       if (problem) throw new Error(problem);
     });
+  const filters = {
+    headers: raw.httpHeaders ?? [],
+    ...(raw.httpPathPrefix !== undefined ? { pathPrefix: raw.httpPathPrefix } : {}),
+    personal: Boolean(raw.personal),
+    mirror: Boolean(raw.mirror),
+  };
+  check(['httpHeaders'], filters, routeFromFlags);
   const build = typeof raw.build === 'string' ? { dir: raw.build } : raw.build && toBuild(raw.build);
   if (raw.onChange === 'rebuild' && !build)
     report(['onChange'], 'rebuild needs `build` (the image to rebuild)');
@@ -154,6 +167,8 @@ function toSettings(
     ...(raw.workdir ? { workdir: raw.workdir } : {}),
     sync: raw.sync ?? [],
     ...(raw.onChange ? { onChange: raw.onChange } : {}),
+    ...(raw.name ? { name: raw.name } : {}),
+    filters,
   };
 }
 
@@ -169,6 +184,9 @@ const PATTERN_MEANING: Record<string, string> = {
   env: 'a variable name (letters, digits, _, . and -, not starting with a digit)',
   volumes: 'src:dst[:ro] with an absolute dst',
   workdir: 'an absolute path',
+  name: 'a session name (lowercase letters, digits and -, at most 32)',
+  httpHeaders: 'NAME=VALUE or NAME=/regex/',
+  httpPathPrefix: 'a path starting with /',
   sync: 'LOCAL:CONTAINER with an absolute CONTAINER, e.g. src:/app/src',
 };
 

@@ -3,6 +3,7 @@
  * line, and how the two combine: the command line adds to the file (lists and env) and wins over
  * it (single values).
  */
+import type { RouteFlags } from '../session/route-flags.js';
 import type { OnChange } from '../session/sync/rules.js';
 import { DevboxError } from '../util/errors.js';
 import type { ProjectFile } from './file.js';
@@ -21,10 +22,16 @@ export interface WorkloadSettings {
   workdir?: string;
   sync: string[];
   onChange?: OnChange;
+  /** The session's name on the workload (`--name`). */
+  name?: string;
+  /** Which requests the session takes (`--http-header`, `--http-path-prefix`, `--personal`, `--mirror`). */
+  filters: RouteFlags;
 }
 
 /** The command line's share of the settings: every field may be absent. */
-export type FlagSettings = Partial<Omit<WorkloadSettings, 'workload'>>;
+export type FlagSettings = Partial<Omit<WorkloadSettings, 'workload' | 'filters'>> & {
+  filters?: Partial<RouteFlags>;
+};
 
 export function combine(file: WorkloadSettings, flags: FlagSettings): WorkloadSettings {
   const build = flags.build ?? (flags.image ? undefined : file.build);
@@ -32,6 +39,8 @@ export function combine(file: WorkloadSettings, flags: FlagSettings): WorkloadSe
   const container = flags.container ?? file.container;
   const workdir = flags.workdir ?? file.workdir;
   const onChange = flags.onChange ?? file.onChange;
+  const name = flags.name ?? file.name;
+  const pathPrefix = flags.filters?.pathPrefix ?? file.filters.pathPrefix;
   return {
     workload: file.workload,
     ...(container ? { container } : {}),
@@ -44,6 +53,13 @@ export function combine(file: WorkloadSettings, flags: FlagSettings): WorkloadSe
     ...(workdir ? { workdir } : {}),
     sync: [...file.sync, ...(flags.sync ?? [])],
     ...(onChange ? { onChange } : {}),
+    ...(name ? { name } : {}),
+    filters: {
+      headers: [...file.filters.headers, ...(flags.filters?.headers ?? [])],
+      ...(pathPrefix !== undefined ? { pathPrefix } : {}),
+      personal: Boolean(flags.filters?.personal || file.filters.personal),
+      mirror: Boolean(flags.filters?.mirror || file.filters.mirror),
+    },
   };
 }
 
@@ -73,7 +89,15 @@ export function selectWorkloads(
 }
 
 function bare(workload: string): WorkloadSettings {
-  return { workload, command: [], env: [], volumes: [], publish: [], sync: [] };
+  return {
+    workload,
+    command: [],
+    env: [],
+    volumes: [],
+    publish: [],
+    sync: [],
+    filters: { headers: [], personal: false, mirror: false },
+  };
 }
 
 function unique(names: readonly string[]): string[] {

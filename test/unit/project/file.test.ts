@@ -54,6 +54,7 @@ describe('devbox.yaml', () => {
       workdir: '/app',
       sync: ['src:/app/src'],
       onChange: 'rebuild',
+      filters: { headers: [], personal: false, mirror: false },
     });
     assert.equal(file.workloads.get('inventory')?.workload, 'deploy/inventory-v2');
     assert.deepEqual(file.workloads.get('storefront'), {
@@ -63,7 +64,26 @@ describe('devbox.yaml', () => {
       volumes: [],
       publish: [],
       sync: [],
+      filters: { headers: [], personal: false, mirror: false },
     });
+  });
+
+  it('takes the team-mode settings of a session: name and which requests it takes', () => {
+    const file = parse(
+      'workloads:\n  api:\n    name: alice-fix\n    httpHeaders: [x-user=alice]\n    httpPathPrefix: /api/\n    personal: true\n',
+    );
+    const api = file.workloads.get('api');
+    assert.equal(api?.name, 'alice-fix');
+    assert.deepEqual(api?.filters, {
+      headers: ['x-user=alice'],
+      pathPrefix: '/api/',
+      personal: true,
+      mirror: false,
+    });
+    const [header] = problems('workloads:\n  api:\n    httpHeaders: ["host=x"]\n');
+    assert.match(header!, /devbox\.yaml:3:18: workloads\.api\.httpHeaders: .*host/);
+    const [name] = problems('workloads:\n  api:\n    name: Alice\n');
+    assert.match(name!, /devbox\.yaml:3:11: workloads\.api\.name: must be a session name/);
   });
 
   it('names the file, line, column and key of an unknown key, and lists the known ones', () => {
