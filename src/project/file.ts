@@ -10,7 +10,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, parseDocument } from 'yaml';
 import { parsePublishFlag, parseVolumeFlag } from '../docker/index.js';
 import { routeFromFlags } from '../session/route-flags.js';
-import { containerPathProblem, type OnChange, splitSyncFlag } from '../session/sync/rules.js';
+import { type OnChange, resolveSyncRules } from '../session/sync/rules.js';
 import { DevboxError, errorText } from '../util/errors.js';
 import { locate, pointerKeys } from './positions.js';
 import type { WorkloadSettings } from './settings.js';
@@ -62,7 +62,7 @@ export async function findProjectFile(dir: string): Promise<ProjectFile | undefi
     if (err.code === 'ENOENT') return undefined;
     throw new DevboxError('BAD_INPUT', `${path}: cannot be read: ${err.message}`, { cause: err });
   });
-  return text === undefined ? undefined : parseProjectFile(text, path, dir, await loadSchema());
+  return text === undefined ? undefined : await parseProjectFile(text, path, dir, await loadSchema());
 }
 
 let schema: object | undefined;
@@ -72,7 +72,12 @@ async function loadSchema(): Promise<object> {
 }
 
 /** Parses and checks the file's text; throws BAD_INPUT listing every problem with its position. */
-export function parseProjectFile(text: string, path: string, dir: string, jsonSchema: object): ProjectFile {
+export async function parseProjectFile(
+  text: string,
+  path: string,
+  dir: string,
+  jsonSchema: object,
+): Promise<ProjectFile> {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const at = (pos: { line: number; col: number } | undefined) =>
@@ -105,7 +110,14 @@ export function parseProjectFile(text: string, path: string, dir: string, jsonSc
       problems.push(
         `${at(locate(doc.contents, ['workloads', name, ...keys.map(String)], lines))}: ${['workloads', name, ...keys].join('.')}: ${text}`,
       );
-    workloads.set(name, toSettings(name, raw ?? {}, report));
+    const settings = toSettings(name, raw ?? {}, report);
+    workloads.set(name, settings);
+    // Sync paths must exist inside the project: checked here so that the message names the line.
+    for (const [i, flag] of settings.sync.entries()) {
+      await resolveSyncRules([flag], dir).catch((err: unknown) => {
+        for (const line of errorText(err).split('\n')) report(['sync', i], line);
+      });
+    }
   }
   if (problems.length) fail(path, problems);
   return {
@@ -138,11 +150,6 @@ function toSettings(
   };
   for (const [i, p] of (raw.ports ?? []).entries()) check(['ports', i], p, parsePublishFlag);
   for (const [i, v] of (raw.volumes ?? []).entries()) check(['volumes', i], v, parseVolumeFlag);
-  for (const [i, s] of (raw.sync ?? []).entries())
-    check(['sync', i], s, (flag) => {
-      const problem = containerPathProblem(splitSyncFlag(flag).container);
-      if (problem) throw new Error(problem);
-    });
   const filters = {
     headers: raw.httpHeaders ?? [],
     ...(raw.httpPathPrefix !== undefined ? { pathPrefix: raw.httpPathPrefix } : {}),

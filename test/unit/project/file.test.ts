@@ -1,16 +1,23 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
-import { describe, it } from 'node:test';
+import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
 import { parseProjectFile, SCHEMA_FILE, selectWorkloads } from '../../../src/project/index.js';
 import { isDevboxError } from '../../../src/util/errors.js';
 
 const schema = JSON.parse(await readFile(SCHEMA_FILE, 'utf8')) as object;
-const parse = (text: string) => parseProjectFile(text, '/p/devbox.yaml', '/p', schema);
+/** The project: sync paths must exist in it. Messages name the file as given, /p/devbox.yaml. */
+const project = await mkdtemp(join(tmpdir(), 'devbox-project-'));
+await mkdir(join(project, 'src'));
+await symlink(tmpdir(), join(project, 'elsewhere'));
+after(() => rm(project, { recursive: true, force: true }));
+const parse = (text: string) => parseProjectFile(text, '/p/devbox.yaml', project, schema);
 
 /** The error's lines, for asserting on each problem. */
-function problems(text: string): string[] {
+async function problems(text: string): Promise<string[]> {
   try {
-    parse(text);
+    await parse(text);
   } catch (err) {
     assert.ok(isDevboxError(err, 'BAD_INPUT'), String(err));
     return err.message.split('\n');
@@ -40,8 +47,8 @@ workloads:
 `;
 
 describe('devbox.yaml', () => {
-  it('gives each workload the settings its flags would', () => {
-    const file = parse(full.replace('    build: null\n', ''));
+  it('gives each workload the settings its flags would', async () => {
+    const file = await parse(full.replace('    build: null\n', ''));
     assert.equal(file.namespace, 'shop');
     assert.deepEqual([...file.workloads.keys()], ['api', 'inventory', 'storefront']);
     assert.deepEqual(file.workloads.get('api'), {
@@ -68,8 +75,8 @@ describe('devbox.yaml', () => {
     });
   });
 
-  it('takes the team-mode settings of a session: name and which requests it takes', () => {
-    const file = parse(
+  it('takes the team-mode settings of a session: name and which requests it takes', async () => {
+    const file = await parse(
       'workloads:\n  api:\n    name: alice-fix\n    httpHeaders: [x-user=alice]\n    httpPathPrefix: /api/\n    personal: true\n',
     );
     const api = file.workloads.get('api');
@@ -80,14 +87,14 @@ describe('devbox.yaml', () => {
       personal: true,
       mirror: false,
     });
-    const [header] = problems('workloads:\n  api:\n    httpHeaders: ["host=x"]\n');
+    const [header] = await problems('workloads:\n  api:\n    httpHeaders: ["host=x"]\n');
     assert.match(header!, /devbox\.yaml:3:18: workloads\.api\.httpHeaders: .*host/);
-    const [name] = problems('workloads:\n  api:\n    name: Alice\n');
+    const [name] = await problems('workloads:\n  api:\n    name: Alice\n');
     assert.match(name!, /devbox\.yaml:3:11: workloads\.api\.name: must be a session name/);
   });
 
-  it('names the file, line, column and key of an unknown key, and lists the known ones', () => {
-    const [line, ...rest] = problems('workloads:\n  api:\n    imagee: api:dev\n');
+  it('names the file, line, column and key of an unknown key, and lists the known ones', async () => {
+    const [line, ...rest] = await problems('workloads:\n  api:\n    imagee: api:dev\n');
     assert.deepEqual(rest, []);
     assert.match(
       line!,
@@ -95,8 +102,8 @@ describe('devbox.yaml', () => {
     );
   });
 
-  it('reports every problem at once, each at its own line', () => {
-    const lines = problems(
+  it('reports every problem at once, each at its own line', async () => {
+    const lines = await problems(
       [
         'namespace: Shop',
         'extra: 1',
@@ -122,18 +129,18 @@ describe('devbox.yaml', () => {
     assert.ok(lines.some((l) => l.includes('namespace: must be a Kubernetes namespace name')));
   });
 
-  it('refuses malformed YAML with its position', () => {
-    const [line] = problems('workloads:\n  api: [unclosed\n');
+  it('refuses malformed YAML with its position', async () => {
+    const [line] = await problems('workloads:\n  api: [unclosed\n');
     assert.match(line!, /^\/p\/devbox\.yaml:\d+:\d+: /);
   });
 
-  it('refuses a key given twice', () => {
-    const [line] = problems('workloads:\n  api: {}\n  api: {}\n');
+  it('refuses a key given twice', async () => {
+    const [line] = await problems('workloads:\n  api: {}\n  api: {}\n');
     assert.match(line!, /^\/p\/devbox\.yaml:3:3: .*[Uu]nique/);
   });
 
-  it('checks each value as its flag is, naming the list item', () => {
-    const lines = problems(
+  it('checks each value as its flag is, naming the list item', async () => {
+    const lines = await problems(
       [
         'workloads:',
         '  api:',
@@ -156,16 +163,34 @@ describe('devbox.yaml', () => {
     );
   });
 
-  it('needs at least one workload', () => {
-    assert.match(problems('namespace: shop\n')[0]!, /\(top level\): missing key workloads/);
-    assert.match(problems('workloads: {}\n')[0]!, /workloads: must NOT have fewer than 1 properties/);
+  it('refuses a sync path outside the project or missing, at its line', async () => {
+    const lines = await problems(
+      'workloads:\n  api:\n    sync: ["elsewhere:/app/x", "nope.js:/app/nope.js", "src:/app/src"]\n',
+    );
+    assert.equal(lines.length, 2, lines.join('\n'));
+    assert.match(
+      lines[0]!,
+      /devbox\.yaml:3:12: workloads\.api\.sync\.0: --sync elsewhere:\/app\/x: .* is outside the project/,
+    );
+    assert.match(
+      lines[1]!,
+      /devbox\.yaml:3:32: workloads\.api\.sync\.1: --sync nope\.js:\/app\/nope\.js: .*nope\.js does not exist/,
+    );
+  });
+
+  it('needs at least one workload', async () => {
+    assert.match((await problems('namespace: shop\n'))[0]!, /\(top level\): missing key workloads/);
+    assert.match((await problems('workloads: {}\n'))[0]!, /workloads: must NOT have fewer than 1 properties/);
   });
 });
 
 describe('selecting workloads', () => {
-  const file = parse(full.replace('    build: null\n', ''));
+  let file: Awaited<ReturnType<typeof parse>>;
+  before(async () => {
+    file = await parse(full.replace('    build: null\n', ''));
+  });
 
-  it('takes every workload of the file when none is named, the command line adding to each', () => {
+  it('takes every workload of the file when none is named, the command line adding to each', async () => {
     const chosen = selectWorkloads([], file, { env: ['X=1'], volumes: ['/a:/b'], image: 'over:ride' });
     assert.deepEqual(
       chosen.map((w) => w.workload),
@@ -178,7 +203,7 @@ describe('selecting workloads', () => {
     assert.equal(chosen[0]!.build, undefined);
   });
 
-  it('takes a subset by name, and refuses a name the file does not list', () => {
+  it('takes a subset by name, and refuses a name the file does not list', async () => {
     assert.deepEqual(
       selectWorkloads(['storefront', 'api'], file, {}).map((w) => w.workload),
       ['storefront', 'api'],
@@ -186,7 +211,7 @@ describe('selecting workloads', () => {
     assert.throws(() => selectWorkloads(['apii'], file, {}), /lists no workload named apii/);
   });
 
-  it('without a file takes the names as workloads, with the flags applied to each', () => {
+  it('without a file takes the names as workloads, with the flags applied to each', async () => {
     const chosen = selectWorkloads(['api', 'inventory'], undefined, { env: ['A=b'], sync: ['src:/app'] });
     assert.deepEqual(
       chosen.map((w) => [w.workload, w.env, w.sync]),
