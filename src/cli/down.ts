@@ -1,7 +1,7 @@
 import { Command } from '@commander-js/extra-typings';
 
 import type { DownResult } from '../session/down.js';
-import { DevboxError } from '../util/errors.js';
+import { DevboxError, errorText, isDevboxError } from '../util/errors.js';
 import { createProgress } from '../util/progress.js';
 import { kubeTarget, withKubeFlags } from './kube-flags.js';
 import { outputOption, printJson } from './output.js';
@@ -48,16 +48,31 @@ Examples:
       });
       const progress = createProgress(process.stderr);
       const results: DownResult[] = [];
+      // One workload that cannot be ended does not keep the others up.
+      const failures: { workload: string; err: unknown }[] = [];
       for (const workload of workloads) {
-        const result = await down({
-          target,
-          workload,
-          keepAgent: Boolean(flags.keepAgent),
-          ...(flags.name !== undefined ? { name: flags.name } : {}),
-          progress,
-        });
-        for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
-        results.push(result);
+        try {
+          const result = await down({
+            target,
+            workload,
+            keepAgent: Boolean(flags.keepAgent),
+            ...(flags.name !== undefined ? { name: flags.name } : {}),
+            progress,
+          });
+          for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+          results.push(result);
+        } catch (err) {
+          if (workloads.length === 1) throw err;
+          failures.push({ workload, err });
+        }
+      }
+      if (failures.length) {
+        const first = failures[0]!.err;
+        throw new DevboxError(
+          isDevboxError(first) ? first.code : 'INTERNAL',
+          failures.map((f) => `${f.workload}: ${errorText(f.err)}`).join('\n'),
+          { hint: `Ended: ${results.map((r) => r.workload).join(', ') || 'none'}.`, cause: first },
+        );
       }
       if (flags.output === 'json') return printJson(names.length === 1 ? results[0] : results);
       for (const result of results) printDown(result);
