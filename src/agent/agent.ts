@@ -7,6 +7,7 @@ import type { Logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
 import { DnsRelay } from './dns-relay.js';
 import { createHandlers } from './handlers.js';
+import { HttpRouting, type RequestRewriter } from './http/index.js';
 import { ShareTable } from './http/share.js';
 import { Interceptor } from './intercept.js';
 import { AgentCounters } from './stats.js';
@@ -25,8 +26,17 @@ export interface RunningAgent {
 
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
+export interface AgentOptions {
+  /** Runs on each request of a port with filtered sessions before it is matched (default: none). */
+  rewriter?: RequestRewriter;
+}
+
 /** Starts the agent's tunnel endpoint and intercept listeners. */
-export async function startAgent(config: AgentConfig, log: Logger = silent): Promise<RunningAgent> {
+export async function startAgent(
+  config: AgentConfig,
+  log: Logger = silent,
+  options: AgentOptions = {},
+): Promise<RunningAgent> {
   const counters = new AgentCounters();
   const dns = new DnsRelay(config.resolvConfPath);
   const shares = new ShareTable();
@@ -48,7 +58,15 @@ export async function startAgent(config: AgentConfig, log: Logger = silent): Pro
     queued: () => interceptor?.queued ?? 0,
     shares,
   });
+  const http = new HttpRouting({
+    sessions: server,
+    counters,
+    log,
+    acceptWaitMs: config.acceptWaitMs,
+    rewriter: options.rewriter,
+  });
   interceptor = new Interceptor({
+    http,
     specs: config.intercepts,
     host: config.interceptHost,
     queueMax: config.acceptQueueMax,
@@ -90,6 +108,7 @@ export async function startAgent(config: AgentConfig, log: Logger = silent): Pro
         health?.close();
         interceptor.close();
         await server.close(config.shutdownGraceMs);
+        http.close();
         interceptor.destroyConnections();
         log.info('agent stopped');
       })();

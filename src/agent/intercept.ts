@@ -12,6 +12,7 @@ import {
 import { errorText } from '../util/errors.js';
 import { listen } from '../util/listen.js';
 import type { Logger } from '../util/log.js';
+import type { HttpRouting } from './http/index.js';
 import type { AgentCounters } from './stats.js';
 
 /** Where inbound connections can go besides the in-pod app. */
@@ -20,6 +21,8 @@ export interface AcceptSource {
   hasAcceptingSession(): boolean;
   /** A pending accept stream, if any. */
   takeAcceptStream(): ServerHttp2Stream | undefined;
+  /** True when some session takes filtered requests or copies: the ports then route HTTP per request. */
+  hasRoutingSession(): boolean;
 }
 
 export interface InterceptorOptions {
@@ -31,6 +34,8 @@ export interface InterceptorOptions {
   log: Logger;
   counters: AgentCounters;
   source: AcceptSource;
+  /** The HTTP path, taken while a filtered or mirror session accepts. */
+  http?: HttpRouting;
 }
 
 interface InboundConnection {
@@ -79,6 +84,10 @@ export function markConfirming(stream: ServerHttp2Stream): void {
   confirming.add(stream);
 }
 
+export function isConfirming(stream: ServerHttp2Stream): boolean {
+  return confirming.has(stream);
+}
+
 /**
  * The intercept ports. Each connection goes to a sidecar session through a pending accept stream
  * when one is there; waits in a bounded queue while an accepting session is replenishing its pool;
@@ -123,6 +132,7 @@ export class Interceptor {
 
   /** Re-examines the queue and the passed-through connections: call when accept streams arrive or sessions change. */
   drain(): void {
+    this.opts.http?.wake();
     this.noteAccepting();
     while (this.queue.length > 0) {
       if (!this.opts.source.hasAcceptingSession()) {
@@ -170,6 +180,10 @@ export class Interceptor {
   }
 
   private route(conn: InboundConnection): void {
+    if (this.opts.http && this.opts.source.hasRoutingSession()) {
+      this.opts.http.serve(conn.socket, conn.spec, (replay) => this.passThrough(conn, replay, false));
+      return;
+    }
     const stream = this.opts.source.takeAcceptStream();
     if (stream) {
       this.toSession(conn, stream);
@@ -288,7 +302,7 @@ export class Interceptor {
   }
 
   /** Joins the client with the app in the pod; `replay` is what the client already sent to a session. */
-  private passThrough(conn: InboundConnection, replay: readonly Buffer[] = []): void {
+  private passThrough(conn: InboundConnection, replay: readonly Buffer[] = [], handOver = true): void {
     const { socket, spec } = conn;
     if (socket.destroyed) return;
     this.opts.counters.totals.passedThrough++;
@@ -314,7 +328,7 @@ export class Interceptor {
       connected = true;
       socket.off('close', onEarlyClose);
       for (const chunk of replay) upstream.write(chunk);
-      this.watchPassedThrough(socket, upstream, replay.length > 0);
+      if (handOver) this.watchPassedThrough(socket, upstream, replay.length > 0);
       void joinStreams(socket, upstream);
     });
   }
@@ -350,7 +364,7 @@ export class Interceptor {
 
   /** Starts or stops handing passed-through connections over when a session starts or stops accepting. */
   private noteAccepting(): void {
-    const accepting = this.opts.source.hasAcceptingSession();
+    const accepting = this.wantsConnections();
     if (accepting === this.accepting) return;
     this.accepting = accepting;
     for (const conn of this.passed) {
@@ -360,6 +374,13 @@ export class Interceptor {
         conn.waitingSince = undefined;
       } else if (conn.appSpokeLast) this.scheduleHandOver(conn);
     }
+  }
+
+  /** True when a session would take passed-through connections if their clients reconnected. */
+  private wantsConnections(): boolean {
+    return (
+      this.opts.source.hasAcceptingSession() || (!!this.opts.http && this.opts.source.hasRoutingSession())
+    );
   }
 
   /** Arms the connection's timer for the end of the quiet it still needs. */
@@ -384,7 +405,7 @@ export class Interceptor {
       this.scheduleHandOver(conn);
       return;
     }
-    if (!this.opts.source.hasAcceptingSession()) return;
+    if (!this.wantsConnections()) return;
     this.passed.delete(conn);
     this.opts.counters.totals.handedOver++;
     // FIN both ways; each side's own FIN in reply ends the join cleanly.

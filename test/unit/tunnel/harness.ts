@@ -5,6 +5,7 @@ import type { Readable } from 'node:stream';
 import { type RunningAgent, startAgent } from '../../../src/agent/agent.js';
 import { AGENT_DEFAULTS, type AgentConfig } from '../../../src/agent/config.js';
 import { TunnelClient, type TunnelClientOptions } from '../../../src/tunnel/client.js';
+import type { Logger } from '../../../src/util/log.js';
 
 export const TEST_TOKEN = 'test-token-0123456789';
 
@@ -27,16 +28,19 @@ export class Fixtures {
   }
 
   /** An agent on loopback with a random tunnel port. */
-  async agent(overrides: Partial<AgentConfig> = {}): Promise<RunningAgent> {
-    const agent = await startAgent({
-      ...AGENT_DEFAULTS,
-      token: TEST_TOKEN,
-      tunnelPort: 0,
-      intercepts: [],
-      interceptHost: '127.0.0.1',
-      shutdownGraceMs: 200,
-      ...overrides,
-    });
+  async agent(overrides: Partial<AgentConfig> = {}, log?: Logger): Promise<RunningAgent> {
+    const agent = await startAgent(
+      {
+        ...AGENT_DEFAULTS,
+        token: TEST_TOKEN,
+        tunnelPort: 0,
+        intercepts: [],
+        interceptHost: '127.0.0.1',
+        shutdownGraceMs: 200,
+        ...overrides,
+      },
+      log,
+    );
     this.add(() => agent.close());
     return agent;
   }
