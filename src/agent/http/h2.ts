@@ -10,6 +10,7 @@ import { H2_MAX_SESSION_MEMORY_MB, type InterceptSpec } from '../../tunnel/proto
 import type { AgentSession } from '../tunnel-server.js';
 import { addForwarded, normalizeAddress } from './forwarded.js';
 import type { RouterContext } from './http1.js';
+import type { MirrorCopy } from './mirror.js';
 import { chooseRoute } from './sessions.js';
 import type { Caller } from './upstreams.js';
 
@@ -83,12 +84,37 @@ export class H2Router {
       stream.end(answer.body === undefined ? undefined : Buffer.from(answer.body));
       return;
     }
-    const { session } = chooseRoute(this.ctx.sessions.availableSessions(), headers, path);
+    const { session, mirrors } = chooseRoute(this.ctx.sessions.availableSessions(), headers, path);
     addForwarded(headers, conn.caller.address);
     delete headers.connection;
+    const copy = mirrors.length ? this.mirror(headers, mirrors, conn) : undefined;
     void this.upstreamFor(session, conn).then(
-      (upstream) => this.forward(stream, headers, upstream),
-      () => stream.close(NGHTTP2_INTERNAL_ERROR),
+      (upstream) => this.forward(stream, headers, upstream, copy),
+      () => {
+        copy?.abort();
+        stream.close(NGHTTP2_INTERNAL_ERROR);
+      },
+    );
+  }
+
+  /**
+   * Copies go to mirror sessions as HTTP/1.1 requests (a session's local app is reached through
+   * one accept stream per copy); a local app that speaks only HTTP/2 refuses them, which costs
+   * the caller nothing.
+   */
+  private mirror(
+    headers: IncomingHttpHeaders,
+    mirrors: AgentSession[],
+    conn: Connection,
+  ): MirrorCopy | undefined {
+    const plain: IncomingHttpHeaders = {};
+    for (const [name, value] of Object.entries(headers)) if (!name.startsWith(':')) plain[name] = value;
+    plain.host ??= String(headers[':authority'] ?? '');
+    return this.ctx.mirrors.copy(
+      mirrors,
+      conn.spec,
+      { method: String(headers[':method'] ?? 'GET'), path: String(headers[':path'] ?? '/'), headers: plain },
+      conn.caller,
     );
   }
 
@@ -111,8 +137,12 @@ export class H2Router {
     stream: ServerHttp2Stream,
     headers: IncomingHttpHeaders,
     upstream: ClientHttp2Session,
+    copy: MirrorCopy | undefined,
   ): void {
-    if (stream.destroyed || stream.closed) return;
+    if (stream.destroyed || stream.closed) {
+      copy?.abort();
+      return;
+    }
     let out: http2.ClientHttp2Stream;
     try {
       out = upstream.request(headers, { endStream: false, waitForTrailers: true });
@@ -128,6 +158,11 @@ export class H2Router {
     });
     out.on('wantTrailers', () => out.sendTrailers(withoutPseudo(requestTrailers)));
     stream.pipe(out);
+    if (copy) {
+      stream.on('data', (chunk: Buffer) => copy.write(chunk));
+      stream.once('end', () => copy.end());
+      stream.once('aborted', () => copy.abort());
+    }
     out.on('response', (response) => {
       if (stream.destroyed || stream.closed) return;
       try {

@@ -3,7 +3,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { eventually, Fixtures } from '../tunnel/harness.js';
-import { ALICE, agentFor, BOB, h2App, personal, sessionTo } from './http-fixtures.js';
+import { ALICE, agentFor, BOB, h2App, httpApp, personal, sessionTo } from './http-fixtures.js';
 
 /** An h2c app that answers `<name> <path>` with a trailer, or echoes a bidi stream message by message. */
 function namedApp(fx: Fixtures, name: string): Promise<number> {
@@ -113,6 +113,40 @@ describe('agent: HTTP/2 routing on filtered ports', () => {
     req.end();
     assert.equal((await trailers)['grpc-status'], '0');
     assert.equal((await trailers)['x-who'], 'alice');
+  });
+
+  it('sends a copy of a matching stream to a mirror session as HTTP/1.1 and answers from the app', async () => {
+    const pod = await namedApp(fx, 'pod');
+    const copies: string[] = [];
+    const mirror = await httpApp(fx, 'mirror', (req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => {
+        body += d;
+      });
+      req.on('end', () => {
+        copies.push(`${req.method} ${req.url} ${req.headers.host} ${body}`);
+        res.end('discarded');
+      });
+      return true;
+    });
+    const { agent, port } = await agentFor(fx, pod);
+    await sessionTo(fx, agent, { mode: 'mirror', headers: [], pathPrefix: '/m' }, mirror.port, 'watcher');
+    const client = http2.connect(`http://127.0.0.1:${port}`);
+    fx.add(() => {
+      client.destroy();
+    });
+    const req = client.request({ ':method': 'POST', ':path': '/m/1' });
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (d: string) => {
+      body += d;
+    });
+    req.end('payload');
+    await new Promise((resolve) => req.once('end', resolve));
+    assert.equal(body, 'pod /m/1');
+    await eventually(() => copies.length === 1, 3_000, 'the copy reached the mirror');
+    assert.match(copies[0]!, /^POST \/m\/1 127\.0\.0\.1:\d+ payload$/);
+    assert.equal(agent.stats().bySession?.watcher?.mirrored, 1);
   });
 
   it('answers an HTTP/2 protocol error with GOAWAY on that connection only', async () => {

@@ -269,6 +269,52 @@ describe('agent: HTTP/1.1 routing on filtered ports', () => {
     assert.equal((await request(port, { path: '/c' })).body, 'pod GET /c');
   });
 
+  it('streams a 256 MB response through a personal session without holding it', async () => {
+    const size = 256 * 1024 * 1024;
+    const chunk = Buffer.alloc(64 * 1024, 120);
+    const pod = await httpApp(fx, 'pod');
+    const alice = await httpApp(fx, 'alice', (req, res) => {
+      if (req.url !== '/big') return false;
+      res.writeHead(200, { 'content-length': String(size) });
+      let left = size;
+      const pump = () => {
+        while (left > 0) {
+          left -= chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+      return true;
+    });
+    const { agent, port } = await agentFor(fx, pod.port);
+    await sessionTo(fx, agent, personal(ALICE), alice.port);
+    const before = process.memoryUsage();
+    let peakRss = before.rss;
+    const sampler = setInterval(() => {
+      peakRss = Math.max(peakRss, process.memoryUsage.rss());
+    }, 20);
+    fx.add(() => clearInterval(sampler));
+    const received = await new Promise<number>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path: '/big', headers: { 'x-devbox-session': ALICE } }, (res) => {
+          let n = 0;
+          res.on('data', (c: Buffer) => {
+            n += c.length;
+          });
+          res.on('end', () => resolve(n));
+          res.on('error', reject);
+        })
+        .on('error', reject);
+    });
+    clearInterval(sampler);
+    assert.equal(received, size);
+    // Caller, agent, tunnel client and both apps share this process: all of them together stay far
+    // below the response's size.
+    const growthMb = (peakRss - before.rss) / 1024 / 1024;
+    assert.ok(growthMb < 96, `RSS grew by ${growthMb.toFixed(0)} MB while 256 MB went through`);
+  });
+
   it('keeps a caller on the pod app undelayed while a mirror session takes 10 s per copy', async () => {
     const pod = await httpApp(fx, 'pod');
     let copies = 0;
