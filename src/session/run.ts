@@ -143,6 +143,7 @@ export async function followUntilEnd(
     loop = await startDevLoop({
       docker,
       serviceId: result.containers.serviceId,
+      sidecar: result.containers.sidecar,
       rules,
       project: options.sync.project,
       onChange: options.sync.onChange,

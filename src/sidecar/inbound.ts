@@ -11,6 +11,7 @@ import net from 'node:net';
 import { abortStream, joinStreams } from '../tunnel/index.js';
 import { ACCEPT_CONNECTED, ACCEPT_REFUSED } from '../tunnel/protocol.js';
 import type { InterceptPort } from './config.js';
+import type { InboundDrain } from './inbound-drain.js';
 import type { InboundStream } from './tunnel-link.js';
 
 export interface InboundStats {
@@ -33,6 +34,8 @@ export interface InboundOptions {
   /** Local address of the app; 127.0.0.1 (the app shares the sidecar's network namespace). */
   appHost?: string;
   onError: (what: string, err: unknown) => void;
+  /** While it drains, new connections are refused (the agent serves them from the pod's app). */
+  drain?: InboundDrain;
 }
 
 /** The local port an inbound stream for `appPort` goes to. */
@@ -48,6 +51,12 @@ export function createInboundHandler(opts: InboundOptions): (inbound: InboundStr
     stats.open++;
     const port = localPortFor(inbound.appPort, opts.interceptPorts);
     const what = `inbound ${inbound.clientAddress}:${inbound.clientPort} → ${host}:${port}`;
+    if (opts.drain?.draining && inbound.confirm) {
+      stats.refused++;
+      refuse(inbound);
+      stats.open--;
+      return;
+    }
     const local = net.connect({ host, port, allowHalfOpen: true });
     let settled = false;
     const finish = () => {
@@ -59,11 +68,8 @@ export function createInboundHandler(opts: InboundOptions): (inbound: InboundStr
       if (local.connecting || !local.remoteAddress) {
         stats.refused++;
         opts.onError(what, err);
-        if (inbound.confirm) {
-          inbound.stream.on('error', () => {});
-          inbound.stream.end(Buffer.from([ACCEPT_REFUSED]));
-          inbound.stream.resume();
-        } else abortStream(inbound.stream);
+        if (inbound.confirm) refuse(inbound);
+        else abortStream(inbound.stream);
         finish();
       }
     });
@@ -75,7 +81,15 @@ export function createInboundHandler(opts: InboundOptions): (inbound: InboundStr
       local.on('data', (chunk: Buffer) => {
         stats.bytesOut += chunk.length;
       });
+      opts.drain?.track(inbound.stream, local);
       void joinStreams(inbound.stream, local).then(finish);
     });
   };
+}
+
+/** Tells the agent the local app did not take the connection: it serves it from the pod's app. */
+function refuse(inbound: InboundStream): void {
+  inbound.stream.on('error', () => {});
+  inbound.stream.end(Buffer.from([ACCEPT_REFUSED]));
+  inbound.stream.resume();
 }

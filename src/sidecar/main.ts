@@ -4,7 +4,8 @@
  * for `docker exec <sidecar> node sidecar.mjs status`. `node sidecar.mjs share
  * [config.json] [--ttl <seconds> | --revoke]` makes (or revokes) the session's share
  * links and prints the daemon's JSON answer; `node sidecar.mjs local-routes
- * [config.json] <json>` sets its local routes (see local-routes.ts).
+ * [config.json] <json>` sets its local routes (see local-routes.ts); `node sidecar.mjs
+ * inbound [config.json] drain [ms] | resume` brackets a stop of the local app (inbound-drain.ts).
  */
 
 import { collectDeadBuffers } from '../util/dead-buffers.js';
@@ -15,7 +16,7 @@ import { startSidecar } from './sidecar.js';
 
 const SHUTDOWN_LIMIT_MS = 10_000;
 /** Commands that ask the running daemon (by docker exec) rather than start one. */
-const COMMANDS = ['status', 'share', 'local-routes'] as const;
+const COMMANDS = ['status', 'share', 'local-routes', 'inbound'] as const;
 type Command = (typeof COMMANDS)[number];
 
 async function main(argv: string[]): Promise<number> {
@@ -64,6 +65,14 @@ async function main(argv: string[]): Promise<number> {
 function daemonRequest(command: Command, args: string[]): { path: string; method: string; body?: string } {
   if (command === 'status') return { path: '/status', method: 'GET' };
   if (command === 'local-routes') return { path: '/local-routes', method: 'PUT', body: args[0] ?? '' };
+  if (command === 'inbound')
+    return {
+      path:
+        args[0] === 'resume'
+          ? '/inbound/resume'
+          : `/inbound/drain?timeoutMs=${encodeURIComponent(args[1] ?? '2000')}`,
+      method: 'POST',
+    };
   return {
     path: args[0] === '--ttl' && args[1] ? `/shares?ttl=${encodeURIComponent(args[1])}` : '/shares',
     method: args[0] === '--revoke' ? 'DELETE' : 'POST',

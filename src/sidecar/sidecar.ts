@@ -26,6 +26,7 @@ import { type DnsServer, type DnsStats, startDnsServer } from './dns-server.js';
 import { rewriteARecords } from './dns-wire.js';
 import { newTrafficStats, type TrafficStats } from './forwarders.js';
 import { createInboundHandler, type InboundStats, newInboundStats } from './inbound.js';
+import { InboundDrain } from './inbound-drain.js';
 import { renewLease } from './lease-renewer.js';
 import { type ListeningPorts, procListeningPorts } from './listening-ports.js';
 import { type LocalRouteStatus, LocalRoutes, parseLocalRoutes } from './local-routes.js';
@@ -133,6 +134,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
   const api = deps.api ?? createApiTransport(tokenEndpoint(connection, SIDECAR_CREDENTIALS));
   const outboundStats = newTrafficStats();
   const inboundStats = newInboundStats();
+  const inboundDrain = new InboundDrain();
 
   const tunnels = new TunnelManager({
     dialer:
@@ -146,7 +148,12 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
         ...(config.sessionId ? { sessionId: config.sessionId } : {}),
       }),
     agentPort: config.agentTunnelPort,
-    onInbound: createInboundHandler({ interceptPorts: config.interceptPorts, stats: inboundStats, onError }),
+    onInbound: createInboundHandler({
+      interceptPorts: config.interceptPorts,
+      stats: inboundStats,
+      onError,
+      drain: inboundDrain,
+    }),
     log,
   });
   const localRoutes = new LocalRoutes(tunnels, log);
@@ -282,6 +289,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
       healthy: () => tunnels.ready,
       shares: new SessionShares(config.route?.personalKey, tunnels),
       setLocalRoutes: (body) => localRoutes.set(parseLocalRoutes(body)),
+      inbound: inboundDrain,
     });
     closers.push(() => statusServer.close());
 

@@ -4,12 +4,14 @@
  * one tunnel is up and 503 otherwise. `POST /shares?ttl=<seconds>` makes a share
  * link key ({@link ShareGrant}) and `DELETE /shares` revokes them all, for callers
  * on the sidecar's own loopback only (`node sidecar.mjs share`, run by docker exec);
- * `PUT /local-routes` replaces the table of local routes (local-routes.ts).
+ * `PUT /local-routes` replaces the table of local routes (local-routes.ts); `POST
+ * /inbound/drain` and `/inbound/resume` bracket a stop of the local app (inbound-drain.ts).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DevboxError, errorText } from '../util/errors.js';
 import { listen } from '../util/listen.js';
+import type { InboundDrain } from './inbound-drain.js';
 import type { SessionShares } from './shares.js';
 
 export interface StatusServerOptions {
@@ -20,6 +22,8 @@ export interface StatusServerOptions {
   shares?: SessionShares;
   /** Takes a JSON body; throws when it is not a table of routes. */
   setLocalRoutes?: (body: unknown) => void;
+  /** `POST /inbound/drain?timeoutMs=` and `POST /inbound/resume`, around a stop of the local app. */
+  inbound?: InboundDrain;
 }
 
 export interface StatusServer {
@@ -45,6 +49,11 @@ export async function startStatusServer(opts: StatusServerOptions): Promise<Stat
           send(200, { ok: true });
         })
         .catch((err: unknown) => send(400, { error: errorText(err) }));
+      return;
+    }
+    if (req.method === 'POST' && path.startsWith('/inbound/') && opts.inbound) {
+      if (!fromLoopback(req)) return send(403, { error: 'the sidecar itself drains its app' });
+      answerInbound(opts.inbound, path, req.url ?? '', send);
       return;
     }
     if (path === '/shares' && opts.shares) {
@@ -103,6 +112,31 @@ function answerShares(
       error: { code, message: errorText(err), ...(hint ? { hint } : {}) },
     });
   }
+}
+
+const DRAIN_TIMEOUT_MAX_MS = 30_000;
+
+function answerInbound(
+  inbound: InboundDrain,
+  path: string,
+  url: string,
+  send: (code: number, body: unknown) => void,
+): void {
+  if (path === '/inbound/resume') {
+    inbound.resume();
+    send(200, { ok: true });
+    return;
+  }
+  if (path !== '/inbound/drain') {
+    send(404, { error: `unknown path ${path}` });
+    return;
+  }
+  const asked = Number(new URL(url, 'http://sidecar').searchParams.get('timeoutMs') ?? 2000);
+  const timeoutMs = Number.isFinite(asked) ? Math.min(Math.max(asked, 0), DRAIN_TIMEOUT_MAX_MS) : 2000;
+  inbound.drain(timeoutMs).then(
+    (result) => send(200, result),
+    (err: unknown) => send(500, { error: errorText(err) }),
+  );
 }
 
 function fromLoopback(req: http.IncomingMessage): boolean {

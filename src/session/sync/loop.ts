@@ -15,6 +15,7 @@ import { dirname } from 'node:path';
 import { buildDirectory, type DockerClient } from '../../docker/index.js';
 import { errorText } from '../../util/errors.js';
 import { diffSnapshots, isEmpty, type Snapshot, takeSnapshot } from './changes.js';
+import { whileDrained } from './drain.js';
 import { replaceServiceContainer } from './replace.js';
 import type { OnChange, SyncRule } from './rules.js';
 import { applyChanges, type RuleChanges } from './transfer.js';
@@ -23,6 +24,8 @@ export interface DevLoopOptions {
   docker: DockerClient;
   /** The service container as `up` started it. */
   serviceId: string;
+  /** Its sidecar, which drains the app before each stop (restart, rebuild). */
+  sidecar?: string;
   rules: readonly SyncRule[];
   /** The project directory (where `.dockerignore` files are looked up to). */
   project: string;
@@ -88,6 +91,7 @@ class SyncLoop implements DevLoop {
   private armed = false;
   private timer: NodeJS.Timeout | undefined;
   private firstEventAt = 0;
+  private readonly warn = (text: string) => this.options.notice(`warning: ${text}`);
 
   constructor(private readonly options: DevLoopOptions) {
     this.current = options.serviceId;
@@ -211,7 +215,13 @@ class SyncLoop implements DevLoop {
     if (!info?.running && deletes) await docker.startContainer(this.current);
     await applyChanges(docker, this.current, sets);
     if (this.options.onChange === 'restart' || (initial && this.options.onChange === 'rebuild')) {
-      await docker.restartContainer(this.current, { timeoutSeconds: 2 });
+      const current = this.current;
+      await whileDrained(
+        docker,
+        this.options.sidecar,
+        () => docker.restartContainer(current, { timeoutSeconds: 2 }),
+        this.warn,
+      );
       return 'restarted';
     }
     if (info?.running) return 'none';
@@ -239,7 +249,8 @@ class SyncLoop implements DevLoop {
       image: built.imageId,
       skip: this.options.rules.map((r) => r.container),
       fill: (id) => applyChanges(docker, id, whole),
-      onWarning: (text) => notice(`warning: ${text}`),
+      onWarning: this.warn,
+      whileSwapping: (swap) => whileDrained(docker, this.options.sidecar, swap, this.warn),
     });
     return 'rebuilt';
   }

@@ -31,6 +31,8 @@ export interface ReplaceOptions {
   /** Fills the new container before it starts (the synced files). */
   fill: (id: string) => Promise<void>;
   onWarning: (text: string) => void;
+  /** Wraps the moments the app is down: the old container's stop until the new one's start. */
+  whileSwapping?: (swap: () => Promise<void>) => Promise<void>;
 }
 
 /** Replaces the container `oldId` by one from `image` with the same settings; returns the new id. */
@@ -60,9 +62,12 @@ export async function replaceServiceContainer(
     throw err;
   }
   // From here on the old container stops: in-cluster callers get the pod's own app meanwhile.
-  await docker.stopContainer(oldId, { timeoutSeconds: 2 });
-  await docker.removeContainer(oldId, { force: true });
-  await docker.renameContainer(newId, name);
-  await docker.startContainer(newId);
+  const swap = async () => {
+    await docker.stopContainer(oldId, { timeoutSeconds: 2 });
+    await docker.removeContainer(oldId, { force: true });
+    await docker.renameContainer(newId, name);
+    await docker.startContainer(newId);
+  };
+  await (options.whileSwapping ?? ((run) => run()))(swap);
   return newId;
 }
