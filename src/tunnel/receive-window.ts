@@ -4,11 +4,13 @@
  * at 50 ms, and less in practice: the receiver returns window in halves. A larger fixed window
  * would let every stalled reader make its peer buffer that much more on every path, the short
  * ones included. So each receiver measures instead, as gRPC's BDP estimator does: while data
- * arrives it sends a PING and counts the bytes received until the answer. When that count reaches
- * 2/3 of the stream window (the window, not the path, is what limits) and the bandwidth it shows
- * is the highest yet, the receiver offers twice the count as the new initial stream window (a
- * SETTINGS change, which RFC 9113 §6.9.2 applies to open streams too), up to
- * {@link H2_STREAM_WINDOW_MAX}. On loopback a round trip carries little, so windows stay at their start.
+ * arrives it sends a PING and counts the bytes received until the answer. A sender held by the
+ * window has between half of it and all of it in flight (the receiver returns window in halves),
+ * so when a round trip carried half the stream window or more and the bandwidth it shows is the
+ * highest yet, the receiver doubles the initial stream window it offers (a SETTINGS change, which
+ * RFC 9113 §6.9.2 applies to open streams too), up to {@link H2_STREAM_WINDOW_MAX}. A larger window
+ * that brings no more bandwidth (the path or a CPU is the limit) stops the growth. On loopback a
+ * round trip carries little, so windows stay at their start.
  */
 import type { Http2Session } from 'node:http2';
 import { H2_SETTINGS } from './protocol.js';
@@ -18,6 +20,8 @@ export const H2_STREAM_WINDOW_MAX = 16 * 1024 * 1024;
 
 /** How often an idle receiver looks whether data flows again. */
 const PROBE_INTERVAL_MS = 25;
+/** Less than this since the last look is control traffic (pings, stats), not a transfer. */
+const PROBE_MIN_BYTES = 64 * 1024;
 
 export interface WindowEstimate {
   /** The stream window offered now. */
@@ -36,13 +40,10 @@ export function nextWindow(
   rttMs: number,
   max = H2_STREAM_WINDOW_MAX,
 ): WindowEstimate {
-  if (estimate.window >= max || bytes < (estimate.window * 2) / 3 || rttMs <= 0) return estimate;
+  if (estimate.window >= max || bytes < estimate.window / 2 || rttMs <= 0) return estimate;
   const bandwidth = bytes / rttMs;
   if (bandwidth <= estimate.bandwidth) return estimate;
-  // Whole 64 KiB units, so successive offers do not differ by a few bytes.
-  const unit = 64 * 1024;
-  const window = Math.min(max, Math.ceil((2 * bytes) / unit) * unit);
-  return window > estimate.window ? { window, bandwidth } : estimate;
+  return { window: Math.min(max, 2 * estimate.window), bandwidth };
 }
 
 /** Grows `session`'s receive windows while it lives (see the module comment). */
@@ -54,7 +55,10 @@ export function tuneReceiveWindow(session: Http2Session, max = H2_STREAM_WINDOW_
   const timer = setInterval(() => {
     if (probing || session.destroyed || session.closed) return;
     const start = received();
-    if (start === seen) return;
+    if (start - seen < PROBE_MIN_BYTES) {
+      seen = start;
+      return;
+    }
     seen = start;
     probing = true;
     const sent = session.ping((err, rttMs) => {

@@ -105,6 +105,86 @@ interface KubeconfigDoc {
   clusters?: { name: string; cluster: Record<string, unknown> }[];
 }
 
+/** A running toxiproxy server. */
+export interface Toxiproxy {
+  /** A proxy from `listen` (port 0: any) to `upstream` on the WAN of `settings`; resolves with its address. */
+  link(name: string, listen: string, upstream: string, settings: WanSettings): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts toxiproxy (see {@link toxiproxyBinary}) with its API on a free loopback port. It runs in a
+ * process group of its own, so that Ctrl-C does not end it before the caller's clean-up has gone
+ * through it, and it is killed when this process exits, whichever way.
+ */
+export async function startToxiproxy(say: (text: string) => void): Promise<Toxiproxy> {
+  const binary = await toxiproxyBinary(say);
+  const apiPort = await freePort();
+  const child: ChildProcess = spawn(binary, ['-host', '127.0.0.1', '-port', String(apiPort)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const onExit = () => child.kill('SIGKILL');
+  process.once('exit', onExit);
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    process.off('exit', onExit);
+  };
+  const api = async (method: string, path: string, body?: unknown) => {
+    const response = await fetch(`http://127.0.0.1:${apiPort}${path}`, {
+      method,
+      ...(body === undefined
+        ? {}
+        : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+    });
+    const text = await response.text();
+    if (!response.ok) throw new Error(`toxiproxy ${method} ${path}: ${response.status} ${text}`);
+    return JSON.parse(text || '{}') as Record<string, unknown>;
+  };
+  const link = async (name: string, listen: string, upstream: string, settings: WanSettings) => {
+    const proxy = await api('POST', '/proxies', { name, listen, upstream });
+    // Half the round trip each way; the rate in KB/s (1 KB = 1000 bytes) each way.
+    const halfRtt = Math.round(settings.rttMs / 2);
+    const rateKBps = Math.round((settings.rateMbps * 1_000_000) / 8 / 1000);
+    for (const stream of ['downstream', 'upstream']) {
+      await api('POST', `/proxies/${name}/toxics`, {
+        name: `latency_${stream}`,
+        type: 'latency',
+        stream,
+        attributes: { latency: halfRtt, jitter: 0 },
+      });
+      await api('POST', `/proxies/${name}/toxics`, {
+        name: `bandwidth_${stream}`,
+        type: 'bandwidth',
+        stream,
+        attributes: { rate: rateKBps },
+      });
+    }
+    return String(proxy.listen);
+  };
+  try {
+    await waitForApi(
+      () => api('GET', '/version'),
+      () => stderr,
+      child,
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { link, stop };
+}
+
 /**
  * Starts toxiproxy in front of the API server named by `kubeconfig` and writes a kubeconfig that
  * goes through it.
@@ -115,80 +195,27 @@ export async function startWanProxy(
   settings: WanSettings,
   say: (text: string) => void,
 ): Promise<WanProxy> {
-  const binary = await toxiproxyBinary(say);
   const doc = parse(readKubeconfig()) as KubeconfigDoc;
   const clusters = doc.clusters ?? [];
   if (clusters.length !== 1) throw new Error(`${kubeconfig}: expected one cluster, found ${clusters.length}`);
   const cluster = clusters[0]!.cluster;
   const server = new URL(String(cluster.server));
-  const upstream = `${server.hostname.replace(/^\[|\]$/g, '')}:${server.port || 443}`;
+  const host = server.hostname.replace(/^\[|\]$/g, '');
+  const upstream = `${host.includes(':') ? `[${host}]` : host}:${server.port || 443}`;
   const gateway = await bridgeGateway();
-  const apiPort = await freePort();
-  // A process group of its own: Ctrl-C must not end the proxy before `devbox down` has gone through it.
-  const child: ChildProcess = spawn(binary, ['-host', '127.0.0.1', '-port', String(apiPort)], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    detached: true,
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4000);
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const toxiproxy = await startToxiproxy(say);
   const dir = mkdtempSync(join(tmpdir(), 'devbox-wan-'));
-  // Whatever way this process ends, the proxy and its kubeconfig go with it.
-  const onExit = () => {
-    child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  };
+  const onExit = () => rmSync(dir, { recursive: true, force: true });
   process.once('exit', onExit);
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
-      await exited;
-      clearTimeout(timer);
-    }
-    rmSync(dir, { recursive: true, force: true });
+    await toxiproxy.stop();
+    onExit();
     process.off('exit', onExit);
   };
   try {
-    const api = async (method: string, path: string, body?: unknown) => {
-      const response = await fetch(`http://127.0.0.1:${apiPort}${path}`, {
-        method,
-        ...(body === undefined
-          ? {}
-          : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
-      });
-      const text = await response.text();
-      if (!response.ok) throw new Error(`toxiproxy ${method} ${path}: ${response.status} ${text}`);
-      return JSON.parse(text || '{}') as Record<string, unknown>;
-    };
-    await waitForApi(
-      () => api('GET', '/version'),
-      () => stderr,
-      child,
-    );
-    const proxy = await api('POST', '/proxies', { name: 'apiserver', listen: `${gateway}:0`, upstream });
-    const listen = String(proxy.listen);
-    // Half the round trip each way; the rate in KB/s (1 KB = 1000 bytes) each way.
-    const halfRtt = Math.round(settings.rttMs / 2);
-    const rateKBps = Math.round((settings.rateMbps * 1_000_000) / 8 / 1000);
-    for (const stream of ['downstream', 'upstream']) {
-      await api('POST', '/proxies/apiserver/toxics', {
-        name: `latency_${stream}`,
-        type: 'latency',
-        stream,
-        attributes: { latency: halfRtt, jitter: 0 },
-      });
-      await api('POST', '/proxies/apiserver/toxics', {
-        name: `bandwidth_${stream}`,
-        type: 'bandwidth',
-        stream,
-        attributes: { rate: rateKBps },
-      });
-    }
+    const listen = await toxiproxy.link('apiserver', `${gateway}:0`, upstream, settings);
     cluster.server = `https://${listen}`;
-    cluster['tls-server-name'] = server.hostname.replace(/^\[|\]$/g, '');
+    cluster['tls-server-name'] = host;
     const path = join(dir, 'kubeconfig');
     writeFileSync(path, stringify(doc), { mode: 0o600 });
     say(

@@ -10,26 +10,26 @@ const MiB = 1024 * 1024;
 describe('nextWindow', () => {
   const start = { window: 4 * MiB, bandwidth: 0 };
 
-  it('keeps the window when a round trip carried less than 2/3 of it: the window did not limit', () => {
-    assert.equal(nextWindow(start, 2 * MiB, 1), start);
+  it('keeps the window when a round trip carried less than half of it: the window did not limit', () => {
+    assert.equal(nextWindow(start, 2 * MiB - 1, 1), start);
   });
 
-  it('offers twice what a window-limited round trip carried, in whole 64 KiB', () => {
-    const next = nextWindow(start, 3 * MiB + 1, 50);
-    assert.equal(next.window, 6 * MiB + 64 * 1024);
-    assert.equal(next.bandwidth, (3 * MiB + 1) / 50);
+  it('doubles the window when a round trip carried half of it or more', () => {
+    const next = nextWindow(start, 2 * MiB, 50);
+    assert.equal(next.window, 8 * MiB);
+    assert.equal(next.bandwidth, (2 * MiB) / 50);
   });
 
   it('grows only while the bandwidth grows with it', () => {
     const grown = nextWindow(start, 4 * MiB, 50);
     assert.equal(grown.window, 8 * MiB);
-    // As many bytes over a longer round trip: the queue grew, not the path.
-    assert.equal(nextWindow(grown, 6 * MiB, 100), grown);
-    assert.equal(nextWindow(grown, 6 * MiB, 50).window, 12 * MiB);
+    // As many bytes per round trip over a longer round trip: the queue grew, not the path.
+    assert.equal(nextWindow(grown, 8 * MiB, 100), grown);
+    assert.equal(nextWindow(grown, 6 * MiB, 50).window, 16 * MiB);
   });
 
   it('stops at the maximum', () => {
-    assert.equal(nextWindow(start, 64 * MiB, 50).window, H2_STREAM_WINDOW_MAX);
+    assert.equal(nextWindow({ window: 12 * MiB, bandwidth: 0 }, 64 * MiB, 50).window, H2_STREAM_WINDOW_MAX);
     const top = { window: H2_STREAM_WINDOW_MAX, bandwidth: 1 };
     assert.equal(nextWindow(top, 64 * MiB, 10), top);
   });
