@@ -8,7 +8,7 @@ import type { AgentConfig } from './config.js';
 import { DnsRelay } from './dns-relay.js';
 import { createHandlers } from './handlers.js';
 import { HttpRouting, type RequestRewriter } from './http/index.js';
-import { ShareTable } from './http/share.js';
+import { ShareTable, shareRewriter } from './http/share.js';
 import { Interceptor } from './intercept.js';
 import { AgentCounters } from './stats.js';
 import { TunnelServer } from './tunnel-server.js';
@@ -63,7 +63,7 @@ export async function startAgent(
     counters,
     log,
     acceptWaitMs: config.acceptWaitMs,
-    rewriter: options.rewriter,
+    rewriter: shareRewriter(shares, options.rewriter),
   });
   interceptor = new Interceptor({
     http,

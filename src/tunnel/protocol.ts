@@ -128,7 +128,7 @@ export const HEADERS = {
 } as const;
 
 /** Features an agent lists in its hello; a sidecar uses one only when the agent lists it. */
-export const AGENT_FEATURES = ['accept-confirm'] as const;
+export const AGENT_FEATURES = ['accept-confirm', 'shares'] as const;
 export type AgentFeature = (typeof AGENT_FEATURES)[number];
 
 /** The first byte of a confirmed accept stream: the sidecar's local app took the connection, or refused it. */

@@ -18,6 +18,7 @@ import { SESSION_KEY_BAGGAGE, SESSION_KEY_HEADER } from '../../tunnel/route.js';
 import { isShareKeyShape, SHARE_COOKIE, SHARE_QUERY, type Share } from '../../tunnel/share.js';
 import { withBaggageMember } from './baggage.js';
 import { setCookieLine, takeCookie } from './cookies.js';
+import type { RequestRewriter } from './rewriter.js';
 
 /**
  * The live shares of one agent, each owned by the tunnel session that sent it: a session's shares
@@ -88,6 +89,11 @@ export function applyShares(table: ShareTable, request: ShareRequest): ShareAnsw
   const share = values.map((v) => table.live(v)).find((s) => s !== undefined);
   if (share) pinToSession(request.headers, share.sessionKey);
   return undefined;
+}
+
+/** The agent's request rewriter: share links first, then `next` (when given). */
+export function shareRewriter(table: ShareTable, next?: RequestRewriter): RequestRewriter {
+  return { rewrite: (request) => applyShares(table, request) ?? next?.rewrite(request) };
 }
 
 /** Sets the personal key the way routing reads it; whatever the client sent for it is replaced. */
