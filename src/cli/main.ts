@@ -8,6 +8,7 @@ import { doctorCommand } from './doctor.js';
 import { downCommand } from './down.js';
 import { envCommand } from './env.js';
 import { EXIT_CODES_HELP, reportError, reportUsageError } from './output.js';
+import { shareCommand } from './share.js';
 import { statusCommand } from './status.js';
 import { upCommand } from './up.js';
 import { devboxVersion, versionCommand } from './version.js';
@@ -32,6 +33,7 @@ Examples:
   devbox up api -n shop --detach      # return once the session is ready
   devbox up api --image api:dev -e LOG_LEVEL=debug -v $PWD:/app -- npm run dev
   devbox status                       # sessions on this machine and their tunnels
+  devbox share api                    # a link that shows a teammate's browser your personal session
   devbox down api -n shop             # remove the containers and restore the cluster exactly
   devbox clean                        # undo every devbox change left in the namespace
   source <(devbox completion bash)    # complete commands and flags in this shell
@@ -46,6 +48,7 @@ try {
   for (const command of [
     upCommand(),
     downCommand(),
+    shareCommand(),
     statusCommand(),
     envCommand(),
     cleanCommand(),

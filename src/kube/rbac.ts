@@ -11,7 +11,7 @@
  * the developer Role grants nothing on them.
  */
 
-export type DevboxCommand = 'up' | 'down' | 'clean' | 'env';
+export type DevboxCommand = 'up' | 'down' | 'clean' | 'env' | 'share';
 
 /** One verb on one resource, and why devbox needs it. */
 export interface Permission {
@@ -38,7 +38,7 @@ export const SIDECAR_ACCOUNT = 'devbox-sidecar';
 
 const all: DevboxCommand[] = ['up', 'down', 'clean'];
 
-/** What `devbox up`, `down`, `clean` and `env` do with the API. */
+/** What `devbox up`, `down`, `clean`, `env` and `share` do with the API. */
 export const DEVELOPER_PERMISSIONS: readonly Permission[] = [
   {
     group: 'apps',
@@ -113,6 +113,13 @@ export const DEVELOPER_PERMISSIONS: readonly Permission[] = [
     verb: 'watch',
     commands: ['up'],
     why: 'pod IPs of headless Services',
+  },
+  {
+    group: 'networking.k8s.io',
+    resource: 'ingresses',
+    verb: 'list',
+    commands: ['share'],
+    why: "the Ingress a share link's browser comes in through",
   },
   {
     group: '',

@@ -28,6 +28,8 @@ export interface BrowserUser {
   goto(url: string): Promise<number>;
   /** The page's visible text. */
   text(): Promise<string>;
+  /** The address the page shows now (after redirects). */
+  url(): string;
   /** Writes a full-page PNG named `<user>-<label>.png` and returns its path. */
   screenshot(label: string): Promise<string>;
   /** The context's cookies (for asserting their attributes). */
@@ -76,6 +78,7 @@ function browserUser(name: string, context: BrowserContext, page: Page, dir: str
     },
     // biome-ignore lint/performance/useDomNodeTextContent: the text as a person sees it, not the DOM's
     text: () => page.locator('body').innerText(),
+    url: () => page.url(),
     async screenshot(label) {
       const path = join(dir, `${name}-${label}.png`);
       await page.screenshot({ path, fullPage: true });

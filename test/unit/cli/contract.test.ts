@@ -9,6 +9,7 @@ import { devbox, listedCommands } from './cli.js';
 const invocations: Record<string, string[]> = {
   up: ['up', 'api'],
   down: ['down', 'api'],
+  share: ['share', 'api'],
   status: ['status'],
   env: ['env', 'api'],
   clean: ['clean'],
