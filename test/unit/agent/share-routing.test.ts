@@ -14,6 +14,29 @@ describe('agent: share links', () => {
   const fx = new Fixtures();
   afterEach(() => fx.close());
 
+  it('stop pinning once the session revokes them', async () => {
+    const pod = await httpApp(fx, 'pod');
+    const alice = await httpApp(fx, 'alice');
+    const { agent, port } = await agentFor(fx, pod.port);
+    const session = await sessionTo(fx, agent, personal(ALICE), alice.port, 'alice');
+    const key = newShareKey();
+    session.share({ key, sessionKey: ALICE, expiresAt: Date.now() + 60_000 });
+    const cookie = `devbox-session=${key}`;
+    await eventually(
+      async () => (await request(port, { headers: { cookie } })).body === 'alice GET /',
+      3_000,
+      'the share reached the agent',
+    );
+    session.revokeShare(key);
+    await eventually(
+      async () => (await request(port, { headers: { cookie } })).body === 'pod GET /',
+      3_000,
+      'the revoke reached the agent',
+    );
+    const link = await request(port, { path: `/?devbox-share=${key}` });
+    assert.deepEqual([link.status, link.headers['set-cookie']], [302, undefined]);
+  });
+
   it('pin a browser to the session that shared, and end with it', async () => {
     const pod = await httpApp(fx, 'pod');
     const alice = await httpApp(fx, 'alice');
