@@ -1,4 +1,5 @@
 import {
+  AGENT_FILES_ROOT,
   AGENT_TUNABLE_DEFAULTS,
   type AgentEnv,
   DEFAULT_TUNNEL_PORT,
@@ -14,16 +15,28 @@ export interface AgentConfig extends AgentEnv {
   tunnelHost: string;
   /** Address the intercept ports listen on; undefined = all interfaces. */
   interceptHost: string | undefined;
+  /** Dial loopback and link-local targets too (tests on one machine only; never in a pod). */
+  dialLocalTargets: boolean;
+  /** The only tree `/v1/files` serves: where the app's volume mounts are (AGENT_FILES_ROOT). */
+  filesRoot: string;
 }
 
 export const AGENT_DEFAULTS = {
   tunnelHost: '127.0.0.1',
   tunnelPort: DEFAULT_TUNNEL_PORT,
   healthPort: 0,
+  dialLocalTargets: false,
+  filesRoot: AGENT_FILES_ROOT,
   ...AGENT_TUNABLE_DEFAULTS,
 } as const;
 
 /** Reads the agent's configuration from `env`. Reports every problem at once in one BAD_INPUT error. */
 export function parseAgentConfig(env: NodeJS.ProcessEnv): AgentConfig {
-  return { ...decodeAgentEnv(env), tunnelHost: AGENT_DEFAULTS.tunnelHost, interceptHost: undefined };
+  return {
+    ...decodeAgentEnv(env),
+    tunnelHost: AGENT_DEFAULTS.tunnelHost,
+    interceptHost: undefined,
+    dialLocalTargets: false,
+    filesRoot: AGENT_FILES_ROOT,
+  };
 }

@@ -1,10 +1,21 @@
 import { createReadStream, type Stats } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { lstat, readdir, readlink, realpath } from 'node:fs/promises';
+import { basename, join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar, { type Header, type Pack } from 'tar-stream';
 
 type TarHeader = Partial<Header> & Pick<Header, 'name'>;
+
+/**
+ * True when `path` lies in the tree at `root`, also once every symlink on the way is followed
+ * (a link in a volume must not lead to /proc or the agent's own service-account token).
+ * Throws ENOENT when `path` does not exist.
+ */
+export async function isWithin(root: string, path: string): Promise<boolean> {
+  const inside = (base: string, p: string) => p === base || p.startsWith(base === '/' ? '/' : `${base}/`);
+  if (!inside(posix.normalize(root), posix.normalize(path))) return false;
+  return inside(await realpath(root), await realpath(path));
+}
 
 /**
  * A tar stream (ustar with pax for long names) of `root`: a directory's whole tree, relative names,

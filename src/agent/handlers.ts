@@ -18,8 +18,12 @@ import type { Logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
 import { dialTcp, dialUdp } from './dialer.js';
 import type { DnsRelay } from './dns-relay.js';
-import { packPath } from './files.js';
+import { isWithin, packPath } from './files.js';
 import type { AgentCounters } from './stats.js';
+import { permittedAddress } from './target-policy.js';
+
+/** The code of a files request for a path outside the app's volume mounts. */
+export const OUTSIDE_VOLUMES_CODE = 'EOUTSIDEVOLUMES';
 
 /** Handlers of the outbound stream kinds; each resolves once the stream is answered. */
 export interface StreamHandlers {
@@ -82,7 +86,8 @@ async function handleTcp(ctx: HandlerContext, stream: ServerHttp2Stream, headers
   stream.once('close', onClose);
   let socket: Awaited<ReturnType<typeof dialTcp>>;
   try {
-    socket = await dialTcp(target, ctx.config.dialTimeoutMs, cancel.signal);
+    const host = await permittedAddress(target.host, ctx.config.dialLocalTargets);
+    socket = await dialTcp({ host, port: target.port }, ctx.config.dialTimeoutMs, cancel.signal);
   } catch (err) {
     ctx.counters.totals.tcpFailed++;
     const failure = dialFailure(err, label);
@@ -115,7 +120,10 @@ async function handleUdp(ctx: HandlerContext, stream: ServerHttp2Stream, headers
   );
   let socket: Awaited<ReturnType<typeof dialUdp>>;
   try {
-    socket = await dialUdp(target);
+    socket = await dialUdp({
+      host: await permittedAddress(target.host, ctx.config.dialLocalTargets),
+      port: target.port,
+    });
   } catch (err) {
     const failure = dialFailure(err, label);
     return replyError(stream, failure.status, failure.code, failure.message);
@@ -201,8 +209,17 @@ async function handleFiles(ctx: HandlerContext, stream: ServerHttp2Stream, heade
   const url = new URL(headerText(headers, ':path') ?? '/', 'http://agent');
   const path = url.searchParams.get('path');
   if (!path || !isAbsolute(path)) return replyError(stream, 400, 'EINVAL', 'path must be an absolute path');
+  const root = ctx.config.filesRoot;
   let pack: Awaited<ReturnType<typeof packPath>>;
   try {
+    if (!(await isWithin(root, path))) {
+      return replyError(
+        stream,
+        403,
+        OUTSIDE_VOLUMES_CODE,
+        `${path} is outside ${root}, where the app's volume mounts are: the agent serves nothing else`,
+      );
+    }
     pack = await packPath(path);
   } catch (err) {
     const code = (err as { code?: string }).code ?? 'EIO';

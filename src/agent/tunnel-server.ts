@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import http2, { type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -22,6 +21,7 @@ import {
   type RouteMatcher,
   type SessionRoute,
 } from '../tunnel/route.js';
+import { agentProof, isNonce, newNonce, proofMatches, sidecarProof } from '../tunnel/session-proof.js';
 import { shareOf } from '../tunnel/share.js';
 import { errorText } from '../util/errors.js';
 import { listen } from '../util/listen.js';
@@ -129,10 +129,8 @@ export class TunnelServer {
   private nextId = 1;
   private ticker: NodeJS.Timeout | undefined;
   private lastPing = 0;
-  private readonly expectedTokenHash: Buffer;
 
   constructor(private readonly opts: TunnelServerOptions) {
-    this.expectedTokenHash = hashToken(opts.config.token);
     this.h2server = http2.createServer({ settings: H2_SETTINGS, maxSessionMemory: H2_MAX_SESSION_MEMORY_MB });
     this.h2server.setTimeout(0);
     this.h2server.on('session', (h2) => this.onSession(h2));
@@ -330,15 +328,8 @@ export class TunnelServer {
   }
 
   private openSession(session: AgentSession, stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
-    if (session.authenticated) {
+    if (session.control) {
       replyError(stream, 409, 'EEXIST', 'this connection already has a session');
-      return;
-    }
-    const token = headerText(headers, HEADERS.token) ?? '';
-    if (!timingSafeEqual(hashToken(token), this.expectedTokenHash)) {
-      this.opts.log.warn('session refused: wrong token', { session: session.id });
-      replyError(stream, 403, 'EACCES', 'wrong session token');
-      session.h2.close();
       return;
     }
     const theirs = headerText(headers, HEADERS.protocol) ?? 'none';
@@ -349,29 +340,34 @@ export class TunnelServer {
       session.h2.close();
       return;
     }
+    const sidecarNonce = headerText(headers, HEADERS.sidecarNonce);
+    if (!isNonce(sidecarNonce)) {
+      replyError(stream, 400, 'EINVAL', `${HEADERS.sidecarNonce} must be 32 bytes in base64url`);
+      session.h2.close();
+      return;
+    }
     const sessionId = sessionIdOf(headerText(headers, HEADERS.sessionId));
-    const admission = admitRoute(
-      headerText(headers, ROUTE_HEADER),
-      sessionId,
-      this.sessions.filter((s) => s !== session && s.authenticated && !s.closed),
-    );
+    const admit = () =>
+      admitRoute(
+        headerText(headers, ROUTE_HEADER),
+        sessionId,
+        this.sessions.filter((s) => s !== session && s.authenticated && !s.closed),
+      );
+    const admission = admit();
     if (!admission.ok) {
       this.opts.log.warn('session refused', { session: session.id, reason: admission.message });
       replyError(stream, admission.status, admission.code, admission.message);
       session.h2.close();
       return;
     }
-    session.route = admission.route;
-    session.matcher = admission.matcher;
-    session.sessionId = sessionId;
-    session.authenticated = true;
+    const { token } = this.opts.config;
+    const agentNonce = newNonce();
     session.control = stream;
-    stream.respond({ ':status': 200, [HEADERS.protocol]: String(PROTOCOL_VERSION) });
-    stream.write(encodeControl(this.opts.hello()));
-    this.opts.log.info('session opened', {
-      session: session.id,
-      ...(session.sessionId ? { id: session.sessionId } : {}),
-      route: describeRoute(session.route),
+    stream.respond({
+      ':status': 200,
+      [HEADERS.protocol]: String(PROTOCOL_VERSION),
+      [HEADERS.agentNonce]: agentNonce,
+      [HEADERS.agentProof]: agentProof(token, sidecarNonce, agentNonce),
     });
     const decoder = new ControlDecoder();
     stream.on('data', (chunk: Buffer) => {
@@ -387,7 +383,38 @@ export class TunnelServer {
         session.h2.destroy();
         return;
       }
-      for (const message of messages) this.onControl(session, stream, message);
+      for (const message of messages) {
+        if (session.authenticated) {
+          this.onControl(session, stream, message);
+        } else if (
+          message.type === 'session-proof' &&
+          proofMatches(message.proof, sidecarProof(token, agentNonce, sidecarNonce))
+        ) {
+          // Sessions proved meanwhile may have taken the route (a second global one): ask again.
+          const admitted = admit();
+          if (!admitted.ok) {
+            this.opts.log.warn('session refused', { session: session.id, reason: admitted.message });
+            session.h2.destroy();
+            return;
+          }
+          session.route = admitted.route;
+          session.matcher = admitted.matcher;
+          session.sessionId = sessionId;
+          session.authenticated = true;
+          stream.write(encodeControl(this.opts.hello()));
+          this.opts.log.info('session opened', {
+            session: session.id,
+            ...(session.sessionId ? { id: session.sessionId } : {}),
+            route: describeRoute(session.route),
+          });
+        } else {
+          this.opts.log.warn('session refused: the sidecar did not prove it holds the token', {
+            session: session.id,
+          });
+          session.h2.destroy();
+          return;
+        }
+      }
     });
     const onGone = () => {
       session.stoppedGeneration = Number.MAX_SAFE_INTEGER;
@@ -503,8 +530,4 @@ export class TunnelServer {
       }
     }
   }
-}
-
-function hashToken(token: string): Buffer {
-  return createHash('sha256').update(token, 'utf8').digest();
 }

@@ -48,7 +48,14 @@ import type {
   V1Volume,
   V1VolumeMount,
 } from '@kubernetes/client-node';
-import { DEFAULT_TUNNEL_PORT, decodeAgentContainerEnv, encodeAgentEnv } from '../tunnel/agent-contract.js';
+import {
+  AGENT_FILES_ROOT,
+  type AgentLaunch,
+  agentStartCommand,
+  DEFAULT_TUNNEL_PORT,
+  decodeAgentContainerEnv,
+  encodeAgentEnv,
+} from '../tunnel/agent-contract.js';
 import type { InterceptSpec } from '../tunnel/protocol.js';
 import { DevboxError, errorText } from '../util/errors.js';
 import { differingPaths } from './json-compare.js';
@@ -68,8 +75,7 @@ import { podTemplate, portsReachingContainer, type Workload, workloadLabel } fro
 
 export { AGENT_BUNDLE_VOLUME, AGENT_CONTAINER, ANNOTATION_ORIGINAL, ANNOTATION_SESSION };
 export const AGENT_MOUNT_PATH = '/devbox';
-/** Where the agent container sees the app container's volume mounts (`/devbox-pod/etc/config`). */
-export const AGENT_POD_FILES_ROOT = '/devbox-pod';
+export const AGENT_POD_FILES_ROOT = AGENT_FILES_ROOT;
 export const AGENT_BUNDLE_FILE = 'agent.mjs';
 export { DEFAULT_TUNNEL_PORT };
 export const DEFAULT_FIRST_AGENT_PORT = 47001;
@@ -97,6 +103,8 @@ export interface AgentSettings {
   /** ConfigMap holding the agent bundle under `bundleKey`. */
   bundleConfigMap: string;
   bundleKey?: string;
+  /** sha256 (hex) of that bundle: the agent refuses to start from any other code. */
+  bundleSha256: string;
   /** Secret holding the token the sidecar must present, under `tokenSecretKey`. */
   tokenSecret: string;
   tokenSecretKey?: string;
@@ -374,7 +382,7 @@ function agentIdentity(app: V1Container, spec: V1PodSpec): { uid: number; gid: n
 function agentContainer(
   agent: AgentSettings,
   ports: V1ContainerPort[],
-  launch: { tunnelPort: number; healthPort: number; intercepts: InterceptSpec[]; session: string },
+  launch: AgentLaunch,
   fileMounts: V1VolumeMount[],
   identity: { uid: number; gid: number },
 ): V1Container {
@@ -382,14 +390,7 @@ function agentContainer(
     name: AGENT_CONTAINER,
     image: agent.image,
     imagePullPolicy: agent.imagePullPolicy ?? 'IfNotPresent',
-    // A small young generation: connection churn otherwise grows the heap by tens of MB;
-    // gc() lets the agent free dead buffers early (see util/dead-buffers.ts).
-    command: [
-      'node',
-      '--max-semi-space-size=1',
-      '--expose-gc',
-      `${AGENT_MOUNT_PATH}/${agent.bundleKey ?? AGENT_BUNDLE_FILE}`,
-    ],
+    command: agentStartCommand(`${AGENT_MOUNT_PATH}/${agent.bundleKey ?? AGENT_BUNDLE_FILE}`),
     env: encodeAgentEnv(launch, { secret: agent.tokenSecret, key: agent.tokenSecretKey ?? 'token' }),
     volumeMounts: [{ name: AGENT_BUNDLE_VOLUME, mountPath: AGENT_MOUNT_PATH, readOnly: true }, ...fileMounts],
     resources: agent.resources ?? { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '256Mi' } },
@@ -628,6 +629,7 @@ function workloadWithAgent(
     healthPort: alloc.healthPort,
     intercepts: alloc.intercepts,
     session: req.holder.id,
+    bundleSha256: req.agent.bundleSha256,
   };
   const identity = agentIdentity(app, podTemplate(w).spec as V1PodSpec);
   pSpec.containers.push(agentContainer(req.agent, containerPorts, launch, files.mounts, identity));

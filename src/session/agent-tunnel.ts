@@ -3,10 +3,17 @@
  * credentials: `up` uses it to copy emptyDir / PVC contents before the local
  * container starts (the sidecar's tunnels carry the session's traffic).
  */
+import type { V1Pod } from '@kubernetes/client-node';
 import { AGENT_CONTAINER, type KubeClient, runningPods, type Workload } from '../kube/index.js';
 import { settings } from '../settings/index.js';
 import { openPortForward, TunnelClient } from '../tunnel/index.js';
+import { DevboxError, errorText, isDevboxError } from '../util/errors.js';
 
+/**
+ * A tunnel to the newest running pod of `workload` that runs a ready agent container and proves it
+ * holds `token`; undefined when no pod runs the agent. A pod that fails the proof (one with the
+ * workload's labels that is not its agent) is passed over and learns nothing.
+ */
 export async function openAgentTunnel(
   client: KubeClient,
   workload: Workload,
@@ -14,11 +21,37 @@ export async function openAgentTunnel(
   token: string,
   signal?: AbortSignal,
 ): Promise<TunnelClient | undefined> {
-  const pods = await runningPods(client, workload);
-  const pod = pods.find((p) =>
-    p.status?.containerStatuses?.some((c) => c.name === AGENT_CONTAINER && c.ready),
+  const pods = (await runningPods(client, workload)).filter(runsReadyAgent);
+  const refusals: string[] = [];
+  for (const pod of pods) {
+    try {
+      return await connect(client, pod, tunnelPort, token, signal);
+    } catch (err) {
+      if (!isDevboxError(err, 'FORBIDDEN')) throw err;
+      refusals.push(`pod/${pod.metadata!.name}: ${errorText(err)}`);
+    }
+  }
+  if (refusals.length === 0) return undefined;
+  throw new DevboxError(
+    'FORBIDDEN',
+    `no agent pod proved it holds the session token (${refusals.join('; ')})`,
   );
-  if (!pod) return undefined;
+}
+
+function runsReadyAgent(pod: V1Pod): boolean {
+  return (
+    (pod.spec?.containers ?? []).some((c) => c.name === AGENT_CONTAINER) &&
+    (pod.status?.containerStatuses ?? []).some((c) => c.name === AGENT_CONTAINER && c.ready)
+  );
+}
+
+async function connect(
+  client: KubeClient,
+  pod: V1Pod,
+  tunnelPort: number,
+  token: string,
+  signal: AbortSignal | undefined,
+): Promise<TunnelClient> {
   const tls = await client.httpsOptions();
   const authorization = (tls.headers as Record<string, string> | undefined)?.Authorization;
   const duplex = await openPortForward({

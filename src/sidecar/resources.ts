@@ -9,7 +9,7 @@ export interface AgentPod {
   name: string;
   uid: string;
   ip: string;
-  /** Running, not being deleted, and the agent container (or the whole pod) ready. */
+  /** Running, not being deleted, and running the agent container, which is ready. */
   ready: boolean;
 }
 
@@ -63,6 +63,7 @@ interface RawPort {
 }
 interface RawPod {
   metadata?: RawMeta;
+  spec?: { containers?: { name?: string }[] };
   status?: {
     phase?: string;
     podIP?: string;
@@ -81,19 +82,27 @@ interface RawEndpointSlice {
   ports?: RawPort[];
 }
 
-/** `agentContainer` names the container whose readiness counts; the pod's Ready condition otherwise. */
+/**
+ * A pod of the watched selector, ready to be dialed only when it runs the container named
+ * `agentContainer` and that container is ready: any pod with the workload's labels matches the
+ * selector, and a pod without the agent has no business on the tunnel port (the session proof keeps
+ * the token from one that pretends, see tunnel/session-proof.ts).
+ */
 export function toAgentPod(obj: KubeObject, agentContainer = 'devbox-agent'): AgentPod {
   const o = obj as RawPod;
   const status = o.status ?? {};
+  const runsAgent = (o.spec?.containers ?? []).some((c) => c.name === agentContainer);
   const agent = (status.containerStatuses ?? []).find((c) => c.name === agentContainer);
-  const podReady = (status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
-  const containerReady = agent ? agent.ready === true : podReady;
   return {
     name: o.metadata?.name ?? '',
     uid: o.metadata?.uid ?? '',
     ip: status.podIP ?? '',
     ready:
-      status.phase === 'Running' && !o.metadata?.deletionTimestamp && Boolean(status.podIP) && containerReady,
+      status.phase === 'Running' &&
+      !o.metadata?.deletionTimestamp &&
+      Boolean(status.podIP) &&
+      runsAgent &&
+      agent?.ready === true,
   };
 }
 

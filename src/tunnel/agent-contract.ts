@@ -17,6 +17,9 @@
  * `DEVBOX_TUNNEL_PORT`  port of the tunnel listener on 127.0.0.1 (default {@link DEFAULT_TUNNEL_PORT}).
  * `DEVBOX_HEALTH_PORT`  the readiness probe's port (0 = none), distinct from the tunnel and intercept
  *                       ports: a probe of an intercept port would be handed to the session.
+ * `DEVBOX_AGENT_SHA256` sha256 (hex) of the agent's code as `up` wrote it into the bundle ConfigMap. Read
+ *                       by the start command ({@link agentStartCommand}), not by the agent: the code
+ *                       is checked before any of it runs, so a changed ConfigMap cannot run in the pod.
  * `DEVBOX_SESSION`      id of the session the template was written for. The agent does not act on
  *                       it: it makes each session's template differ, so every session gets new pods
  *                       that hold its token (a ReplicaSet of an earlier session would come back with
@@ -45,6 +48,7 @@ export const AGENT_ENV = {
   tunnelPort: 'DEVBOX_TUNNEL_PORT',
   healthPort: 'DEVBOX_HEALTH_PORT',
   session: 'DEVBOX_SESSION',
+  bundleSha256: 'DEVBOX_AGENT_SHA256',
   resolvConfPath: 'DEVBOX_RESOLV_CONF',
   acceptQueueMax: 'DEVBOX_ACCEPT_QUEUE',
   acceptWaitMs: 'DEVBOX_ACCEPT_WAIT_MS',
@@ -54,6 +58,12 @@ export const AGENT_ENV = {
   dialTimeoutMs: 'DEVBOX_DIAL_TIMEOUT_MS',
   shutdownGraceMs: 'DEVBOX_SHUTDOWN_GRACE_MS',
 } as const;
+
+/**
+ * Where the agent container sees the app container's volume mounts (`/devbox-pod/etc/config`);
+ * the only tree the agent's files endpoint serves.
+ */
+export const AGENT_FILES_ROOT = '/devbox-pod';
 
 /** Port of the agent's tunnel listener when DEVBOX_TUNNEL_PORT is not set. */
 export const DEFAULT_TUNNEL_PORT = 47000;
@@ -108,6 +118,8 @@ export interface AgentLaunch {
   intercepts: InterceptSpec[];
   /** Id of the session the template is written for. */
   session?: string;
+  /** sha256 (hex) of the agent's code, checked by the start command. */
+  bundleSha256?: string;
 }
 
 /** Everything the agent reads from its environment. */
@@ -136,7 +148,39 @@ export function encodeAgentEnv(launch: AgentLaunch, token: AgentTokenSource): Ag
     { name: AGENT_ENV.healthPort, value: String(launch.healthPort) },
   ];
   if (launch.session !== undefined) env.push({ name: AGENT_ENV.session, value: launch.session });
+  if (launch.bundleSha256 !== undefined)
+    env.push({ name: AGENT_ENV.bundleSha256, value: launch.bundleSha256 });
   return env;
+}
+
+/** Exit code of an agent container whose code does not match {@link AGENT_ENV.bundleSha256}. */
+export const TAMPERED_BUNDLE_EXIT = 3;
+
+/**
+ * Runs before the agent's code: hashes the bundle file and imports it only when the hash is the
+ * one in the pod template; otherwise logs one JSON line (the agent's log format) and exits. Plain
+ * CommonJS for `node -e`, so that nothing of the bundle runs first. (The file is read twice; the
+ * kubelet swaps ConfigMap contents atomically, so the gap is a start-up instant, not a window.)
+ */
+const VERIFY_THEN_RUN = `
+const file = process.argv[1], want = process.env.${AGENT_ENV.bundleSha256};
+const got = require('node:crypto').createHash('sha256').update(require('node:fs').readFileSync(file)).digest('hex');
+if (got !== want) {
+  console.error(JSON.stringify({ time: new Date().toISOString(), level: 'error', component: 'agent',
+    msg: 'refusing to start: the agent code does not match the sha256 in the pod template (its ConfigMap was changed)',
+    file, expected: want || null, actual: got, hint: 'end the session with devbox down (or devbox clean) and start it again' }));
+  process.exit(${TAMPERED_BUNDLE_EXIT});
+}
+import(require('node:url').pathToFileURL(file).href);
+`.trim();
+
+/**
+ * The agent container's command for the bundle at `bundlePath`. A small young generation:
+ * connection churn otherwise grows the heap by tens of MB; gc() lets the agent free dead buffers
+ * early (util/dead-buffers.ts).
+ */
+export function agentStartCommand(bundlePath: string): string[] {
+  return ['node', '--max-semi-space-size=1', '--expose-gc', '-e', VERIFY_THEN_RUN, bundlePath];
 }
 
 /** `[{listenPort: 47002, appPort: 8080}]` → `47002:8080`. */
@@ -204,7 +248,14 @@ function decodeLaunch(env: Readonly<Record<string, string | undefined>>, problem
       );
   }
   const session = env[AGENT_ENV.session]?.trim();
-  return { tunnelPort, healthPort, intercepts, ...(session ? { session } : {}) };
+  const bundleSha256 = env[AGENT_ENV.bundleSha256]?.trim();
+  return {
+    tunnelPort,
+    healthPort,
+    intercepts,
+    ...(session ? { session } : {}),
+    ...(bundleSha256 ? { bundleSha256 } : {}),
+  };
 }
 
 function decodeTunables(

@@ -22,6 +22,7 @@ import {
 } from './protocol.js';
 import { tuneReceiveWindow } from './receive-window.js';
 import { encodeRoute, ROUTE_HEADER, type SessionRoute } from './route.js';
+import { agentProof, isNonce, newNonce, proofMatches, sidecarProof } from './session-proof.js';
 import type { Share } from './share.js';
 
 /** Options of {@link TunnelClient.connect}. */
@@ -163,8 +164,9 @@ export class TunnelClient extends EventEmitter {
   }
 
   /**
-   * Speaks HTTP/2 over `transport`, opens the session stream and waits for the agent's hello.
-   * Fails with FORBIDDEN (wrong token), PROTOCOL (version mismatch, naming both versions) or TUNNEL.
+   * Speaks HTTP/2 over `transport`, proves the token with the agent (the agent first) and waits for
+   * its hello. Fails with FORBIDDEN (the peer did not prove the token), PROTOCOL (version mismatch,
+   * naming both versions) or TUNNEL.
    */
   static connect(transport: Duplex, opts: TunnelClientOptions): Promise<TunnelClient> {
     return new Promise<TunnelClient>((resolve, reject) => {
@@ -177,6 +179,9 @@ export class TunnelClient extends EventEmitter {
         maxSessionMemory: H2_MAX_SESSION_MEMORY_MB,
       });
       let control: ClientHttp2Stream | undefined;
+      const nonce = newNonce();
+      /** Set once the agent's proof checked out and ours went out: only then may the agent speak. */
+      let proofSent = false;
       const cleanup = () => {
         clearTimeout(timer);
         opts.signal?.removeEventListener('abort', onAbort);
@@ -207,7 +212,19 @@ export class TunnelClient extends EventEmitter {
         fail(new DevboxError('TUNNEL', `session stream failed: ${errorText(err)}`, { cause: err }));
       const onResponse = (headers: IncomingHttpHeaders) => {
         const status = Number(headers[':status']);
-        if (status !== 200) fail(sessionRefused(status, headers));
+        if (status !== 200) return fail(sessionRefused(status, headers));
+        const agentNonce = headers[HEADERS.agentNonce];
+        const expected = isNonce(agentNonce as string | undefined)
+          ? agentProof(opts.token, nonce, agentNonce as string)
+          : undefined;
+        if (!expected || !proofMatches(headers[HEADERS.agentProof], expected)) return fail(agentUnproved());
+        proofSent = true;
+        control!.write(
+          encodeControl({
+            type: 'session-proof',
+            proof: sidecarProof(opts.token, agentNonce as string, nonce),
+          }),
+        );
       };
       const onHello = (hello: HelloMessage) => {
         if (settled) return;
@@ -244,14 +261,14 @@ export class TunnelClient extends EventEmitter {
             ':method': 'POST',
             ':path': PATHS.session,
             [HEADERS.protocol]: String(PROTOCOL_VERSION),
-            [HEADERS.token]: opts.token,
+            [HEADERS.sidecarNonce]: nonce,
             ...(opts.route ? { [ROUTE_HEADER]: encodeRoute(opts.route) } : {}),
             ...(opts.sessionId ? { [HEADERS.sessionId]: opts.sessionId } : {}),
           },
           { endStream: false },
         );
       } catch (err) {
-        // e.g. a token that is not a valid header value
+        // e.g. a session id that is not a valid header value
         return fail(
           new DevboxError('BAD_INPUT', `cannot open the session: ${errorText(err)}`, { cause: err }),
         );
@@ -260,6 +277,10 @@ export class TunnelClient extends EventEmitter {
       control.on('response', onResponse);
       const decoder = new ControlDecoder();
       control.on('data', (chunk: Buffer) => {
+        // An agent says nothing before it has our proof, which goes out only once its own proof
+        // checked out. Bytes before that come from a peer that skipped the proof: its HEADERS and
+        // DATA can arrive in one read, and Node emits 'data' before the deferred 'response'.
+        if (!proofSent) return fail(agentUnproved());
         let messages: ControlMessage[];
         try {
           messages = decoder.push(chunk);
@@ -534,13 +555,29 @@ export class TunnelClient extends EventEmitter {
   }
 }
 
+/** The peer answered the session without proving it holds the token: it is not this session's agent. */
+function agentUnproved(): DevboxError {
+  return new DevboxError(
+    'FORBIDDEN',
+    "the pod's tunnel port did not prove it holds the session token: it is not this session's agent (nothing was revealed to it)",
+    {
+      hint: 'a pod matching the workload that is not its agent, or an agent re-injected with another token: check `devbox status`, or run `devbox up` again',
+    },
+  );
+}
+
 /** The error for a non-200 answer to the session request. */
 function sessionRefused(status: number, headers: IncomingHttpHeaders): DevboxError {
   const text = typeof headers[HEADERS.error] === 'string' ? (headers[HEADERS.error] as string) : '';
   if (status === 403) {
-    return new DevboxError('FORBIDDEN', 'the agent refused the session token', {
-      hint: 'the agent was probably re-injected with a new token; run `devbox up` again',
-    });
+    // Agents of protocol 1 checked a token header before the version, and this sidecar sends none.
+    return new DevboxError(
+      'PROTOCOL',
+      `the agent refused the session${text ? ` (${text})` : ''}: it speaks an older tunnel protocol that wants the token itself, which this devbox no longer sends (protocol ${PROTOCOL_VERSION})`,
+      {
+        hint: 'end the session with `devbox down` and start it again, so the agent is replaced by this version',
+      },
+    );
   }
   if (status === 426) {
     return new DevboxError(

@@ -22,24 +22,29 @@ export interface DialFailure {
   message: string;
 }
 
+/** The agent refused to dial the target: a loopback or link-local address of the pod (status 403). */
+export const FORBIDDEN_TARGET_CODE = 'EDEVBOXFORBIDDEN';
+
 const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'ECONNTIMEOUT']);
 
 /** Maps a dial error (net/dgram/dns) to the answer sent to the sidecar. */
 export function dialFailure(err: unknown, target: string): DialFailure {
   const code =
     typeof (err as { code?: unknown })?.code === 'string' ? (err as { code: string }).code : 'EUNKNOWN';
-  const status = TIMEOUT_CODES.has(code) ? 504 : 502;
+  const status = code === FORBIDDEN_TARGET_CODE ? 403 : TIMEOUT_CODES.has(code) ? 504 : 502;
   const reason =
-    code === 'ECONNREFUSED'
-      ? 'connection refused'
-      : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
-        ? 'name not resolved'
-        : TIMEOUT_CODES.has(code)
-          ? 'connect timed out'
-          : code === 'EHOSTUNREACH' || code === 'ENETUNREACH'
-            ? 'unreachable'
-            : err instanceof Error
-              ? err.message
-              : String(err);
+    code === FORBIDDEN_TARGET_CODE && err instanceof Error
+      ? err.message
+      : code === 'ECONNREFUSED'
+        ? 'connection refused'
+        : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+          ? 'name not resolved'
+          : TIMEOUT_CODES.has(code)
+            ? 'connect timed out'
+            : code === 'EHOSTUNREACH' || code === 'ENETUNREACH'
+              ? 'unreachable'
+              : err instanceof Error
+                ? err.message
+                : String(err);
   return { status, code, message: `${target}: ${reason}` };
 }

@@ -14,13 +14,21 @@
  * Sessions
  * --------
  * The first request of every HTTP/2 connection must be `POST /v1/session` with the headers
- * `devbox-protocol: <PROTOCOL_VERSION>` and `devbox-token: <token>`. The agent answers
- *   - 403 when the token is wrong (the connection is then closed),
- *   - 426 when the versions differ; `devbox-error` names both versions,
- *   - 200 otherwise, with `devbox-protocol` set to its own version.
+ * `devbox-protocol: <PROTOCOL_VERSION>` and `devbox-sidecar-nonce: <nonce>` (32 random bytes,
+ * base64url). The token never travels: each side proves it holds it (`session-proof.ts`), the agent
+ * first, so that a pod that is not the agent learns nothing derived from it. The agent answers
+ *   - 426 when the versions differ; `devbox-error` names both versions (checked first: an older
+ *     sidecar that sends the token itself gets this, never a token check),
+ *   - 400 when the nonce is malformed,
+ *   - 200 otherwise, with `devbox-protocol` set to its own version, `devbox-agent-nonce` and
+ *     `devbox-agent-proof`.
+ * The sidecar checks the agent's proof; when it does not match (a pod that is not this session's
+ * agent, or an agent holding another token) it closes the connection having sent nothing more.
+ * Otherwise its first control message is `{"type":"session-proof","proof":…}`; the agent closes the
+ * connection when that proof is missing or wrong, and otherwise answers with `hello`.
  * The session stream then stays open for the life of the connection and carries newline-delimited
- * JSON control messages ({@link ControlMessage}) both ways. The agent's first message is `hello`.
- * Any other request on a connection whose session stream is not yet accepted gets 401.
+ * JSON control messages ({@link ControlMessage}) both ways.
+ * Any other request on a connection whose session is not yet proved gets 401.
  * Closing the session stream closes the connection.
  *
  * Session routes: `POST /v1/session` may carry `devbox-route` (base64url JSON of a `SessionRoute`,
@@ -80,10 +88,11 @@
  * ----------------
  * JSON objects with a string `type`, one per line, each line at most {@link CONTROL_LINE_MAX} bytes.
  * A line that is not such an object closes the session. Unknown types are ignored, so either side may
- * add messages without a version bump. Defined: `hello` (agent → sidecar, first), `stats-request`
- * / `stats` (matched by `id`), `accept-stop` (sidecar → agent), and `share` / `share-revoke`
- * (sidecar → agent, `share.ts`): share links the agent applies on its intercept ports for as long as
- * the session that sent them lives (agents whose hello lists the `shares` feature).
+ * add messages without a version bump. Defined: `session-proof` (sidecar → agent, first), `hello`
+ * (agent → sidecar, first), `stats-request` / `stats` (matched by `id`), `accept-stop` (sidecar →
+ * agent), and `share` / `share-revoke` (sidecar → agent, `share.ts`): share links the agent applies
+ * on its intercept ports for as long as the session that sent them lives (agents whose hello lists
+ * the `shares` feature).
  *
  * Liveness
  * --------
@@ -95,10 +104,12 @@
  * History
  * -------
  * 1: first version.
+ * 2: the sidecar no longer sends the token (`devbox-token`); both sides prove it with nonces and
+ *    HMAC, the agent first.
  */
 import type { ShareMessage, ShareRevokeMessage } from './share.js';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Request paths, one per stream kind. */
 export const PATHS = {
@@ -113,7 +124,9 @@ export const PATHS = {
 /** Header names (HTTP/2 requires lower case). */
 export const HEADERS = {
   protocol: 'devbox-protocol',
-  token: 'devbox-token',
+  sidecarNonce: 'devbox-sidecar-nonce',
+  agentNonce: 'devbox-agent-nonce',
+  agentProof: 'devbox-agent-proof',
   target: 'devbox-target',
   idleMs: 'devbox-idle-ms',
   error: 'devbox-error',
@@ -260,7 +273,14 @@ export interface AcceptStopMessage {
   generation: number;
 }
 
+/** The sidecar's proof of the token, sent once the agent has proved itself (see "Sessions"). */
+export interface SessionProofMessage {
+  type: 'session-proof';
+  proof: string;
+}
+
 export type ControlMessage =
+  | SessionProofMessage
   | HelloMessage
   | StatsRequestMessage
   | StatsMessage

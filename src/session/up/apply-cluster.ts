@@ -45,7 +45,7 @@ export async function applyCluster(ctx: UpContext, plan: UpPlan, undo: UndoStack
   // The claim's undo restores the workload and removes these objects while no other session joined.
   const objects = await writeAgentObjects(client, v.workload, plan.bundles.agent, plan.session.id);
   const intercept = await ctx.step(`Adding the agent to ${v.label}`, () =>
-    writeIntercept(ctx, plan, interceptFor(ctx.options, v, plan.session, claimed)),
+    writeIntercept(ctx, plan, interceptFor(ctx.options, v, plan.session, claimed, plan.bundles.agent)),
   );
   await pointAndRollOut(ctx, v.workload, intercept);
   return {
@@ -92,7 +92,7 @@ async function writeIntercept(ctx: UpContext, plan: UpPlan, first: InterceptPlan
       const fresh = await getWorkload(ctx.client, v.workload.kind, v.namespace, v.name);
       if (!fresh) throw err;
       assertNotIntercepted(fresh, plan.session);
-      intercept = interceptFor(ctx.options, v, plan.session, fresh);
+      intercept = interceptFor(ctx.options, v, plan.session, fresh, plan.bundles.agent);
     }
   }
 }

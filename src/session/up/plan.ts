@@ -3,6 +3,7 @@
  * identity, the images it runs, and what changes in the cluster (a fresh intercept, or the agent
  * this user left in place).
  */
+import { createHash } from 'node:crypto';
 import type { V1Container } from '@kubernetes/client-node';
 import { placeWorkspace } from '../../devcontainer/index.js';
 import {
@@ -47,7 +48,8 @@ export async function planUp(ctx: UpContext, flags: UpFlags, v: Validated): Prom
     route: recordedRoute(flags.route),
     kind: 'local',
   };
-  const cluster = join ? await joinPlan(ctx, v) : freshPlan(options, v, session);
+  const [sidecar, agent] = await Promise.all([readSidecarBundle(), readAgentBundle()]);
+  const cluster = join ? await joinPlan(ctx, v) : freshPlan(options, v, session, agent);
   const service =
     flags.devcontainer || options.sidecarOnly
       ? ''
@@ -59,7 +61,6 @@ export async function planUp(ctx: UpContext, flags: UpFlags, v: Validated): Prom
     (await ctx.step('Checking how the Docker engine sees the workspace', () =>
       placeWorkspace(docker, devcontainer.loaded, runtime.tag),
     ));
-  const [sidecar, agent] = await Promise.all([readSidecarBundle(), readAgentBundle()]);
   const warnings = [...v.mounts.notes, ...(cluster.mode === 'fresh' ? cluster.intercept.warnings : [])];
   return {
     target: v,
@@ -73,12 +74,13 @@ export async function planUp(ctx: UpContext, flags: UpFlags, v: Validated): Prom
   };
 }
 
-/** The intercept of `workload` (as read now) for this session. */
+/** The intercept of `workload` (as read now) for this session, running `agentBundle`. */
 export function interceptFor(
   options: UpOptions,
   v: Validated,
   session: SessionHolder,
   workload: Workload,
+  agentBundle: string,
 ): InterceptPlan {
   const names = agentObjectNames(workload.kind, v.name);
   return planIntercept({
@@ -86,13 +88,23 @@ export function interceptFor(
     services: v.services,
     container: v.app.name,
     holder: session,
-    agent: { image: options.agentImage, bundleConfigMap: names.configMap, tokenSecret: names.secret },
+    agent: {
+      image: options.agentImage,
+      bundleConfigMap: names.configMap,
+      bundleSha256: createHash('sha256').update(agentBundle).digest('hex'),
+      tokenSecret: names.secret,
+    },
   });
 }
 
-function freshPlan(options: UpOptions, v: Validated, session: SessionHolder): ClusterPlan {
+function freshPlan(
+  options: UpOptions,
+  v: Validated,
+  session: SessionHolder,
+  agentBundle: string,
+): ClusterPlan {
   // Planned on the workload as it will read once claimed for this session.
-  const intercept = interceptFor(options, v, session, withClaim(v.workload, session, v.replaces));
+  const intercept = interceptFor(options, v, session, withClaim(v.workload, session, v.replaces), agentBundle);
   if (intercept.rollout === 'paused' || intercept.rollout === 'no-replicas') {
     const paused = intercept.rollout === 'paused';
     throw new DevboxError('BAD_INPUT', `${v.label} ${paused ? 'is paused' : 'has no replicas'}`, {

@@ -6,7 +6,7 @@
  * contents copied through a real agent must equal the pod's.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
@@ -399,6 +399,7 @@ describe('volumes as the kubelet lays them out', { timeout: 600_000 }, () => {
             image: images.runtime,
             imagePullPolicy: 'Never',
             bundleConfigMap: 'devbox-agent',
+            bundleSha256: createHash('sha256').update(bundle).digest('hex'),
             tokenSecret: 'devbox-agent-token',
           },
           holder: { user: 'test', host: 'test', startedAt: new Date().toISOString(), id: 'vol' },

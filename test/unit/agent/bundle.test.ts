@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises';
+import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { TunnelClient } from '../../../src/tunnel/client.js';
-import { closeOf, exchange, Fixtures, TEST_TOKEN, within } from '../tunnel/harness.js';
+import { closeOf, exchange, Fixtures, outsideAddress, TEST_TOKEN, within } from '../tunnel/harness.js';
 
 // dist/bundle/agent.mjs is produced by `npm run build` (scripts/bundle.mjs), which test:unit runs first.
 const BUNDLE = resolve('dist/bundle/agent.mjs');
@@ -22,7 +23,11 @@ describe('bundled agent', () => {
     fx.add(() => rm(dir, { recursive: true, force: true }));
     await copyFile(BUNDLE, join(dir, 'agent.mjs'));
     const app = await fx.bannerServer('from-app');
-    const echo = await fx.echoServer();
+    const outside = outsideAddress();
+    const echoServer = net.createServer((s) => s.on('error', () => {}).pipe(s));
+    await new Promise<void>((res) => echoServer.listen(0, outside, res));
+    fx.add(() => new Promise<void>((res) => echoServer.close(() => res())));
+    const echo = (echoServer.address() as AddressInfo).port;
     const tunnelPort = await fx.freePort();
     const interceptPort = await fx.freePort();
     const child = spawn(process.execPath, ['agent.mjs'], {
@@ -67,7 +72,12 @@ describe('bundled agent', () => {
     assert.equal(await exchange(interceptPort), 'from-app', 'no session: pass-through');
     const socket = await fx.socketTo(tunnelPort);
     const client = await TunnelClient.connect(socket, { token: TEST_TOKEN });
-    const stream = await client.openTcp('127.0.0.1', echo);
+    await assert.rejects(
+      client.openTcp('127.0.0.1', echo),
+      /loopback or link-local/,
+      'the pod loopback is refused',
+    );
+    const stream = await client.openTcp(outside, echo);
     stream.end('via bundle');
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHmac, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
@@ -67,13 +68,25 @@ function response(stream: ClientHttp2Stream): Promise<IncomingHttpHeaders> {
   );
 }
 
+/**
+ * Opens a session by hand, proving the token as the protocol says (the proofs computed here, not
+ * with the code under test); resolves once the agent's hello has arrived (or with the refusal).
+ */
 async function rawHello(session: ClientHttp2Session, token = TEST_TOKEN, version = String(PROTOCOL_VERSION)) {
+  const nonce = randomBytes(32).toString('base64url');
   const control = session.request(
-    { ':method': 'POST', ':path': PATHS.session, [HEADERS.protocol]: version, [HEADERS.token]: token },
+    { ':method': 'POST', ':path': PATHS.session, [HEADERS.protocol]: version, [HEADERS.sidecarNonce]: nonce },
     { endStream: false },
   );
   control.on('error', () => {});
   const headers = await response(control);
+  if (Number(headers[':status']) !== 200) return { control, headers };
+  const agentNonce = String(headers[HEADERS.agentNonce]);
+  const proof = createHmac('sha256', token)
+    .update(`devbox-sidecar-proof\0${agentNonce}\0${nonce}`)
+    .digest('base64url');
+  control.write(`${JSON.stringify({ type: 'session-proof', proof })}\n`);
+  await within(once(control, 'data'), 5_000, 'hello');
   return { control, headers };
 }
 
@@ -147,12 +160,13 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
       assert.notEqual(agent.intercepts[0]!.listenPort, 0);
     });
 
-    it('a wrong token is refused', async () => {
+    it('a sidecar holding another token is refused before it reveals anything', async () => {
       const agent = await fx.agent();
       const socket = await fx.socketTo(agent.tunnelPort);
       const { TunnelClient } = await import('../../../src/tunnel/client.js');
       await assert.rejects(TunnelClient.connect(socket, { token: 'wrong' }), (err) => {
         assert.ok(isDevboxError(err, 'FORBIDDEN'), String(err));
+        assert.match((err as Error).message, /did not prove it holds the session token/);
         return true;
       });
       // and no stream works on a connection without a session
@@ -160,6 +174,42 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
       const req = session.request({ ':method': 'POST', ':path': PATHS.tcp, [HEADERS.target]: '127.0.0.1:1' });
       req.on('error', () => {});
       assert.equal((await response(req))[':status'], 401);
+    });
+
+    it('a sidecar whose proof is wrong gets no hello and loses its connection', async () => {
+      const agent = await fx.agent();
+      const session = await rawSession(fx, agent.tunnelPort);
+      const closed = closeOf(session);
+      const nonce = randomBytes(32).toString('base64url');
+      const control = session.request(
+        {
+          ':method': 'POST',
+          ':path': PATHS.session,
+          [HEADERS.protocol]: String(PROTOCOL_VERSION),
+          [HEADERS.sidecarNonce]: nonce,
+        },
+        { endStream: false },
+      );
+      control.on('error', () => {});
+      const received: Buffer[] = [];
+      control.on('data', (chunk: Buffer) => received.push(chunk));
+      assert.equal((await response(control))[':status'], 200);
+      control.write(`${JSON.stringify({ type: 'session-proof', proof: 'A'.repeat(43) })}\n`);
+      await within(closed, 2_000, 'connection closed');
+      assert.equal(Buffer.concat(received).length, 0, 'no hello');
+    });
+
+    it('a sidecar of protocol 1 that sends the token itself is refused for its version, unheard', async () => {
+      const agent = await fx.agent();
+      const session = await rawSession(fx, agent.tunnelPort);
+      const control = session.request(
+        { ':method': 'POST', ':path': PATHS.session, [HEADERS.protocol]: '1', 'devbox-token': TEST_TOKEN },
+        { endStream: false },
+      );
+      control.on('error', () => {});
+      const headers = await response(control);
+      assert.equal(headers[':status'], 426);
+      assert.match(String(headers[HEADERS.error]), /sidecar speaks version 1, the agent speaks version 2/);
     });
 
     it('a version mismatch is refused with a message naming both versions', async () => {
@@ -495,7 +545,7 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
       const agent = await fx.agent();
       const client = await fx.client(agent);
       await assert.rejects(
-        client.files('/no/such/dir/here'),
+        client.files(join(tmpdir(), 'no-such-dir-here')),
         (e) => e instanceof StreamRefusedError && e.status === 404,
       );
       await assert.rejects(

@@ -89,7 +89,12 @@ class MemoryKube {
 }
 
 const holder = { user: 'alice', host: 'laptop', startedAt: '2026-05-01T10:00:00Z', id: 's1' };
-const agent = { image: 'node:22-slim', bundleConfigMap: 'b', tokenSecret: 't' };
+const agent = {
+  image: 'node:22-slim',
+  bundleConfigMap: 'b',
+  bundleSha256: 'ab'.repeat(32),
+  tokenSecret: 't',
+};
 
 function cluster() {
   const kube = new MemoryKube();

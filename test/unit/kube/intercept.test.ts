@@ -17,6 +17,7 @@ import {
   withClaim,
 } from '../../../src/kube/intercept.js';
 import type { Workload } from '../../../src/kube/workload.js';
+import { agentStartCommand } from '../../../src/tunnel/agent-contract.js';
 import { isDevboxError } from '../../../src/util/errors.js';
 import { service } from './fixtures.js';
 
@@ -29,6 +30,7 @@ const holder: SessionHolder = {
 const agent = {
   image: 'node:22-slim',
   bundleConfigMap: 'devbox-agent-deploy-api',
+  bundleSha256: 'ab'.repeat(32),
   tokenSecret: 'devbox-agent-deploy-api',
 };
 
@@ -311,7 +313,7 @@ describe('planIntercept', () => {
     );
     const a = spec.containers[2] as V1Container;
     assert.equal(a.image, 'node:22-slim');
-    assert.deepEqual(a.command, ['node', '--max-semi-space-size=1', '--expose-gc', '/devbox/agent.mjs']);
+    assert.deepEqual(a.command, agentStartCommand('/devbox/agent.mjs'));
     assert.deepEqual(a.env, [
       {
         name: 'DEVBOX_AGENT_TOKEN',
@@ -321,6 +323,7 @@ describe('planIntercept', () => {
       { name: 'DEVBOX_TUNNEL_PORT', value: '47000' },
       { name: 'DEVBOX_HEALTH_PORT', value: '47004' },
       { name: 'DEVBOX_SESSION', value: holder.id },
+      { name: 'DEVBOX_AGENT_SHA256', value: 'ab'.repeat(32) },
     ]);
     assert.deepEqual(a.ports, [
       { name: 'http', containerPort: 47002, protocol: 'TCP' },

@@ -46,7 +46,7 @@ function intercepted() {
     workload: deployment(),
     services: [svc()],
     container: 'app',
-    agent: { image: 'node:22-slim', bundleConfigMap: 'b', tokenSecret: 't' },
+    agent: { image: 'node:22-slim', bundleConfigMap: 'b', bundleSha256: 'ab'.repeat(32), tokenSecret: 't' },
     holder: { user: 'alice', host: 'laptop', startedAt: '2026-05-01T10:00:00Z', id: '3f2a' },
   });
   return { workload: plan.workload, service: plan.services[0]! };

@@ -177,7 +177,7 @@ describe('copying mount contents', () => {
   });
 
   it('names the mount when the agent does not see it', async () => {
-    const agent = await fx.agent();
+    const agent = await fx.agent({ filesRoot: '/devbox-pod' });
     const client = await fx.client(agent);
     await assert.rejects(
       mountContentsTar(client, { agentPath: '/devbox-pod/nowhere', mountPath: '/nowhere', readOnly: false }),

@@ -112,12 +112,20 @@ describe('sidecar bundle', () => {
       tunnelPort: 0,
       intercepts: [],
       interceptHost: '127.0.0.1',
+      // The test's Services are loopback servers.
+      dialLocalTargets: true,
     });
     const echo = await tcpEcho();
     kube.portForwardTo = (pod, port) => (pod === 'api-0' && port === 9901 ? agent.tunnelPort : undefined);
     kube.put('/api/v1/namespaces/shop/pods', {
       metadata: { name: 'api-0', labels: { app: 'api' } },
-      status: { phase: 'Running', podIP: '10.244.0.5', conditions: [{ type: 'Ready', status: 'True' }] },
+      spec: { containers: [{ name: 'app' }, { name: 'devbox-agent' }] },
+      status: {
+        phase: 'Running',
+        podIP: '10.244.0.5',
+        conditions: [{ type: 'Ready', status: 'True' }],
+        containerStatuses: [{ name: 'devbox-agent', ready: true }],
+      },
     });
     kube.put('/api/v1/namespaces/shop/services', {
       metadata: { name: 'echo' },

@@ -111,6 +111,8 @@ describe('sidecar on loopback with a real agent', () => {
       // The in-pod app port is 8080 (nothing listens there here); the Service targetPort moved to the agent.
       intercepts: [{ listenPort: 0, appPort: 8080 }],
       interceptHost: '127.0.0.1',
+      // The test's Services are loopback servers.
+      dialLocalTargets: true,
       resolvConfPath: join(dir, 'resolv.conf'),
     };
     agent = await startAgent(agentConfig);
@@ -165,6 +167,7 @@ describe('sidecar on loopback with a real agent', () => {
   it('opens a tunnel to the ready agent pod and relays DNS through it', async () => {
     kube.put(`/api/v1/namespaces/${NS}/pods`, {
       metadata: { name: 'api-7d9f-x', labels: { app: 'api' } },
+      spec: { containers: [{ name: 'app' }, { name: 'devbox-agent' }] },
       status: {
         phase: 'Running',
         podIP: '10.244.0.12',

@@ -1,6 +1,7 @@
 // Loopback fixtures shared by the tunnel and agent unit tests.
 import dgram from 'node:dgram';
 import net, { type AddressInfo } from 'node:net';
+import { networkInterfaces, tmpdir } from 'node:os';
 import type { Readable } from 'node:stream';
 import { type RunningAgent, startAgent } from '../../../src/agent/agent.js';
 import { AGENT_DEFAULTS, type AgentConfig } from '../../../src/agent/config.js';
@@ -8,6 +9,17 @@ import { TunnelClient, type TunnelClientOptions } from '../../../src/tunnel/clie
 import type { Logger } from '../../../src/util/log.js';
 
 export const TEST_TOKEN = 'test-token-0123456789';
+
+/**
+ * An IPv4 address of this machine that is not loopback (agents in production refuse to dial
+ * loopback). Every machine that runs the tests has one (Docker's bridge, at least).
+ */
+export function outsideAddress(): string {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (!a.internal && a.family === 'IPv4') return a.address;
+  }
+  throw new Error('this machine has no IPv4 address but loopback');
+}
 
 /** Tracks everything a test opens so that `close()` tears it all down. */
 export class Fixtures {
@@ -37,6 +49,9 @@ export class Fixtures {
         intercepts: [],
         interceptHost: '127.0.0.1',
         shutdownGraceMs: 200,
+        // The test's servers listen on loopback; the files tests use temporary directories.
+        dialLocalTargets: true,
+        filesRoot: tmpdir(),
         ...overrides,
       },
       log,

@@ -15,6 +15,7 @@ const podsPath = paths.pods('shop');
 function pod(name: string, ready: boolean, labels: Record<string, string> = { app: 'api' }) {
   return {
     metadata: { name, uid: `uid-${name}`, labels },
+    spec: { containers: [{ name: 'app' }, { name: 'devbox-agent' }] },
     status: {
       phase: 'Running',
       podIP: `10.244.0.${name.length}`,
