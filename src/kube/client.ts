@@ -215,7 +215,7 @@ export interface KubeClient {
   requestToken(
     namespace: string,
     serviceAccount: string,
-    options?: { expirationSeconds?: number; audiences?: string[] },
+    options?: TokenRequestOptions,
   ): Promise<MintedToken>;
   /** One SelfSubjectAccessReview per check, answered in order. */
   checkAccess(namespace: string, checks: readonly AccessCheck[]): Promise<boolean[]>;
@@ -228,6 +228,13 @@ export interface KubeClient {
 }
 
 export type { RequestOptions } from './api/index.js';
+
+export interface TokenRequestOptions {
+  expirationSeconds?: number;
+  audiences?: string[];
+  /** The token stays valid only while this Secret (same uid) exists: deleting it revokes the token. */
+  boundSecret?: { name: string; uid: string };
+}
 
 export interface KubeClientOptions extends KubeTarget {
   /** Used instead of reading kubeconfig files (tests, in-process callers). */
@@ -435,12 +442,18 @@ class HttpKubeClient implements KubeClient {
   async requestToken(
     namespace: string,
     serviceAccount: string,
-    options: { expirationSeconds?: number; audiences?: string[] } = {},
+    options: TokenRequestOptions = {},
   ): Promise<MintedToken> {
     const body = {
       apiVersion: 'authentication.k8s.io/v1',
       kind: 'TokenRequest',
-      spec: { audiences: options.audiences ?? [], expirationSeconds: options.expirationSeconds ?? 3600 },
+      spec: {
+        audiences: options.audiences ?? [],
+        expirationSeconds: options.expirationSeconds ?? 3600,
+        ...(options.boundSecret
+          ? { boundObjectRef: { apiVersion: 'v1', kind: 'Secret', ...options.boundSecret } }
+          : {}),
+      },
     };
     let res: { status?: { token?: string; expirationTimestamp?: string } };
     try {

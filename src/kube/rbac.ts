@@ -238,6 +238,14 @@ export const SIDECAR_PERMISSIONS: readonly Permission[] = [
     commands: ['up'],
     why: "renew the session's lease while it lives",
   },
+  {
+    group: '',
+    resource: 'serviceaccounts/token',
+    verb: 'create',
+    names: [SIDECAR_ACCOUNT],
+    commands: ['up'],
+    why: 'renew its own token, bound to the session, before it expires',
+  },
 ];
 
 /**

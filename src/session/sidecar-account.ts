@@ -29,9 +29,13 @@ export async function mintSidecarToken(
   client: KubeClient,
   namespace: string,
   expirationSeconds: number,
+  boundSecret?: { name: string; uid: string },
 ): Promise<MintedToken> {
   try {
-    return await client.requestToken(namespace, SIDECAR_ACCOUNT, { expirationSeconds });
+    return await client.requestToken(namespace, SIDECAR_ACCOUNT, {
+      expirationSeconds,
+      ...(boundSecret ? { boundSecret } : {}),
+    });
   } catch (err) {
     if (isDevboxError(err, 'NOT_FOUND')) {
       throw new DevboxError(

@@ -18,6 +18,7 @@ import { describeRoute, type SessionRoute } from '../tunnel/route.js';
 import { DevboxError, errorText } from '../util/errors.js';
 import { createSessionLease, deleteSessionLease, keepRenewing } from './lease.js';
 import { curlLine, recordedRoute } from './route-flags.js';
+import { mintSessionSidecarToken } from './sidecar-token.js';
 import { checkAppRunning } from './up/app-running.js';
 import { applyCluster } from './up/apply-cluster.js';
 import { applyLocal } from './up/apply-local.js';
@@ -85,7 +86,11 @@ async function apply(ctx: UpContext, plan: UpPlan, undo: UndoStack): Promise<UpR
 
 async function applyAll(ctx: UpContext, plan: UpPlan, undo: UndoStack): Promise<UpResult> {
   const cluster = await applyCluster(ctx, plan, undo);
-  const started = await applyLocal(ctx, plan, cluster, undo);
+  // Owned by the session's Lease: its undo (deleting the Lease) revokes this token too.
+  const sidecarToken = await ctx.step("Minting the sidecar's token for this session", () =>
+    mintSessionSidecarToken(ctx.client, plan.target.namespace, plan.session.id),
+  );
+  const started = await applyLocal(ctx, plan, { ...cluster, sidecarToken }, undo);
   // Checks of the running session (e.g. that the local app still runs) belong here: a failure
   // unwinds the session like any other step.
   if (started.containers.serviceId) {

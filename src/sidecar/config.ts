@@ -59,6 +59,19 @@ export interface SidecarConfig extends TokenSource {
   sessionId?: string;
   /** Which inbound requests the session takes (absent: all of them). Holds a personal key: never logged. */
   route?: SessionRoute;
+  /** How the sidecar renews its own token (written to `tokenFile`) before it expires. */
+  tokenRefresh?: TokenRefresh;
+}
+
+/** The sidecar's own account and the session's Secret its tokens are bound to (deleting it revokes them). */
+export interface TokenRefresh {
+  account: string;
+  secret: string;
+  secretUid: string;
+  /** Lifetime asked of each new token. */
+  expirationSeconds: number;
+  /** RFC 3339 expiry of the token the sidecar starts with. */
+  expiresAt: string;
 }
 
 interface FieldSpec {
@@ -92,6 +105,7 @@ const FIELDS: FieldSpec[] = [
   { key: 'sessionLease', env: 'DEVBOX_SESSION_LEASE' },
   { key: 'sessionId', env: 'DEVBOX_SESSION_ID' },
   { key: 'route', env: 'DEVBOX_ROUTE' },
+  { key: 'tokenRefresh', env: 'DEVBOX_TOKEN_REFRESH' },
 ];
 
 /** Environment variable naming the JSON config file (the first command-line argument works too). */
@@ -212,6 +226,8 @@ export function parseSidecarConfig(raw: Record<string, unknown>): SidecarConfig 
   if (sessionId !== undefined && !/^[A-Za-z0-9-]{1,64}$/.test(sessionId))
     bad('sessionId', 'must be letters, digits and dashes');
   const route = parseRoute(raw.route, (why) => bad('route', why));
+  const tokenRefresh = parseTokenRefresh(raw.tokenRefresh, (why) => bad('tokenRefresh', why));
+  if (tokenRefresh && !tokenFile) bad('tokenRefresh', 'needs tokenFile, where each new token is written');
 
   if (problems.length > 0) {
     throw new DevboxError('BAD_INPUT', `sidecar config is incomplete:\n  - ${problems.join('\n  - ')}`, {
@@ -244,6 +260,43 @@ export function parseSidecarConfig(raw: Record<string, unknown>): SidecarConfig 
     ...(sessionLease ? { sessionLease } : {}),
     ...(sessionId ? { sessionId } : {}),
     ...(route ? { route } : {}),
+    ...(tokenRefresh ? { tokenRefresh } : {}),
+  };
+}
+
+/** `{account, secret, secretUid, expirationSeconds, expiresAt}`, as an object or its JSON text (env). */
+function parseTokenRefresh(value: unknown, bad: (why: string) => void): TokenRefresh | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  let v = value;
+  if (typeof v === 'string') {
+    try {
+      v = JSON.parse(v);
+    } catch {
+      bad('not JSON');
+      return undefined;
+    }
+  }
+  const o = v as Partial<Record<keyof TokenRefresh, unknown>>;
+  const text = (x: unknown) => typeof x === 'string' && x.length > 0;
+  if (typeof v !== 'object' || v === null || !text(o.account) || !text(o.secret) || !text(o.secretUid)) {
+    bad('expected {account, secret, secretUid, expirationSeconds, expiresAt}');
+    return undefined;
+  }
+  const seconds = o.expirationSeconds;
+  if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 600) {
+    bad('expirationSeconds must be an integer of at least 600 (the API server minimum)');
+    return undefined;
+  }
+  if (typeof o.expiresAt !== 'string' || Number.isNaN(Date.parse(o.expiresAt))) {
+    bad('expiresAt must be an RFC 3339 time');
+    return undefined;
+  }
+  return {
+    account: o.account as string,
+    secret: o.secret as string,
+    secretUid: o.secretUid as string,
+    expirationSeconds: seconds,
+    expiresAt: o.expiresAt,
   };
 }
 

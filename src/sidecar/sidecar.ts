@@ -36,6 +36,7 @@ import { type AgentPod, paths, type ServiceInfo, toAgentPod } from './resources.
 import { answeredNamespace, ServiceWatches } from './service-watches.js';
 import { SessionShares } from './shares.js';
 import { type StatusServer, startStatusServer } from './status-server.js';
+import { refreshToken } from './token-refresher.js';
 import type { TunnelDialer } from './tunnel-link.js';
 import { TunnelManager, type TunnelStatus } from './tunnel-manager.js';
 
@@ -250,6 +251,17 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps = {}
     if (config.sessionLease) {
       const lease = renewLease({ api, namespace: config.namespace, name: config.sessionLease, log, onError });
       closers.push(async () => lease.stop());
+    }
+    if (config.tokenRefresh && config.tokenFile) {
+      const refresher = refreshToken({
+        api,
+        namespace: config.namespace,
+        refresh: config.tokenRefresh,
+        tokenFile: config.tokenFile,
+        log,
+        onError,
+      });
+      closers.push(async () => refresher.stop());
     }
 
     const snapshot = (): SidecarStatus => {

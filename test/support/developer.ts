@@ -42,6 +42,14 @@ export async function developerIn(namespace: string, name = 'developer'): Promis
     `--serviceaccount=${namespace}:${name}`,
   ]);
   const token = (await kubectl(['-n', namespace, 'create', 'token', name, '--duration=4h'])).trim();
+  return {
+    user: `system:serviceaccount:${namespace}:${name}`,
+    kubeconfig: tokenKubeconfig(namespace, name, token),
+  };
+}
+
+/** A kubeconfig for the local cluster holding only `token` (user `name`), its context set to `namespace`. */
+export function tokenKubeconfig(namespace: string, name: string, token: string): string {
   const admin = parse(readFileSync(adminKubeconfig, 'utf8')) as {
     'current-context': string;
     contexts: { name: string; context: { cluster: string } }[];
@@ -64,5 +72,5 @@ export async function developerIn(namespace: string, name = 'developer'): Promis
     }),
     { mode: 0o600 },
   );
-  return { user: `system:serviceaccount:${namespace}:${name}`, kubeconfig: file };
+  return file;
 }

@@ -25,7 +25,7 @@ import { apiAddressForContainer } from '../api-address.js';
 import { podDnsSettings } from '../dns-settings.js';
 import { serviceVariablesOnAliases } from '../fallback-env.js';
 import { podFilesTar, resolvePodFiles } from '../pod-files.js';
-import type { ClusterSession, UpContext, UpPlan, UpResult } from './types.js';
+import type { ClusterSessionWithToken, UpContext, UpPlan, UpResult } from './types.js';
 import type { UndoStack } from './undo.js';
 
 /** The sidecar's status endpoint inside the session's network namespace. */
@@ -37,7 +37,7 @@ type Started = Pick<UpResult, 'containers' | 'devcontainer' | 'files'>;
 export async function applyLocal(
   ctx: UpContext,
   plan: UpPlan,
-  cluster: ClusterSession,
+  cluster: ClusterSessionWithToken,
   undo: UndoStack,
 ): Promise<Started> {
   const { target: v } = plan;
@@ -105,7 +105,7 @@ export async function applyLocal(
 async function sidecarSpec(
   ctx: UpContext,
   plan: UpPlan,
-  cluster: ClusterSession,
+  cluster: ClusterSessionWithToken,
   serviceEnv: Record<string, string>,
 ): Promise<SessionSpec['sidecar']> {
   const { client } = ctx;
@@ -137,8 +137,9 @@ async function sidecarSpec(
       sessionId: plan.session.id,
       // The personal key travels only here: the config file is root-only in the developer's sidecar.
       ...(plan.flags.route.mode === 'global' ? {} : { route: plan.flags.route }),
+      tokenRefresh: cluster.sidecarToken.refresh,
     },
-    files: [{ path: '/devbox/token', content: v.sidecarToken.token, mode: 0o600 }],
+    files: [{ path: '/devbox/token', content: cluster.sidecarToken.minted.token, mode: 0o600 }],
     dnsSearch: dns.search,
     dnsOptions: dns.options,
     extraHosts: api.extraHosts,

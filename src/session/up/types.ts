@@ -22,6 +22,7 @@ import type { AgentContainerEnv } from '../../tunnel/agent-contract.js';
 import type { SessionRoute } from '../../tunnel/route.js';
 import type { Progress } from '../../util/progress.js';
 import type { RouteFlags } from '../route-flags.js';
+import type { SessionSidecarToken } from '../sidecar-token.js';
 
 export interface UpOptions {
   target: KubeTarget;
@@ -131,7 +132,7 @@ export interface Validated {
   staleLocal: SessionSummary[];
   /** The `-v` bind mounts as the Docker engine sees them. */
   mounts: ResolvedBindMounts;
-  /** A token of the sidecar's account, minted (and its permissions checked) with it. */
+  /** A short-lived token of the sidecar's account, minted to check its permissions (the sidecar gets its own, bound to the session). */
   sidecarToken: MintedToken;
 }
 
@@ -163,4 +164,9 @@ export interface ClusterSession {
   token: string;
   tunnelPort: number;
   intercepted: InterceptedPort[];
+}
+
+/** The cluster side with the sidecar's token for this session (bound to it, see sidecar-token.ts). */
+export interface ClusterSessionWithToken extends ClusterSession {
+  sidecarToken: SessionSidecarToken;
 }

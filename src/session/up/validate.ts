@@ -32,8 +32,8 @@ import { recordedRoute, routeFromFlags } from '../route-flags.js';
 import { sidecarCredentials } from '../sidecar-account.js';
 import type { UpContext, UpFlags, UpOptions, UpResult, Validated } from './types.js';
 
-/** How long the sidecar's minted token lives. */
-const SIDECAR_TOKEN_SECONDS = 12 * 3600;
+/** The token minted to check the sidecar's permissions serves nothing else (the API server's minimum). */
+const PROBE_TOKEN_SECONDS = 600;
 
 /** The flags, parsed and checked; nothing is contacted yet. */
 export async function validateFlags(options: UpOptions): Promise<UpFlags> {
@@ -77,7 +77,7 @@ export async function validateTarget(
     assertPermissions(client, namespace, 'up'),
   );
   const sidecarToken = await ctx.step(`Checking the sidecar's account in ${namespace}`, () =>
-    sidecarCredentials(client, options.target, namespace, SIDECAR_TOKEN_SECONDS),
+    sidecarCredentials(client, options.target, namespace, PROBE_TOKEN_SECONDS),
   );
   const { workload, services, app } = await ctx.step(
     `Finding ${options.workload} in ${namespace}`,
