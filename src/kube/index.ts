@@ -79,6 +79,12 @@ export {
 } from './intercept-live.js';
 export { type KubeTarget, kubeconfigFiles, type LoadedKubeConfig, loadKubeConfig } from './kubeconfig.js';
 export {
+  type BlockingPolicy,
+  blockingPolicies,
+  describeBlocking,
+  type NetworkPolicyLike,
+} from './network-policy.js';
+export {
   DEVELOPER_PERMISSIONS,
   DEVELOPER_ROLE,
   type DevboxCommand,

@@ -172,6 +172,13 @@ export const DEVELOPER_PERMISSIONS: readonly Permission[] = [
   },
   { group: '', resource: 'events', verb: 'list', commands: ['up'], why: 'explain pods that do not start' },
   {
+    group: 'networking.k8s.io',
+    resource: 'networkpolicies',
+    verb: 'list',
+    commands: ['up'],
+    why: 'policies that would drop the traffic moved to the agent',
+  },
+  {
     group: 'coordination.k8s.io',
     resource: 'leases',
     verb: 'get',

@@ -30,6 +30,7 @@ import { DevboxError } from '../../util/errors.js';
 import type { Progress } from '../../util/progress.js';
 import { readAgentToken } from '../agent-objects.js';
 import { readAgentBundle } from '../bundles.js';
+import { checkNetworkPolicies } from '../network-policies.js';
 import { recordedRoute } from '../route-flags.js';
 import type { ClusterPlan, UpContext, UpFlags, UpOptions, UpPlan, Validated } from './types.js';
 import { currentUser } from './validate.js';
@@ -50,6 +51,12 @@ export async function planUp(ctx: UpContext, flags: UpFlags, v: Validated): Prom
   };
   const [sidecar, agent] = await Promise.all([readSidecarBundle(), readAgentBundle()]);
   const cluster = join ? await joinPlan(ctx, v) : freshPlan(options, v, session, agent);
+  if (cluster.mode === 'fresh') {
+    const { intercept } = cluster;
+    await ctx.step('Checking NetworkPolicies', () =>
+      checkNetworkPolicies(ctx.client, v.workload, v.app.name, intercept),
+    );
+  }
   const service =
     flags.devcontainer || options.sidecarOnly
       ? ''
@@ -104,7 +111,13 @@ function freshPlan(
   agentBundle: string,
 ): ClusterPlan {
   // Planned on the workload as it will read once claimed for this session.
-  const intercept = interceptFor(options, v, session, withClaim(v.workload, session, v.replaces), agentBundle);
+  const intercept = interceptFor(
+    options,
+    v,
+    session,
+    withClaim(v.workload, session, v.replaces),
+    agentBundle,
+  );
   if (intercept.rollout === 'paused' || intercept.rollout === 'no-replicas') {
     const paused = intercept.rollout === 'paused';
     throw new DevboxError('BAD_INPUT', `${v.label} ${paused ? 'is paused' : 'has no replicas'}`, {
