@@ -3,9 +3,11 @@
  * context, or starts the local cluster when there is none; deploys the sample
  * shop; runs `devbox up api`; shows the in-cluster storefront's requests being
  * answered by the local container; then `devbox down api` puts it all back.
- * Last, the dev loop: an edit of the api's source answers the storefront's next request.
+ * Then the dev loop: an edit of the api's source answers the storefront's next request.
+ * Last, a personal session of `api` and a share link to it.
  */
-import { spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,10 +15,12 @@ import { fileURLToPath } from 'node:url';
 import { createDockerClient } from '../docker/index.js';
 import { createKubeClient, type KubeClient, labelSelectorString } from '../kube/index.js';
 import type { KubeTarget } from '../kube/kubeconfig.js';
+import type { ShareResult } from '../session/share.js';
 import { DEFAULT_AGENT_IMAGE, settings } from '../settings/index.js';
 import { DevboxError, errorText } from '../util/errors.js';
 import { createProgress } from '../util/progress.js';
 import { showDevLoop } from './loop.js';
+import { checkShare, startPortForward } from './share-link.js';
 import { deployShop } from './shop.js';
 
 const NAMESPACE = settings().demoNamespace;
@@ -70,6 +74,18 @@ async function pickCluster(): Promise<Cluster> {
     image: images.runtime,
     local: true,
   };
+}
+
+/** Runs `devbox args… -o json`, showing its progress, and returns its result. */
+function devboxJson<T>(cluster: Cluster, args: string[]): T {
+  process.stdout.write(`\n$ devbox ${args.join(' ')}\n`);
+  const result = spawnSync(process.execPath, [cli, ...args, '-o', 'json'], {
+    stdio: ['inherit', 'pipe', 'inherit'],
+    env: { ...process.env, ...cluster.env },
+  });
+  if (result.status !== 0)
+    throw new DevboxError('INTERNAL', `devbox ${args[0]} failed (exit ${result.status})`);
+  return JSON.parse(result.stdout.toString()) as T;
 }
 
 function devbox(cluster: Cluster, args: string[]): void {
@@ -151,6 +167,7 @@ async function main(): Promise<void> {
       storefrontSays: (match, timeoutMs) => storefrontSays(client, match, timeoutMs),
       say,
     });
+    await showShareLink(cluster);
     say(
       `Next: run your own workload with \`devbox up <name> -n <namespace>\` (see devbox up --help).\n` +
         `Remove the sample with: kubectl delete namespace ${NAMESPACE}` +
@@ -158,6 +175,42 @@ async function main(): Promise<void> {
     );
   } finally {
     client.close();
+  }
+}
+
+/**
+ * A personal session takes only the requests that carry its key; `devbox share` makes a link that
+ * gives a browser that key. The demo checks the link as a browser would, then (on a terminal)
+ * keeps it working until Enter.
+ */
+async function showShareLink(cluster: Cluster): Promise<void> {
+  devbox(cluster, ['up', 'api', '-n', NAMESPACE, '--personal', '--detach']);
+  let forward: ChildProcess | undefined;
+  try {
+    const shared = devboxJson<ShareResult>(cluster, ['share', 'api', '-n', NAMESPACE]);
+    if (shared.entry.kind === 'port-forward') {
+      const kubectl = cluster.local ? join(clusterDir, 'bin', 'kubectl') : 'kubectl';
+      forward = await startPortForward(kubectl, shared.entry.command, shared.entry.url, cluster.env);
+    }
+    const seen = await checkShare(shared);
+    say(
+      `A personal session answers only requests that carry its key. A browser that opened this link\n` +
+        `carries it (a cookie for this host) and is answered by "${seen.withLink}"; any other by "${seen.without}":\n` +
+        `  ${shared.link}` +
+        (shared.entry.kind === 'port-forward'
+          ? `\n(served through: kubectl ${shared.entry.command.join(' ')})`
+          : ''),
+    );
+    if (process.stdin.isTTY) {
+      say(
+        'Open the link in your browser, and the same address without it in a private window. Press Enter to end.',
+      );
+      await once(process.stdin, 'data');
+      process.stdin.pause();
+    }
+  } finally {
+    forward?.kill();
+    devbox(cluster, ['down', 'api', '-n', NAMESPACE]);
   }
 }
 
