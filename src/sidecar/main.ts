@@ -13,8 +13,11 @@ import { DevboxError, errorText } from '../util/errors.js';
 import { daemonLogger } from '../util/log.js';
 import { CONFIG_FILE_ENV, loadSidecarConfig } from './config.js';
 import { startSidecar } from './sidecar.js';
+import { CONFIG_EXIT, supervise } from './supervisor.js';
 
 const SHUTDOWN_LIMIT_MS = 10_000;
+/** Set in the daemon's env by its supervisor (supervisor.ts). */
+const DAEMON_ENV = 'DEVBOX_SIDECAR_DAEMON';
 /** Commands that ask the running daemon (by docker exec) rather than start one. */
 const COMMANDS = ['status', 'share', 'local-routes', 'inbound'] as const;
 type Command = (typeof COMMANDS)[number];
@@ -28,7 +31,7 @@ async function main(argv: string[]): Promise<number> {
     config = loadSidecarConfig(file);
   } catch (err) {
     log.error(errorText(err), { hint: err instanceof DevboxError ? err.hint : undefined });
-    return 2;
+    return CONFIG_EXIT;
   }
 
   if (command) {
@@ -42,6 +45,18 @@ async function main(argv: string[]): Promise<number> {
     return res.ok ? 0 : 1;
   }
 
+  // The container's main process supervises; the daemon runs as its child.
+  if (process.env[DAEMON_ENV] !== '1') {
+    const daemon = supervise({
+      command: process.execPath,
+      args: [...process.execArgv, ...process.argv.slice(1)],
+      env: { ...process.env, [DAEMON_ENV]: '1' },
+      log,
+    });
+    process.on('SIGTERM', () => daemon.stop('SIGTERM'));
+    process.on('SIGINT', () => daemon.stop('SIGINT'));
+    return daemon.done;
+  }
   collectDeadBuffers();
   const sidecar = await startSidecar(config, { log });
   await new Promise<void>((resolve) => {
@@ -79,7 +94,7 @@ function daemonRequest(command: Command, args: string[]): { path: string; method
   };
 }
 
-// A bug must not die silently: log it as a JSON line, then exit so the container's restart policy applies.
+// A bug must not die silently: log it as a JSON line, then exit; the supervisor starts the daemon again.
 for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
   process.on(event, (err: unknown) => {
     daemonLogger('sidecar').error(`crash (${event}): ${errorText(err)}`, {
