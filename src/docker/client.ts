@@ -793,6 +793,9 @@ export function unreachable(endpoint: DockerEndpoint, err: unknown, timeoutMs?: 
   ) {
     reason = `no answer within ${Math.round((timeoutMs ?? 10_000) / 1000)}s`;
     hint = `Check the network path to the engine and that it is not overloaded. ${elsewhere}`;
+  } else if (endpoint.host.startsWith('ssh://') && /verification failed/i.test(reason)) {
+    reason = 'its SSH host key is not in ~/.ssh/known_hosts (or is revoked there)';
+    hint = `devbox accepts only host keys known_hosts holds: connect once with \`ssh\` to that host and check the fingerprint it shows before accepting it. ${elsewhere}`;
   } else if (endpoint.host.startsWith('ssh://')) {
     hint =
       'Check that `ssh` to that host works with a key from your SSH agent (SSH_AUTH_SOCK) and that `docker version` runs there.';

@@ -4,6 +4,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { DevboxError, errorText } from '../util/errors.js';
+import { isKnownHostKey } from './known-hosts.js';
 
 /**
  * Where the Docker engine is and how devbox found out, resolved the way the
@@ -167,7 +168,7 @@ export interface ModemOptions {
   ca?: Buffer;
   cert?: Buffer;
   key?: Buffer;
-  sshOptions?: { agent?: string; privateKey?: Buffer };
+  sshOptions?: { agent?: string; privateKey?: Buffer; hostVerifier?: (key: Buffer) => boolean };
   /** Set only when TLS must not be verified (docker-modem has no rejectUnauthorized of its own). */
   agent?: HttpsAgent;
 }
@@ -212,11 +213,15 @@ export function modemOptions(
         }
       }
     }
+    const port = parsed.port ? Number(parsed.port) : 22;
+    // Only keys known_hosts accepts: ssh2 would take any key the server shows.
+    const knownHosts = inputs.readFile(join(inputs.home, '.ssh', 'known_hosts'))?.toString('utf8') ?? '';
+    sshOptions.hostVerifier = (key: Buffer) => isKnownHostKey(knownHosts, hostname, port, key);
     return {
       socketPath: undefined,
       protocol: 'ssh',
       host: hostname,
-      port: parsed.port ? Number(parsed.port) : 22,
+      port,
       username: decodeURIComponent(parsed.username) || inputs.env.USER || 'root',
       sshOptions,
     };

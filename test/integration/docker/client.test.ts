@@ -119,45 +119,46 @@ const ssh2 = createRequire(import.meta.url)('ssh2') as Ssh2;
  * `docker system dial-stdio` by relaying to the engine's socket, as a remote
  * Docker host reached with DOCKER_HOST=ssh://… does.
  */
-async function sshDockerHost(userKey: SshKey): Promise<{ server: Server; port: number; execs: string[] }> {
+async function sshDockerHost(
+  userKey: SshKey,
+): Promise<{ server: Server; port: number; execs: string[]; hostKey: string }> {
   const socketPath = docker.endpoint.host.slice('unix://'.length);
   const execs: string[] = [];
-  const server = new ssh2.Server(
-    { hostKeys: [ssh2.utils.generateKeyPairSync('ed25519').private] },
-    (client) => {
-      client.on('error', () => {});
-      client.on('authentication', (ctx: SshAuthContext) => {
-        const keyMatches =
-          ctx.method === 'publickey' &&
-          ctx.username === 'dev' &&
-          ctx.key !== undefined &&
-          ctx.key.algo === userKey.type &&
-          Buffer.compare(ctx.key.data, userKey.getPublicSSH()) === 0;
-        if (!keyMatches) return ctx.reject(['publickey']);
-        if (ctx.signature && !userKey.verify(ctx.blob ?? Buffer.alloc(0), ctx.signature, ctx.hashAlgo))
-          return ctx.reject();
-        ctx.accept();
+  const hostKeys = ssh2.utils.generateKeyPairSync('ed25519');
+  const server = new ssh2.Server({ hostKeys: [hostKeys.private] }, (client) => {
+    client.on('error', () => {});
+    client.on('authentication', (ctx: SshAuthContext) => {
+      const keyMatches =
+        ctx.method === 'publickey' &&
+        ctx.username === 'dev' &&
+        ctx.key !== undefined &&
+        ctx.key.algo === userKey.type &&
+        Buffer.compare(ctx.key.data, userKey.getPublicSSH()) === 0;
+      if (!keyMatches) return ctx.reject(['publickey']);
+      if (ctx.signature && !userKey.verify(ctx.blob ?? Buffer.alloc(0), ctx.signature, ctx.hashAlgo))
+        return ctx.reject();
+      ctx.accept();
+    });
+    client.on('ready', () => {
+      client.on('session', (acceptSession: () => import('node:events').EventEmitter) => {
+        acceptSession().on(
+          'exec',
+          (accept: () => import('node:stream').Duplex, reject: () => void, info: { command: string }) => {
+            execs.push(info.command);
+            if (info.command !== 'docker system dial-stdio') return reject();
+            const channel = accept();
+            const upstream = connect(socketPath);
+            channel.pipe(upstream).pipe(channel);
+            upstream.on('error', () => channel.destroy());
+            channel.on('close', () => upstream.destroy());
+          },
+        );
       });
-      client.on('ready', () => {
-        client.on('session', (acceptSession: () => import('node:events').EventEmitter) => {
-          acceptSession().on(
-            'exec',
-            (accept: () => import('node:stream').Duplex, reject: () => void, info: { command: string }) => {
-              execs.push(info.command);
-              if (info.command !== 'docker system dial-stdio') return reject();
-              const channel = accept();
-              const upstream = connect(socketPath);
-              channel.pipe(upstream).pipe(channel);
-              upstream.on('error', () => channel.destroy());
-              channel.on('close', () => upstream.destroy());
-            },
-          );
-        });
-      });
-    },
-  );
+    });
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, port: (server.address() as { port: number }).port, execs };
+  // The OpenSSH public line is `ssh-ed25519 <base64 blob>`: known_hosts holds the same.
+  return { server, port: (server.address() as { port: number }).port, execs, hostKey: hostKeys.public };
 }
 
 /** A loopback port nobody listens on. */
@@ -225,6 +226,13 @@ describe('finding the engine', () => {
         home,
         env: { DOCKER_HOST: `ssh://dev@127.0.0.1:${ssh.port}` },
       };
+      // A host whose key known_hosts does not hold is refused before any authentication.
+      await assert.rejects(
+        createDockerClient({ inputs }).ping({ timeoutMs: 5000 }),
+        (err) => isDevboxError(err, 'NO_DOCKER') && /known_hosts/.test(err.message),
+      );
+      assert.equal(ssh.execs.length, 0, 'no command ran');
+      await writeFile(join(home, '.ssh', 'known_hosts'), `[127.0.0.1]:${ssh.port} ${ssh.hostKey}\n`);
       const client = createDockerClient({ inputs });
       await client.ping();
       assert.ok(await client.imageExists(busybox), 'same engine behind ssh');

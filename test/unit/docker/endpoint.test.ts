@@ -76,14 +76,20 @@ describe('docker endpoint resolution', () => {
       context: 'remote',
     });
     const options = modemOptions(endpoint, inputs({ SSH_AUTH_SOCK: '/tmp/agent.sock' }));
-    assert.deepEqual(options, {
-      socketPath: undefined,
-      protocol: 'ssh',
-      host: 'build.example',
-      port: 2222,
-      username: 'builder',
-      sshOptions: { agent: '/tmp/agent.sock' },
-    });
+    const { hostVerifier, ...sshOptions } = options.sshOptions ?? {};
+    assert.deepEqual(
+      { ...options, sshOptions },
+      {
+        socketPath: undefined,
+        protocol: 'ssh',
+        host: 'build.example',
+        port: 2222,
+        username: 'builder',
+        sshOptions: { agent: '/tmp/agent.sock' },
+      },
+    );
+    // No known_hosts here: no host key is accepted.
+    assert.equal(hostVerifier?.(Buffer.from('any key')), false);
   });
 
   it('honours DOCKER_CONFIG and DOCKER_CONTEXT', () => {
