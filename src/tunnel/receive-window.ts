@@ -6,11 +6,13 @@
  * ones included. So each receiver measures instead, as gRPC's BDP estimator does: while data
  * arrives it sends a PING and counts the bytes received until the answer. A sender held by the
  * window has between half of it and all of it in flight (the receiver returns window in halves),
- * so when a round trip carried half the stream window or more and the bandwidth it shows is the
- * highest yet, the receiver doubles the initial stream window it offers (a SETTINGS change, which
- * RFC 9113 §6.9.2 applies to open streams too), up to {@link H2_STREAM_WINDOW_MAX}. A larger window
- * that brings no more bandwidth (the path or a CPU is the limit) stops the growth. On loopback a
- * round trip carries little, so windows stay at their start.
+ * so a round trip that carried half the stream window or more may have been held by it. It was if
+ * the path itself holds that much: the bandwidth of the sample times the path's own round trip
+ * (the shortest ping answer seen, idle ones included: a full window lengthens the round trip by
+ * the queue it builds) is at least a third of the window. Then the receiver doubles the initial
+ * stream window it offers (a SETTINGS change, which RFC 9113 §6.9.2 applies to open streams too),
+ * up to {@link H2_STREAM_WINDOW_MAX}. Through the API server on one machine the round trip is a
+ * millisecond or two, so windows stay at their start even when socket buffers fill.
  */
 import type { Http2Session } from 'node:http2';
 import { H2_SETTINGS } from './protocol.js';
@@ -26,13 +28,13 @@ const PROBE_MIN_BYTES = 64 * 1024;
 export interface WindowEstimate {
   /** The stream window offered now. */
   window: number;
-  /** Highest bandwidth (bytes/ms) seen in a sample that led to a larger window. */
-  bandwidth: number;
+  /** The shortest ping round trip seen (ms): the path without a queue. */
+  minRttMs: number;
 }
 
 /**
- * The window after one sample of `bytes` received during a ping's round trip of `rttMs`; the same
- * estimate when the window did not limit or the bandwidth did not grow.
+ * The estimate after one sample of `bytes` received during a ping's round trip of `rttMs`: a
+ * doubled window when the window held the sender back on a path that holds that much.
  */
 export function nextWindow(
   estimate: WindowEstimate,
@@ -40,15 +42,22 @@ export function nextWindow(
   rttMs: number,
   max = H2_STREAM_WINDOW_MAX,
 ): WindowEstimate {
-  if (estimate.window >= max || bytes < estimate.window / 2 || rttMs <= 0) return estimate;
-  const bandwidth = bytes / rttMs;
-  if (bandwidth <= estimate.bandwidth) return estimate;
-  return { window: Math.min(max, 2 * estimate.window), bandwidth };
+  const minRttMs = Math.min(estimate.minRttMs, rttMs);
+  const seen = minRttMs === estimate.minRttMs ? estimate : { ...estimate, minRttMs };
+  const { window } = estimate;
+  if (window >= max || rttMs <= 0 || bytes < window / 2) return seen;
+  // What the path itself carries per round trip, without the queue this window builds.
+  const pathBytes = (bytes / rttMs) * minRttMs;
+  if (3 * pathBytes < window) return seen;
+  return { window: Math.min(max, 2 * window), minRttMs };
 }
 
 /** Grows `session`'s receive windows while it lives (see the module comment). */
 export function tuneReceiveWindow(session: Http2Session, max = H2_STREAM_WINDOW_MAX): void {
-  let estimate: WindowEstimate = { window: H2_SETTINGS.initialWindowSize, bandwidth: 0 };
+  let estimate: WindowEstimate = {
+    window: H2_SETTINGS.initialWindowSize,
+    minRttMs: Number.POSITIVE_INFINITY,
+  };
   let probing = false;
   let seen = 0;
   const received = () => session.socket?.bytesRead ?? 0;
@@ -65,8 +74,9 @@ export function tuneReceiveWindow(session: Http2Session, max = H2_STREAM_WINDOW_
       probing = false;
       if (err || session.destroyed || session.closed) return;
       const next = nextWindow(estimate, received() - start, rttMs, max);
-      if (next === estimate) return;
+      const grown = next.window > estimate.window;
       estimate = next;
+      if (!grown) return;
       try {
         session.settings({ initialWindowSize: next.window });
       } catch {
@@ -78,4 +88,16 @@ export function tuneReceiveWindow(session: Http2Session, max = H2_STREAM_WINDOW_
   }, PROBE_INTERVAL_MS);
   timer.unref();
   session.once('close', () => clearInterval(timer));
+  // The path's own round trip, before any transfer queues behind the pings.
+  const seed = () => {
+    try {
+      session.ping((err, rttMs) => {
+        if (!err) estimate = nextWindow(estimate, 0, rttMs, max);
+      });
+    } catch {
+      // A session that closed meanwhile needs no estimate.
+    }
+  };
+  if (session.connecting) session.once('connect', seed);
+  else seed();
 }

@@ -136,6 +136,8 @@ async function main(): Promise<void> {
     intercepts: [],
     interceptHost: '127.0.0.1',
     shutdownGraceMs: 200,
+    // The bytes server listens on loopback, beside the agent.
+    dialLocalTargets: true,
   });
   const toxiproxy = await startToxiproxy(say);
   try {

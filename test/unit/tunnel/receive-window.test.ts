@@ -8,29 +8,32 @@ import { H2_STREAM_WINDOW_MAX, nextWindow, tuneReceiveWindow } from '../../../sr
 const MiB = 1024 * 1024;
 
 describe('nextWindow', () => {
-  const start = { window: 4 * MiB, bandwidth: 0 };
+  const start = { window: 4 * MiB, minRttMs: 50 };
 
   it('keeps the window when a round trip carried less than half of it: the window did not limit', () => {
-    assert.equal(nextWindow(start, 2 * MiB - 1, 1), start);
+    assert.equal(nextWindow(start, 2 * MiB - 1, 50).window, 4 * MiB);
   });
 
-  it('doubles the window when a round trip carried half of it or more', () => {
-    const next = nextWindow(start, 2 * MiB, 50);
-    assert.equal(next.window, 8 * MiB);
-    assert.equal(next.bandwidth, (2 * MiB) / 50);
+  it('doubles the window when a round trip of the path carried half of it or more', () => {
+    assert.equal(nextWindow(start, 2 * MiB, 50).window, 8 * MiB);
+    // The round trip lengthened by the data queued at the link rate (4 MiB at 1 Gbit/s: 34 ms).
+    assert.equal(nextWindow({ window: 8 * MiB, minRttMs: 50 }, 7 * MiB, 100).window, 16 * MiB);
   });
 
-  it('grows only while the bandwidth grows with it', () => {
-    const grown = nextWindow(start, 4 * MiB, 50);
-    assert.equal(grown.window, 8 * MiB);
-    // As many bytes per round trip over a longer round trip: the queue grew, not the path.
-    assert.equal(nextWindow(grown, 8 * MiB, 100), grown);
-    assert.equal(nextWindow(grown, 6 * MiB, 50).window, 16 * MiB);
+  it('keeps the window when the round trip is the queue it built, not the path', () => {
+    // Socket buffers on a one-machine path: 4 MiB arrive in 20 ms where the path takes 1 ms.
+    assert.equal(nextWindow({ window: 4 * MiB, minRttMs: 1 }, 4 * MiB, 20).window, 4 * MiB);
+  });
+
+  it('learns the shortest round trip from every answer, idle ones included', () => {
+    const seeded = nextWindow({ window: 4 * MiB, minRttMs: Number.POSITIVE_INFINITY }, 0, 2);
+    assert.deepEqual(seeded, { window: 4 * MiB, minRttMs: 2 });
+    assert.equal(nextWindow(seeded, 3 * MiB, 2.5).minRttMs, 2);
   });
 
   it('stops at the maximum', () => {
-    assert.equal(nextWindow({ window: 12 * MiB, bandwidth: 0 }, 64 * MiB, 50).window, H2_STREAM_WINDOW_MAX);
-    const top = { window: H2_STREAM_WINDOW_MAX, bandwidth: 1 };
+    assert.equal(nextWindow({ window: 12 * MiB, minRttMs: 50 }, 64 * MiB, 50).window, H2_STREAM_WINDOW_MAX);
+    const top = { window: H2_STREAM_WINDOW_MAX, minRttMs: 10 };
     assert.equal(nextWindow(top, 64 * MiB, 10), top);
   });
 });
