@@ -32,6 +32,15 @@ export function formatEnvFile(env: Record<string, string>): EnvFileContent {
   return { text: lines.length ? `${lines.join('\n')}\n` : '', rest };
 }
 
+/**
+ * Why a variable of `rest` is left out of a dev container: the only other way in is the Dev
+ * Containers CLI's `docker run -e KEY=value`, which shows the value to every user of the machine
+ * (`ps`) — and pod env values are often secrets.
+ */
+export function envLeftOutWarning(key: string): string {
+  return `${key} is not passed to the dev container: its value (a line break) or its name cannot go into an env file, and the only other way is a docker run -e argument that ps shows; read it from the pod's volumes or set it yourself`;
+}
+
 /** Docker's label-file format (the same as the env file's). */
 export function formatLabelFile(labels: Record<string, string>): string {
   return `${Object.entries(labels)

@@ -33,7 +33,7 @@ import { debugLogger } from '../util/log.js';
 import type { Progress } from '../util/progress.js';
 import { type DevcontainerCli, devcontainerCli } from './cli.js';
 import { type LoadedDevcontainer, loadDevcontainer } from './config.js';
-import { formatEnvFile, formatLabelFile, writePrivateFile } from './env-file.js';
+import { envLeftOutWarning, formatEnvFile, formatLabelFile, writePrivateFile } from './env-file.js';
 import { assertJoinable, type JoinPlan, planJoin } from './join-plan.js';
 import { joinedConfig } from './override.js';
 import { type PodMount, sessionVolumeName, volumeRoots } from './volumes.js';
@@ -203,11 +203,11 @@ export async function createDevcontainerSession(
     const envFile = join(workDir, 'pod.env');
     await writePrivateFile(envFile, env.text, { gitIgnore: false });
     const envFileKeys = Object.keys(spec.service.env ?? {}).filter((k) => !(k in env.rest));
+    for (const key of Object.keys(env.rest)) warnings.push(envLeftOutWarning(key));
     const joined = joinedConfig(loaded.config, plan.runArgs, {
       sidecar: sidecar.id,
       ...(serviceName ? { name: serviceName } : {}),
       envFile,
-      env: env.rest,
       envFileKeys,
       ...(spec.service.mounts ? { mounts: spec.service.mounts } : {}),
       ...(options.workspace.mode === 'as-is' ? {} : { workspace: options.workspace }),
@@ -313,10 +313,7 @@ export async function createSidecarOnlySession(
       options,
     );
     const env = formatEnvFile(spec.service.env ?? {});
-    for (const key of Object.keys(env.rest))
-      warnings.push(
-        `${key} cannot be written to an env file (a line break in its value, or its name); the dev container does not get it`,
-      );
+    for (const key of Object.keys(env.rest)) warnings.push(envLeftOutWarning(key));
     await writePrivateFile(options.files.envFile, env.text);
     await writePrivateFile(
       options.files.labelFile,

@@ -206,7 +206,9 @@ describe('createDevcontainerSession', () => {
     ]);
     assert.ok(up!.override.runArgs.includes('--mount=type=bind,source=/host/data,target=/data,readonly'));
     assert.equal(up!.override.appPort, undefined);
-    assert.deepEqual(up!.override.containerEnv, { EDITOR: 'vi', CERT: 'line1\nline2' });
+    // A multi-line value would become a `docker run -e` argument, which ps shows: left out, and said so.
+    assert.deepEqual(up!.override.containerEnv, { EDITOR: 'vi' });
+    assert.ok(made.warnings.some((w) => /CERT is not passed to the dev container.*ps shows/.test(w)));
     assert.equal(up!.envFile!.mode, 0o600);
     assert.equal(up!.envFile!.text, 'DB_PASSWORD=s3cret\nLOG_LEVEL=debug\nDEVBOX_SESSION=s1\n');
     assert.equal(userCommands?.what, 'run-user-commands');
@@ -297,7 +299,7 @@ describe('createSidecarOnlySession', () => {
       assert.equal(sidecar.files.get('/etc/shop/greeting'), 'hello');
       assert.equal(made.service, 'devbox-api.shop');
       assert.ok(made.warnings.some((w) => /nginx\.conf mounts part of a volume/.test(w)));
-      assert.ok(made.warnings.some((w) => /CERT cannot be written to an env file/.test(w)));
+      assert.ok(made.warnings.some((w) => /CERT is not passed to the dev container/.test(w)));
       assert.equal(
         await fs.readFile(files.envFile, 'utf8'),
         'DB_PASSWORD=s3cret\nLOG_LEVEL=debug\nDEVBOX_SESSION=s1\n',
