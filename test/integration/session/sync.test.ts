@@ -139,7 +139,14 @@ describe('the dev loop on the sample shop', { timeout: 900_000 }, () => {
       await version('local v2');
       await waitForOutput(child, /sync: 1 written; rebuilt/, 180_000);
       await storefrontHears(ns.name, 'local v2', 60_000);
-      assert.ok((await storefrontLines(ns.name, since)).length > 0, 'the storefront kept asking');
+      const during = await storefrontLines(ns.name, since);
+      assert.ok(during.length > 0, 'the storefront kept asking');
+      // While the container was swapped the pod's app answered: no caller saw an error.
+      assert.deepEqual(
+        during.filter((l) => l.error !== undefined),
+        [],
+        JSON.stringify(during),
+      );
       assert.equal(await sidecarId(ns.name), sidecarBefore, 'the sidecar stays');
     } finally {
       child.kill('SIGINT');
