@@ -4,7 +4,8 @@
  * shop; runs `devbox up api`; shows the in-cluster storefront's requests being
  * answered by the local container; then `devbox down api` puts it all back.
  * Then the dev loop: an edit of the api's source answers the storefront's next request.
- * Last, a personal session of `api` and a share link to it.
+ * Last, a personal session of `api`: the storefront's own requests stay with the pod while
+ * one carrying the key reaches the local container; then a share link to it.
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -167,7 +168,7 @@ async function main(): Promise<void> {
       storefrontSays: (match, timeoutMs) => storefrontSays(client, match, timeoutMs),
       say,
     });
-    await showShareLink(cluster);
+    await showShareLink(cluster, client);
     say(
       `Next: run your own workload with \`devbox up <name> -n <namespace>\` (see devbox up --help).\n` +
         `Remove the sample with: kubectl delete namespace ${NAMESPACE}` +
@@ -178,15 +179,61 @@ async function main(): Promise<void> {
   }
 }
 
+/** What `api` answers to a request sent from inside the session's network (through the cluster), with these headers. */
+function askApi(container: string, headers: Record<string, string>): string {
+  const script =
+    'fetch(process.argv[2], { headers: JSON.parse(process.argv[1]) }).then((r) => r.json()).then((b) => console.log(b.where))';
+  // By its cluster name: inside the session, the bare name `api` is the container's own hostname.
+  const url = `http://api.${NAMESPACE}.svc.cluster.local/`;
+  const result = spawnSync(
+    'docker',
+    ['exec', container, 'node', '-e', script, JSON.stringify(headers), url],
+    {
+      encoding: 'utf8',
+    },
+  );
+  if (result.status !== 0) throw new DevboxError('INTERNAL', `asking api failed: ${result.stderr.trim()}`);
+  return result.stdout.trim();
+}
+
+/**
+ * In a personal session the storefront's own requests (no key) stay with the pod, while a
+ * request through the cluster that carries the session's key reaches the local container.
+ */
+async function showPersonalRouting(
+  client: KubeClient,
+  session: { personalKey: string; curl?: string; containers: { service: string } },
+): Promise<void> {
+  // Past the moment the session connected.
+  await sleep(3000);
+  const own = await storefrontSays(client, (l) => l.includes('"answeredBy"'), 30_000);
+  if (!own.includes('"answeredBy":"pod"'))
+    throw new DevboxError('INTERNAL', `the storefront's own requests left the pod: ${own}`);
+  const withKey = askApi(session.containers.service, { 'x-devbox-session': session.personalKey });
+  const withoutKey = askApi(session.containers.service, {});
+  say(
+    `A personal session takes only the requests that carry its key. The storefront's own requests\n` +
+      `stay with the pod:\n  ${own}\n` +
+      `A request to api through the cluster with the key is answered by "${withKey}", without it by "${withoutKey}".\n` +
+      `From any pod: ${session.curl ?? 'curl -H "x-devbox-session: <key>" http://api/'}`,
+  );
+  if (withKey !== 'local container' || withoutKey !== 'pod')
+    throw new DevboxError('INTERNAL', 'the personal session did not route by its key');
+}
+
 /**
  * A personal session takes only the requests that carry its key; `devbox share` makes a link that
  * gives a browser that key. The demo checks the link as a browser would, then (on a terminal)
  * keeps it working until Enter.
  */
-async function showShareLink(cluster: Cluster): Promise<void> {
-  devbox(cluster, ['up', 'api', '-n', NAMESPACE, '--personal', '--detach']);
+async function showShareLink(cluster: Cluster, client: KubeClient): Promise<void> {
+  const session = devboxJson<{ personalKey: string; curl?: string; containers: { service: string } }>(
+    cluster,
+    ['up', 'api', '-n', NAMESPACE, '--personal', '--detach'],
+  );
   let forward: ChildProcess | undefined;
   try {
+    await showPersonalRouting(client, session);
     const shared = devboxJson<ShareResult>(cluster, ['share', 'api', '-n', NAMESPACE]);
     if (shared.entry.kind === 'port-forward') {
       const kubectl = cluster.local ? join(clusterDir, 'bin', 'kubectl') : 'kubectl';
