@@ -105,13 +105,38 @@ export async function waitClusterWhole(when: string, since: number, timeoutMs: n
     }
     if (problems.length) wholeSince = 0;
     else if (!wholeSince) wholeSince = Date.now();
-    else if (Date.now() - wholeSince >= stableMs) return;
+    else if (Date.now() - wholeSince >= stableMs) {
+      if (await controllersServe(deadline)) return;
+      problems = ['a new namespace got no default ServiceAccount: the controller manager has not caught up'];
+      break;
+    }
     await new Promise((r) => setTimeout(r, 500));
   }
   throw new Error(
     `The local cluster is not whole ${when} (waited ${timeoutMs} ms):\n  ${problems.join('\n  ') || 'it did not stay whole'}\n` +
       'Restore it with `npm run cluster:up` (it resumes a running cluster).',
   );
+}
+
+/** The controller manager acts again: a new namespace gets its `default` ServiceAccount before `deadline`. */
+async function controllersServe(deadline: number): Promise<boolean> {
+  const name = `fault-check-${Math.random().toString(36).slice(2, 8)}`;
+  await kubectl(['create', 'namespace', name]);
+  try {
+    while (Date.now() < deadline) {
+      if (
+        await kubectl(['-n', name, 'get', 'serviceaccount', 'default']).then(
+          () => true,
+          () => false,
+        )
+      )
+        return true;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return false;
+  } finally {
+    await kubectl(['delete', 'namespace', name, '--wait=false']).catch(() => undefined);
+  }
 }
 
 async function iptables(args: string[]): Promise<string> {

@@ -75,6 +75,21 @@ export async function faultWorld(prefix: string): Promise<FaultWorld> {
     await namespace.remove();
   };
   try {
+    // The controller manager makes each namespace's `default` ServiceAccount; pods are refused
+    // until it exists, and after an API server restart its informers take a while to catch up.
+    const accountAt = Date.now();
+    while (
+      !(await kubectl(['-n', ns, 'get', 'serviceaccount', 'default']).then(
+        () => true,
+        () => false,
+      ))
+    ) {
+      if (Date.now() - accountAt > 90_000)
+        throw new Error(
+          `namespace ${ns} got no default ServiceAccount within 90 s: is the controller manager running?`,
+        );
+      await new Promise((r) => setTimeout(r, 250));
+    }
     const image = clusterImages().runtime;
     await kubectl(['apply', '-f', '-'], {
       input: `${worldManifests(ns, app)}
