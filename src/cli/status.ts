@@ -18,7 +18,9 @@ export function statusCommand() {
         return;
       }
       for (const s of sessions) {
-        const tunnels = s.tunnels.map((t) => `${t.pod} ${t.state}`).join(', ') || 'none';
+        const tunnels =
+          s.tunnels.map((t) => `${t.pod} ${t.state}${t.lastError ? ` (${t.lastError})` : ''}`).join(', ') ||
+          'none';
         process.stdout.write(
           [
             `${s.workload} (namespace ${s.namespace}${s.context ? `, context ${s.context}` : ''}) — session ${s.session}${s.name ? ` "${s.name}"` : ''}, ${s.state}`,

@@ -25,7 +25,8 @@ export interface SessionStatus {
   containers: { sidecar?: string; service?: string };
   ready: boolean;
   reason: string;
-  tunnels: { pod: string; state: string }[];
+  /** `lastError` says why a tunnel is not up (e.g. a pod that could not prove the session token). */
+  tunnels: { pod: string; state: string; lastError?: string }[];
   addressMode?: string;
   inbound?: SidecarStatus['inbound'];
   outbound?: SidecarStatus['outbound'];
@@ -80,7 +81,11 @@ export async function status(options: { progress: Progress }): Promise<SessionSt
           ...base,
           ready: verdict.ready && !stopped,
           reason: stopped ?? verdict.reason,
-          tunnels: live.tunnels.map((t) => ({ pod: t.pod, state: t.state })),
+          tunnels: live.tunnels.map((t) => ({
+            pod: t.pod,
+            state: t.state,
+            ...(t.state !== 'up' && t.lastError ? { lastError: t.lastError } : {}),
+          })),
           addressMode: live.addressMode,
           inbound: live.inbound,
           outbound: live.outbound,

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { AGENT_ENV } from '../../../src/tunnel/agent-contract.js';
 import { clusterImages, docker, kubectl } from '../../support/cluster.js';
-import { startWorld, type World } from './fixture.js';
+import { devbox, startWorld, type World } from './fixture.js';
 
 /**
  * An HTTP/2 server on the tunnel port that logs every header and byte it receives, one JSON line
@@ -142,6 +142,16 @@ describe('impostor pods on the workload labels', { timeout: 300_000 }, () => {
     assert.ok(
       status.tunnels.some((t) => t.pod.startsWith(world.app) && t.state === 'up'),
       'the real agent stays up',
+    );
+    // devbox status names the refused pod and why.
+    const sessions = JSON.parse(await devbox(['status', '-o', 'json'])) as {
+      tunnels: { pod: string; state: string; lastError?: string }[];
+    }[];
+    const listed = sessions.flatMap((x) => x.tunnels).find((t) => t.pod === 'impostor-agent');
+    assert.match(
+      listed?.lastError ?? '',
+      /did not prove it holds the session token/,
+      JSON.stringify(sessions),
     );
   });
 
