@@ -305,6 +305,10 @@ function asHttpSocket(stream: ServerHttp2Stream): Duplex {
     return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
   };
   stream.on('error', () => {});
+  // As a TCP socket without half-open does: once the local app has closed its side (an idle
+  // keep-alive connection it timed out), ours closes too, so the pool drops it instead of
+  // writing the next request into a connection nobody reads.
+  stream.once('end', () => stream.end());
   return stream;
 }
 
