@@ -10,7 +10,7 @@ export function statusCommand() {
     .addOption(outputOption(['text', 'json']))
     .addHelpText('after', "\nExamples:\n  devbox status\n  devbox status -o json | jq '.[].tunnels'")
     .action(async (flags) => {
-      const { status } = await import('../session/status.js');
+      const { describePodsRouted, status } = await import('../session/status.js');
       const sessions = await status({ progress: createProgress(process.stderr, { quiet: true }) });
       if (flags.output === 'json') return printJson(sessions);
       if (sessions.length === 0) {
@@ -29,9 +29,7 @@ export function statusCommand() {
             s.inbound
               ? `  inbound: ${s.inbound.accepted} connections, ${s.inbound.bytesIn} B in, ${s.inbound.bytesOut} B out`
               : '',
-            s.podsRouted
-              ? `  at the pods: ${s.podsRouted.toSession} connections sent to you, ${s.podsRouted.toPodApp} to the pod's app${s.podsRouted.handedOver ? ` (${s.podsRouted.handedOver} later closed so that their clients reconnect to you)` : ''}`
-              : '',
+            s.podsRouted ? `  ${describePodsRouted(s.podsRouted)}` : '',
             s.outbound
               ? `  outbound: ${s.outbound.tcpConnections} TCP, ${s.outbound.udpFlows} UDP flows`
               : '',

@@ -130,6 +130,17 @@ export interface PodsRouted {
   localRefused: number;
 }
 
+/** One line of where the agents sent the cluster's connections, for the text of `status`. */
+export function describePodsRouted(p: PodsRouted): string {
+  const handedOver = p.handedOver
+    ? ` (${p.handedOver} later closed so that their clients reconnect to you)`
+    : '';
+  const refused = p.localRefused
+    ? `; ${p.localRefused} of yours refused by your app (not listening) and served by the pod's app instead`
+    : '';
+  return `at the pods: ${p.toSession} connections sent to you, ${p.toPodApp} to the pod's app${handedOver}${refused}`;
+}
+
 /** Sums the agents' counters; pods whose agent did not answer are left out. */
 export function podsRouted(agents: Record<string, unknown> | undefined): PodsRouted | undefined {
   const answers = Object.values(agents ?? {})

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { SessionRecord } from '../../../src/kube/index.js';
-import { podsRouted } from '../../../src/session/status.js';
+import { describePodsRouted, podsRouted } from '../../../src/session/status.js';
 import { requestsToApp, workloadSessions } from '../../../src/session/workload-sessions.js';
 
 const totals = (intercepted: number, passedThrough: number, handedOver: number, localRefused?: number) => ({
@@ -80,5 +80,21 @@ describe("a workload's sessions in status", () => {
     assert.equal(workloadSessions(record, undefined)[0]?.requests, undefined);
     assert.equal(requestsToApp({ 'api-1': { totals: { toApp: 2 } }, 'api-2': { totals: { toApp: 5 } } }), 7);
     assert.equal(requestsToApp({ 'api-1': { totals: {} } }), undefined);
+  });
+});
+
+describe('the line of where the agents sent connections', () => {
+  it('names the connections the local app refused and the pod served', () => {
+    assert.equal(
+      describePodsRouted({ toSession: 8, toPodApp: 2, handedOver: 1, localRefused: 3 }),
+      "at the pods: 8 connections sent to you, 2 to the pod's app (1 later closed so that their clients reconnect to you); 3 of yours refused by your app (not listening) and served by the pod's app instead",
+    );
+  });
+
+  it('leaves out what did not happen', () => {
+    assert.equal(
+      describePodsRouted({ toSession: 4, toPodApp: 0, handedOver: 0, localRefused: 0 }),
+      "at the pods: 4 connections sent to you, 0 to the pod's app",
+    );
   });
 });
