@@ -97,7 +97,8 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
     if (detach) return { up: result, exitCode: 0 };
 
     const code = await followUntilEnd(options, result, controller.signal, rules);
-    if (code !== undefined) notice(`The local container exited with code ${code}; ending the session.`);
+    if (code !== undefined)
+      notice(exitNotice({ code, lastLines: await lastLinesAfter(code, result.containers.service) }));
     const { down } = await import('./down.js');
     const ended = await down({
       target: options.target,
@@ -110,6 +111,22 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
   } finally {
     signals.stop();
   }
+}
+
+const EXIT_LOG_LINES = 10;
+
+/** How the local app ended a foreground session, its last lines with an error code. */
+export function exitNotice({ code, lastLines }: { code: number; lastLines: string }): string {
+  const lines = code !== 0 && lastLines ? ` Its last lines:\n${lastLines}` : '';
+  return `The local container exited with code ${code}; ending the session.${lines}`;
+}
+
+/** The app's last log lines after a failure: its output may have scrolled far past by then. */
+async function lastLinesAfter(code: number, container: string): Promise<string> {
+  if (code === 0) return '';
+  const { createDockerClient, lastLogLines } = await import('../docker/index.js');
+  // By name: a rebuild of the dev loop replaces the container, the name stays.
+  return lastLogLines(createDockerClient(), container, EXIT_LOG_LINES);
 }
 
 /** Follows the service container; resolves with its exit code, or undefined once `signal` aborts. */
