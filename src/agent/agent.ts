@@ -53,6 +53,7 @@ export async function startAgent(
       node: process.version,
       intercepts: interceptor?.specs ?? [],
       features: [...AGENT_FEATURES],
+      ...(config.kubernetesService ? { kubernetesService: config.kubernetesService } : {}),
     }),
     onRoutingChanged: () => interceptor?.drain(),
     queued: () => interceptor?.queued ?? 0,

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import {
   AGENT_FILES_ROOT,
   AGENT_TUNABLE_DEFAULTS,
@@ -19,6 +20,8 @@ export interface AgentConfig extends AgentEnv {
   dialLocalTargets: boolean;
   /** The only tree `/v1/files` serves: where the app's volume mounts are (AGENT_FILES_ROOT). */
   filesRoot: string;
+  /** The API server's Service as the kubelet named it in the pod's env; told to clients in the hello. */
+  kubernetesService?: { host: string; port: number };
 }
 
 export const AGENT_DEFAULTS = {
@@ -32,11 +35,21 @@ export const AGENT_DEFAULTS = {
 
 /** Reads the agent's configuration from `env`. Reports every problem at once in one BAD_INPUT error. */
 export function parseAgentConfig(env: NodeJS.ProcessEnv): AgentConfig {
+  const kubernetesService = kubernetesServiceIn(env);
   return {
     ...decodeAgentEnv(env),
     tunnelHost: AGENT_DEFAULTS.tunnelHost,
     interceptHost: undefined,
     dialLocalTargets: false,
     filesRoot: AGENT_FILES_ROOT,
+    ...(kubernetesService ? { kubernetesService } : {}),
   };
+}
+
+/** KUBERNETES_SERVICE_HOST and _PORT as the kubelet sets them; undefined when either is missing or malformed. */
+export function kubernetesServiceIn(env: NodeJS.ProcessEnv): { host: string; port: number } | undefined {
+  const host = env.KUBERNETES_SERVICE_HOST ?? '';
+  const port = Number(env.KUBERNETES_SERVICE_PORT);
+  if (!isIP(host) || !Number.isInteger(port) || port < 1 || port > 65535) return undefined;
+  return { host, port };
 }

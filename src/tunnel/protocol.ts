@@ -210,6 +210,12 @@ export interface HelloMessage {
   intercepts: InterceptSpec[];
   /** Optional behaviours this agent supports (absent: none). */
   features?: string[];
+  /**
+   * The API server's Service address as the pod's env names it (KUBERNETES_SERVICE_HOST and
+   * _PORT, set by the kubelet); absent when the pod has none. A developer's Role may not read the
+   * `kubernetes` Service of `default`; the pod always knows it.
+   */
+  kubernetesService?: { host: string; port: number };
 }
 
 /** Counters reported by the agent. */

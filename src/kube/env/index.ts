@@ -15,6 +15,7 @@ export {
 } from './format.js';
 export {
   clusterEnvLookup,
+  type EnvFallbacks,
   labelSelectorString,
   resolvePodEnv,
   resolveWorkloadEnv,

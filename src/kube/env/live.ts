@@ -9,14 +9,23 @@ import type { KubeClient } from '../client.js';
 import { podTemplate, type Workload, workloadLabel } from '../workload.js';
 import type { ResourceList } from './downward.js';
 import { type EnvLookup, envFromKeyRuleFor, type ResolvedEnv, resolveEnv } from './resolve.js';
-import { MASTER_SERVICE } from './service-env.js';
+import { MASTER_SERVICE, masterServiceAt } from './service-env.js';
 
 function isForbidden(err: unknown): boolean {
   return err instanceof KubeApiError && (err.status === 403 || err.status === 401);
 }
 
-/** An EnvLookup reading the cluster. The master Service reads as absent when forbidden. */
-export function clusterEnvLookup(client: KubeClient): EnvLookup {
+/** Where env resolution learns what the user's credentials may not read. */
+export interface EnvFallbacks {
+  /** The master Service's address as a running pod's env names it (the agent knows it). */
+  kubernetesService?: () => Promise<{ host: string; port: number } | undefined>;
+}
+
+/**
+ * An EnvLookup reading the cluster. When the master Service is forbidden (a developer's Role
+ * reaches no further than its namespace) it is taken from `fallbacks`, else it reads as absent.
+ */
+export function clusterEnvLookup(client: KubeClient, fallbacks: EnvFallbacks = {}): EnvLookup {
   return {
     getConfigMap: (namespace, name) => client.get('ConfigMap', namespace, name),
     getSecret: (namespace, name) => client.get('Secret', namespace, name),
@@ -25,8 +34,9 @@ export function clusterEnvLookup(client: KubeClient): EnvLookup {
       try {
         return await client.get('Service', MASTER_SERVICE.namespace, MASTER_SERVICE.name);
       } catch (err) {
-        if (isForbidden(err)) return undefined;
-        throw err;
+        if (!isForbidden(err)) throw err;
+        const seen = await fallbacks.kubernetesService?.();
+        return seen && masterServiceAt(seen);
       }
     },
   };
@@ -55,7 +65,12 @@ export async function resolvePodEnv(
   return resolveEnvForPod(client, pod, container);
 }
 
-async function resolveEnvForPod(client: KubeClient, pod: V1Pod, container: string): Promise<ResolvedEnv> {
+async function resolveEnvForPod(
+  client: KubeClient,
+  pod: V1Pod,
+  container: string,
+  fallbacks: EnvFallbacks = {},
+): Promise<ResolvedEnv> {
   const node = await readNode(client, pod.spec?.nodeName);
   const kubeletVersion = node?.status?.nodeInfo?.kubeletVersion;
   return resolveEnv(
@@ -65,7 +80,7 @@ async function resolveEnvForPod(client: KubeClient, pod: V1Pod, container: strin
       nodeAllocatable: node?.status?.allocatable as ResourceList | undefined,
       envFromKeys: kubeletVersion ? envFromKeyRuleFor(kubeletVersion) : 'relaxed',
     },
-    clusterEnvLookup(client),
+    clusterEnvLookup(client, fallbacks),
   );
 }
 
@@ -102,13 +117,14 @@ export async function resolveWorkloadEnv(
   client: KubeClient,
   workload: Workload,
   container: string,
+  fallbacks: EnvFallbacks = {},
 ): Promise<ResolvedEnv> {
   const [pod] = await runningPods(client, workload);
-  if (pod) return resolveEnvForPod(client, pod, container);
+  if (pod) return resolveEnvForPod(client, pod, container, fallbacks);
   const namespace = workload.metadata?.namespace ?? client.namespace;
   const result = await resolveEnv(
     { pod: podTemplate(workload), container, namespace },
-    clusterEnvLookup(client),
+    clusterEnvLookup(client, fallbacks),
   );
   result.warnings.push(
     `${workloadLabel(workload.kind, workload.metadata?.name ?? '')} has no running pod: env read from its pod template`,

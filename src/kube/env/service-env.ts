@@ -12,6 +12,21 @@ export interface NameValue {
 /** The `kubernetes` Service in `default`, whose variables every pod gets. */
 export const MASTER_SERVICE = { namespace: 'default', name: 'kubernetes' } as const;
 
+/**
+ * The master Service as a pod's env describes it (KUBERNETES_SERVICE_HOST and _PORT): its
+ * ClusterIP and its one port, named `https` as the API server names it.
+ */
+export function masterServiceAt(address: { host: string; port: number }): V1Service {
+  return {
+    metadata: { ...MASTER_SERVICE },
+    spec: {
+      clusterIP: address.host,
+      clusterIPs: [address.host],
+      ports: [{ name: 'https', port: address.port, protocol: 'TCP' }],
+    },
+  };
+}
+
 /** True when the Service has a ClusterIP (not headless, not ExternalName). */
 export function hasClusterIP(service: V1Service): boolean {
   const ip = service.spec?.clusterIP;

@@ -18,6 +18,7 @@ import {
   resolveWorkloadEnv,
 } from '../../kube/index.js';
 import { settings } from '../../settings/index.js';
+import { TunnelClient } from '../../tunnel/index.js';
 import { errorText } from '../../util/errors.js';
 import { sessionLeaseName } from '../../util/session-lease.js';
 import { openAgentTunnel } from '../agent-tunnel.js';
@@ -42,8 +43,20 @@ export async function applyLocal(
 ): Promise<Started> {
   const { target: v } = plan;
   for (const stale of v.staleLocal) await removeSession(ctx.docker, stale.id);
+  // Opened once, by the first that needs it: env resolution (only when the master Service is
+  // forbidden) or the copy of the pod's volumes.
+  let tunnel: Promise<TunnelClient | Error | undefined> | undefined;
+  const agentTunnel = () =>
+    (tunnel ??= openAgentTunnel(ctx.client, v.workload, cluster.tunnelPort, cluster.token, ctx.signal).catch(
+      (err: Error) => err,
+    ));
   const podEnv = await ctx.step(`Resolving the env of ${v.app.name}`, () =>
-    resolveWorkloadEnv(ctx.client, v.workload, v.app.name),
+    resolveWorkloadEnv(ctx.client, v.workload, v.app.name, {
+      kubernetesService: async () => {
+        const agent = await agentTunnel();
+        return agent instanceof TunnelClient ? agent.hello.kubernetesService : undefined;
+      },
+    }),
   );
   plan.warnings.push(...podEnv.warnings);
   const serviceEnv: Record<string, string> = {
@@ -57,14 +70,8 @@ export async function applyLocal(
     resolvePodFiles(ctx.client, v.workload, v.app.name, serviceEnv),
   );
   plan.warnings.push(...podFiles.layout.warnings);
-  const agentTunnel = podFiles.layout.copies.length
-    ? await openAgentTunnel(ctx.client, v.workload, cluster.tunnelPort, cluster.token, ctx.signal).catch(
-        (err) => {
-          plan.warnings.push(`volume contents not copied: ${errorText(err)}`);
-          return undefined;
-        },
-      )
-    : undefined;
+  const copyTunnel = podFiles.layout.copies.length ? await agentTunnel() : undefined;
+  if (copyTunnel instanceof Error) plan.warnings.push(`volume contents not copied: ${errorText(copyTunnel)}`);
   undo.push('removing the local containers', () => removeSession(ctx.docker, plan.session.id));
   const { options } = ctx;
   const command = options.command.length
@@ -87,7 +94,13 @@ export async function applyLocal(
       image: plan.images.service,
       ...command,
       env: serviceEnv,
-      files: { tar: podFilesTar(podFiles.layout, agentTunnel, plan.warnings) },
+      files: {
+        tar: podFilesTar(
+          podFiles.layout,
+          copyTunnel instanceof Error ? undefined : copyTunnel,
+          plan.warnings,
+        ),
+      },
       ...(workingDir ? { workingDir } : {}),
       mounts: v.mounts.mounts,
       tty: options.tty,
@@ -97,7 +110,8 @@ export async function applyLocal(
     },
   };
   const started = await startContainers(ctx, plan, spec);
-  await agentTunnel?.close();
+  const opened = await tunnel;
+  if (opened instanceof TunnelClient) await opened.close();
   return started;
 }
 

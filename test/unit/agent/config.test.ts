@@ -18,6 +18,35 @@ describe('agent config', () => {
     ]);
   });
 
+  it("keeps the API server's Service address the kubelet put in its env, when well formed", () => {
+    const base = { DEVBOX_AGENT_TOKEN: 't' };
+    const seen = parseAgentConfig({
+      ...base,
+      KUBERNETES_SERVICE_HOST: '10.96.0.1',
+      KUBERNETES_SERVICE_PORT: '443',
+    });
+    assert.deepEqual(seen.kubernetesService, { host: '10.96.0.1', port: 443 });
+    const v6 = parseAgentConfig({
+      ...base,
+      KUBERNETES_SERVICE_HOST: 'fd00::1',
+      KUBERNETES_SERVICE_PORT: '443',
+    });
+    assert.deepEqual(v6.kubernetesService, { host: 'fd00::1', port: 443 });
+    assert.equal(parseAgentConfig(base).kubernetesService, undefined);
+    const named = parseAgentConfig({
+      ...base,
+      KUBERNETES_SERVICE_HOST: 'kubernetes',
+      KUBERNETES_SERVICE_PORT: '443',
+    });
+    assert.equal(named.kubernetesService, undefined);
+    const badPort = parseAgentConfig({
+      ...base,
+      KUBERNETES_SERVICE_HOST: '10.96.0.1',
+      KUBERNETES_SERVICE_PORT: 'x',
+    });
+    assert.equal(badPort.kubernetesService, undefined);
+  });
+
   it('reports every problem at once', () => {
     assert.throws(
       () =>

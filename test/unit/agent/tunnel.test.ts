@@ -160,6 +160,14 @@ describe('tunnel mux (agent ⇄ client over loopback TCP)', () => {
       assert.notEqual(agent.intercepts[0]!.listenPort, 0);
     });
 
+    it("hello tells the API server's Service address the pod's env names", async () => {
+      const kubernetesService = { host: '10.96.0.1', port: 443 };
+      const told = await fx.client(await fx.agent({ kubernetesService }));
+      assert.deepEqual(told.hello.kubernetesService, kubernetesService);
+      const untold = await fx.client(await fx.agent());
+      assert.equal(untold.hello.kubernetesService, undefined);
+    });
+
     it('a sidecar holding another token is refused before it reveals anything', async () => {
       const agent = await fx.agent();
       const socket = await fx.socketTo(agent.tunnelPort);

@@ -110,6 +110,28 @@ describe('env against a cluster', () => {
     }
   });
 
+  it("takes the master Service from a running pod's env when the user may not read it", async () => {
+    const client = api.client();
+    try {
+      const w = deployment('api', { app: 'api' }, podSpec.containers);
+      const { vars, warnings } = await resolveWorkloadEnv(client, w, 'app', {
+        kubernetesService: async () => ({ host: '10.96.0.1', port: 443 }),
+      });
+      const env = Object.fromEntries(vars.map((v) => [v.name, v.value]));
+      assert.equal(env.KUBERNETES_SERVICE_HOST, '10.96.0.1');
+      assert.equal(env.KUBERNETES_SERVICE_PORT, '443');
+      assert.equal(env.KUBERNETES_SERVICE_PORT_HTTPS, '443');
+      assert.equal(env.KUBERNETES_PORT_443_TCP, 'tcp://10.96.0.1:443');
+      assert.doesNotMatch(warnings.join('\n'), /KUBERNETES_SERVICE_\*/);
+      const unknown = await resolveWorkloadEnv(client, w, 'app', {
+        kubernetesService: async () => undefined,
+      });
+      assert.match(unknown.warnings.join('\n'), /KUBERNETES_SERVICE_\*/);
+    } finally {
+      client.close();
+    }
+  });
+
   it('writes label selectors with expressions', () => {
     assert.equal(
       labelSelectorString({
