@@ -46,6 +46,8 @@ export const paths = {
   services: (ns: string) => `/api/v1/namespaces/${encodeURIComponent(ns)}/services`,
   endpointSlices: (ns: string) =>
     `/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(ns)}/endpointslices`,
+  allServices: () => '/api/v1/services',
+  allEndpointSlices: () => '/apis/discovery.k8s.io/v1/endpointslices',
 };
 
 /** The fields read from the API objects (all optional: the API may omit any of them). */

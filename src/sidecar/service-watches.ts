@@ -5,13 +5,18 @@
  * the pod. Another namespace needs read access the sidecar's namespaced Role does not give: the
  * optional ClusterRole of templates/rbac/devbox-sidecar-discovery.yaml. Without it the namespace
  * is reported once and DNS answers are not held up.
+ *
+ * Bound cluster-wide, that ClusterRole lets one watch pair across all namespaces serve every
+ * other namespace (only those resolved into are listened on): a pair per namespace would hold two
+ * API connections each, 128 for 64 namespaces, and their buffers. Bound namespace by namespace, it
+ * leaves a pair per namespace, up to NAMESPACES_MAX of them.
  */
-import { type ApiTransport, Informer } from '../kube/api/index.js';
+import { type ApiTransport, Informer, KubeApiError } from '../kube/api/index.js';
 import type { Logger } from '../util/log.js';
 import { DnsFormatError, firstQuestion, rcodeOf, readHeader } from './dns-wire.js';
 import { type EndpointSliceInfo, paths, type ServiceInfo, toEndpointSlice, toService } from './resources.js';
 
-/** Other namespaces watched at most; names beyond it resolve but are not listened on. */
+/** Other namespaces watched at most one by one; names beyond it resolve but are not listened on. */
 const NAMESPACES_MAX = 64;
 const RFC1123_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
@@ -49,21 +54,33 @@ export interface ServiceWatchesOptions {
   log?: Logger;
 }
 
+type NamespaceState = 'listening' | 'unreadable' | 'pending';
+
 export class ServiceWatches {
   private readonly watches = new Map<string, NamespaceWatch>();
   private readonly running: Promise<void>[] = [];
+  /** Other namespaces resolved into, served by the watch across namespaces. */
+  private readonly wanted = new Set<string>();
+  /** The watch across namespaces, or none (not allowed); decided at start, before any name needs it. */
+  private readonly acrossDecided: Promise<NamespaceWatch | undefined>;
+  private across: NamespaceWatch | undefined;
 
   constructor(private readonly opts: ServiceWatchesOptions) {
     this.start(opts.home);
+    this.acrossDecided = this.watchAcross();
   }
 
-  /** Services of every namespace watched. */
+  /** Services of every namespace listened on. */
   *services(): Iterable<ServiceInfo> {
     for (const w of this.watches.values()) yield* w.services.store.values();
+    if (this.across)
+      for (const s of this.across.services.store.values()) if (this.wanted.has(s.namespace)) yield s;
   }
 
   *slices(): Iterable<EndpointSliceInfo> {
     for (const w of this.watches.values()) yield* w.slices.store.values();
+    if (this.across)
+      for (const s of this.across.slices.store.values()) if (this.wanted.has(s.namespace)) yield s;
   }
 
   /** The informers of the sidecar's own namespace (for status). */
@@ -72,8 +89,9 @@ export class ServiceWatches {
   }
 
   /** Namespaces watched besides the own one, and whether their Services are known. */
-  others(): Record<string, 'listening' | 'unreadable' | 'pending'> {
-    const out: Record<string, 'listening' | 'unreadable' | 'pending'> = {};
+  others(): Record<string, NamespaceState> {
+    const out: Record<string, NamespaceState> = {};
+    for (const ns of this.wanted) out[ns] = 'listening';
     for (const [ns, w] of this.watches) {
       if (ns === this.opts.home) continue;
       out[ns] =
@@ -88,22 +106,85 @@ export class ServiceWatches {
 
   /** Every informer, for error reporting. */
   informers(): Informer<unknown>[] {
-    return [...this.watches.values()].flatMap((w) => [w.services, w.slices] as Informer<unknown>[]);
+    const all = [...this.watches.values(), ...(this.across ? [this.across] : [])];
+    return all.flatMap((w) => [w.services, w.slices] as Informer<unknown>[]);
   }
 
   /**
-   * Starts watching `namespace` if it is not yet; resolves once its Services are known or cannot
-   * be read.
+   * Starts listening on `namespace` if it is not yet; resolves once its Services are known or
+   * cannot be read.
    */
-  watch(namespace: string): Promise<void> {
+  async watch(namespace: string): Promise<void> {
+    if (namespace === this.opts.home) return this.watches.get(namespace)!.settled;
+    if (await this.acrossDecided) {
+      if (this.wanted.has(namespace)) return;
+      this.wanted.add(namespace);
+      this.opts.onChange();
+      return;
+    }
     const w = this.watches.get(namespace);
     if (w) return w.settled;
-    if (this.watches.size > NAMESPACES_MAX) return Promise.resolve();
+    if (this.watches.size > NAMESPACES_MAX) return;
     return this.start(namespace).settled;
   }
 
   async close(): Promise<void> {
+    await this.acrossDecided;
     await Promise.all(this.running);
+  }
+
+  /**
+   * The watch pair across all namespaces, once both have listed; undefined (and stopped) when
+   * the sidecar may not list across namespaces.
+   */
+  private async watchAcross(): Promise<NamespaceWatch | undefined> {
+    const stop = new AbortController();
+    const signal = AbortSignal.any([this.opts.signal, stop.signal]);
+    const forbidden = (err: unknown) =>
+      err instanceof KubeApiError && (err.status === 401 || err.status === 403);
+    // Events of namespaces nobody resolved into change nothing: only a wanted one is passed on.
+    let changed = false;
+    const mark = (event: { object: { namespace: string } }) => {
+      if (this.wanted.has(event.object.namespace)) changed = true;
+    };
+    const onChange = () => {
+      if (!changed) return;
+      changed = false;
+      this.opts.onChange();
+    };
+    const services = new Informer<ServiceInfo>({
+      api: this.opts.api,
+      path: paths.allServices(),
+      keyBy: 'namespace/name',
+      transform: toService,
+      onEvent: mark,
+      onChange,
+      fatal: forbidden,
+      log: this.opts.log,
+    });
+    const slices = new Informer<EndpointSliceInfo>({
+      api: this.opts.api,
+      path: paths.allEndpointSlices(),
+      keyBy: 'namespace/name',
+      transform: toEndpointSlice,
+      onEvent: mark,
+      onChange,
+      fatal: forbidden,
+      log: this.opts.log,
+    });
+    const runs = [services, slices].map((i) => i.run(signal).catch(() => stop.abort()));
+    await Promise.all([services.attempted, slices.attempted]);
+    if (!services.stats.synced || !slices.stats.synced || signal.aborted) {
+      stop.abort();
+      await Promise.all(runs);
+      this.opts.log?.debug(
+        'Services are watched namespace by namespace: the sidecar may not list them across namespaces',
+      );
+      return undefined;
+    }
+    this.running.push(...runs);
+    this.across = { services, slices, settled: Promise.resolve() };
+    return this.across;
   }
 
   private start(namespace: string): NamespaceWatch {

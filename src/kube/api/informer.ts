@@ -60,6 +60,11 @@ export interface InformerOptions<T> {
   fieldSelector?: string;
   /** What the store keeps of each object (the sidecar trims them so the store stays small). */
   transform: (obj: KubeObject) => T;
+  /**
+   * What the store is keyed by: the object's name (default), or `namespace/name` for a
+   * collection across namespaces, where names repeat.
+   */
+  keyBy?: 'name' | 'namespace/name';
   /** Each change to the store, relist differences included. */
   onEvent?(event: WatchEvent<T>): void;
   /** After every list and every applied watch event, once the store is up to date. */
@@ -95,7 +100,7 @@ class Gone extends Error {}
 class CallbackError extends Error {}
 
 export class Informer<T> {
-  /** Current objects by name. */
+  /** Current objects by name (or `namespace/name`, see `keyBy`). */
   readonly store = new Map<string, T>();
   readonly stats: InformerStats = { lists: 0, watches: 0, events: 0, errors: 0, synced: false };
   private readonly backoff: Backoff;
@@ -168,6 +173,12 @@ export class Informer<T> {
     }
   }
 
+  private keyOf(obj: KubeObject): string | undefined {
+    const name = obj.metadata?.name;
+    if (!name || this.opts.keyBy !== 'namespace/name') return name;
+    return `${obj.metadata?.namespace ?? ''}/${name}`;
+  }
+
   private query(): Query {
     return { labelSelector: this.opts.labelSelector, fieldSelector: this.opts.fieldSelector };
   }
@@ -187,7 +198,7 @@ export class Informer<T> {
     });
     const seen = new Set<string>();
     for (const item of items) {
-      const name = item.metadata?.name;
+      const name = this.keyOf(item);
       if (!name) continue;
       seen.add(name);
       const known = this.versions.has(name);
@@ -272,7 +283,7 @@ export class Informer<T> {
     }
     const next = event.object.metadata?.resourceVersion ?? rv;
     if (event.type === 'BOOKMARK') return next;
-    const name = event.object.metadata?.name;
+    const name = this.keyOf(event.object);
     if (!name) return next;
     this.stats.events++;
     if (event.type === 'DELETED') this.remove(name, true, event.object);

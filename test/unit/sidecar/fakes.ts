@@ -51,6 +51,8 @@ export class FakeKube {
   readonly portForwards: string[] = [];
   /** Namespaces whose objects answer 403, as without RBAC there. */
   readonly forbiddenNamespaces = new Set<string>();
+  /** Lists and watches across namespaces (`/api/v1/services`) answer 403, as with namespaced RBAC only. */
+  forbidAcrossNamespaces = false;
 
   async start(): Promise<this> {
     this.server = http.createServer((req, res) => this.handle(req, res));
@@ -115,7 +117,8 @@ export class FakeKube {
   put(path: string, obj: Obj): void {
     const c = this.collection(path);
     const type = c.has(obj.metadata.name) ? 'MODIFIED' : 'ADDED';
-    const stored = structuredClone(obj);
+    const stored = structuredClone(obj) as Obj & { metadata: { namespace?: string } };
+    stored.metadata.namespace ??= namespaceOf(path);
     stored.metadata.resourceVersion = String(++this.rv);
     c.set(obj.metadata.name, stored);
     this.emit(path, { type, object: stored });
@@ -154,7 +157,7 @@ export class FakeKube {
 
   private emit(path: string, event: { type: string; object: { metadata: Partial<Obj['metadata']> } }): void {
     for (const w of this.watchers) {
-      if (w.path !== path) continue;
+      if (w.path !== path && w.path !== acrossNamespaces(path)) continue;
       if (event.type !== 'BOOKMARK' && !matches(w.selector, event.object.metadata.labels)) continue;
       w.res.write(`${JSON.stringify(event)}\n`);
     }
@@ -177,6 +180,10 @@ export class FakeKube {
       status(403, `forbidden: cannot list resource in the namespace "${namespace}"`);
       return;
     }
+    if (!namespace && this.forbidAcrossNamespaces && /\/(services|endpointslices)$/.test(url.pathname)) {
+      status(403, 'forbidden: cannot list resource at the cluster scope');
+      return;
+    }
     if (url.searchParams.get('watch') === '1') {
       const failure = this.watchFailures.shift();
       if (failure) {
@@ -195,9 +202,10 @@ export class FakeKube {
       status(failure, 'list failed');
       return;
     }
-    const all = [...this.collection(url.pathname).values()].filter((o) =>
-      matches(selector, o.metadata.labels),
-    );
+    const all = [...this.collections]
+      .filter(([path]) => path === url.pathname || acrossNamespaces(path) === url.pathname)
+      .flatMap(([, c]) => [...c.values()])
+      .filter((o) => matches(selector, o.metadata.labels));
     const start = Number(url.searchParams.get('continue') ?? '0');
     const limit = Math.min(Number(url.searchParams.get('limit') ?? '1000'), this.pageSize);
     const items = all.slice(start, start + limit);
@@ -226,6 +234,16 @@ function bridgePortForward(ws: import('ws').WebSocket, port: number, target: num
   tcp.on('close', () => ws.close());
   ws.on('close', () => tcp.destroy());
   ws.on('error', () => tcp.destroy());
+}
+
+/** `/api/v1/namespaces/shop/services` → `shop`. */
+function namespaceOf(path: string): string | undefined {
+  return /\/namespaces\/([^/]+)\//.exec(path)?.[1];
+}
+
+/** `/api/v1/namespaces/shop/services` → `/api/v1/services`, the same kind across namespaces. */
+function acrossNamespaces(path: string): string {
+  return path.replace(/\/namespaces\/[^/]+\//, '/');
 }
 
 function matches(selector: string | undefined, labels: Record<string, string> | undefined): boolean {

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { answeredNamespace } from '../../../src/sidecar/service-watches.js';
+import { createApiTransport, tokenEndpoint } from '../../../src/kube/api/index.js';
+import { paths } from '../../../src/sidecar/resources.js';
+import { answeredNamespace, ServiceWatches } from '../../../src/sidecar/service-watches.js';
 import { buildAReply, buildQuery } from '../../support/dns.js';
+import { eventually, FakeKube } from './fakes.js';
 
 const answer = (name: string) => buildAReply(buildQuery(7, name), ['10.96.0.9']);
 
@@ -28,5 +31,87 @@ describe('the namespace a DNS answer is about', () => {
     const truncated = answer('cache.billing.svc.cluster.local').subarray(0, 20);
     assert.equal(answeredNamespace(truncated, 'shop'), undefined);
     assert.equal(answeredNamespace(answer('a.under_score.svc.cluster.local'), 'shop'), undefined);
+  });
+});
+
+/** A fake API with a Service `db` in each of `namespaces`, and watches of `shop` as home. */
+async function watchesOver(namespaces: string[], acrossAllowed: boolean) {
+  const kube = await new FakeKube().start();
+  kube.forbidAcrossNamespaces = !acrossAllowed;
+  for (const [i, ns] of namespaces.entries()) {
+    kube.put(paths.services(ns), {
+      metadata: { name: 'db' },
+      spec: { clusterIP: `10.96.0.${i + 1}`, ports: [{ port: 5432 }] },
+    });
+  }
+  const api = createApiTransport(
+    tokenEndpoint({ server: kube.url, token: () => 'test-token' }, { context: 'test' }),
+  );
+  const stop = new AbortController();
+  const changes = { count: 0 };
+  const watches = new ServiceWatches({
+    api,
+    home: 'shop',
+    onChange: () => changes.count++,
+    signal: stop.signal,
+  });
+  const listened = () => [...watches.services()].map((s) => `${s.name}.${s.namespace}`).sort();
+  const close = async () => {
+    stop.abort();
+    await watches.close();
+    api.close();
+    await kube.stop();
+  };
+  return { kube, watches, changes, listened, close };
+}
+
+describe('Services of other namespaces', () => {
+  it('are read through one watch pair across namespaces when allowed, listened on only once resolved into', async () => {
+    const t = await watchesOver(['shop', 'a', 'b', 'c'], true);
+    try {
+      await t.watches.watch('shop');
+      assert.deepEqual(t.listened(), ['db.shop']);
+      await t.watches.watch('a');
+      await t.watches.watch('b');
+      assert.deepEqual(t.listened(), ['db.a', 'db.b', 'db.shop']);
+      assert.deepEqual(t.watches.others(), { a: 'listening', b: 'listening' });
+      await eventually(() => t.kube.watcherCount === 4, 5000, 'two watches at home, two across namespaces');
+
+      const before = t.changes.count;
+      t.kube.put(paths.services('c'), {
+        metadata: { name: 'cache' },
+        spec: { clusterIP: '10.96.1.1', ports: [{ port: 6379 }] },
+      });
+      t.kube.put(paths.services('a'), {
+        metadata: { name: 'cache' },
+        spec: { clusterIP: '10.96.1.2', ports: [{ port: 6379 }] },
+      });
+      await eventually(() => t.listened().includes('cache.a'), 5000, 'cache.a listened on');
+      assert.equal(
+        t.changes.count,
+        before + 1,
+        'a Service of a namespace nobody resolved into changes nothing',
+      );
+      assert.ok(!t.listened().includes('cache.c'));
+      assert.equal(t.kube.watcherCount, 4);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('are watched namespace by namespace where listing across namespaces is forbidden', async () => {
+    const t = await watchesOver(['shop', 'a'], false);
+    try {
+      await t.watches.watch('a');
+      assert.deepEqual(t.listened(), ['db.a', 'db.shop']);
+      assert.deepEqual(t.watches.others(), { a: 'listening' });
+      await eventually(() => t.kube.watcherCount === 4, 5000, 'two watches at home, two in a');
+      assert.ok(
+        t.kube.requests.some((r) => r.startsWith('/api/v1/services?')),
+        'tried across namespaces first',
+      );
+    } finally {
+      await t.close();
+    }
   });
 });

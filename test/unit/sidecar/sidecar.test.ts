@@ -88,6 +88,8 @@ describe('sidecar on loopback with a real agent', () => {
 
   before(async () => {
     kube = await new FakeKube().start();
+    // Namespace by namespace, as with the discovery ClusterRole bound in some namespaces only.
+    kube.forbidAcrossNamespaces = true;
     upstream = await fakeClusterDns();
     echo = await tcpEcho();
     uecho = await udpEcho();
