@@ -10,7 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import { deployShop } from '../../../src/demo/shop.js';
 import { createKubeClient } from '../../../src/kube/index.js';
 import { clusterImages, docker, kubeconfig, kubectl, testNamespace } from '../../support/cluster.js';
-import { devbox } from '../../support/devbox.js';
+import { devbox, finished, type RunAs, startDevbox, waitForOutput } from '../../support/devbox.js';
+import { developerIn } from '../../support/developer.js';
 import { storefrontHears, storefrontLines, storefrontSteady } from '../../support/storefront.js';
 
 const images = clusterImages();
@@ -32,6 +33,8 @@ async function stillRunning(container: string): Promise<string> {
 
 describe('cluster addresses that share the app ports', { timeout: 600_000 }, () => {
   let ns: Awaited<ReturnType<typeof testNamespace>>;
+  /** Holds only the developer Role: may not read the kubernetes Service of default. */
+  const developer: RunAs = {};
 
   before(async () => {
     ns = await testNamespace('nat');
@@ -41,6 +44,7 @@ describe('cluster addresses that share the app ports', { timeout: 600_000 }, () 
     } finally {
       client.close();
     }
+    developer.kubeconfig = (await developerIn(ns.name)).kubeconfig;
     // Another Service on 8080, the port the api app listens on, in front of inventory.
     await kubectl(['-n', ns.name, 'apply', '-f', '-'], {
       input: JSON.stringify({
@@ -58,7 +62,7 @@ describe('cluster addresses that share the app ports', { timeout: 600_000 }, () 
   });
 
   it('runs an app on a port another Service uses, and reaches that Service from the local container', async () => {
-    const up = await devbox(['up', 'api', '-n', ns.name, '--detach']);
+    const up = await devbox(['up', 'api', '-n', ns.name, '--detach'], developer);
     assert.equal(up.code, 0, up.stderr);
     const local = `devbox-api.${ns.name}`;
     try {
@@ -75,17 +79,21 @@ describe('cluster addresses that share the app ports', { timeout: 600_000 }, () 
       assert.equal(own, 'api', 'the app keeps its own port');
       // In-cluster clients find the API server at KUBERNETES_SERVICE_HOST:PORT (the kubernetes
       // Service of default, a namespace the sidecar does not watch), with the pod's token and CA.
-      const api = await inLocal(
-        local,
+      // The developer may not read that Service: its address comes from the agent's own env. Nor
+      // may the developer mint the pod's token (create serviceaccounts/token): an admin does here.
+      const token = (await kubectl(['-n', ns.name, 'create', 'token', 'default', '--duration=10m'])).trim();
+      const apiCheck =
         "const fs = require('node:fs'); const d = '/var/run/secrets/kubernetes.io/serviceaccount/';" +
-          "require('node:https').get({ host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT, path: '/version'," +
-          " ca: fs.readFileSync(d + 'ca.crt'), headers: { authorization: 'Bearer ' + fs.readFileSync(d + 'token', 'utf8').trim() } }," +
-          " (r) => { let b = ''; r.on('data', (c) => (b += c)); r.on('end', () => console.log(r.statusCode, JSON.parse(b).gitVersion ? 'version' : b)); })" +
-          ".on('error', (e) => console.log('error', e.code ?? e.message));",
-      );
+        "require('node:https').get({ host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT, path: '/version'," +
+        " ca: fs.readFileSync(d + 'ca.crt'), headers: { authorization: 'Bearer ' + process.env.POD_TOKEN } }," +
+        " (r) => { let b = ''; r.on('data', (c) => (b += c)); r.on('end', () => console.log(r.statusCode, JSON.parse(b).gitVersion ? 'version' : b)); })" +
+        ".on('error', (e) => console.log('error', e.code ?? e.message));";
+      const api = (
+        await docker(['exec', '-e', `POD_TOKEN=${token}`, local, 'node', '-e', apiCheck])
+      ).stdout.trim();
       assert.equal(api, '200 version', "the pod's own API access works, TLS end to end");
     } finally {
-      const down = await devbox(['down', 'api', '-n', ns.name]);
+      const down = await devbox(['down', 'api', '-n', ns.name], developer);
       assert.equal(down.code, 0, down.stderr);
     }
   });
@@ -129,6 +137,11 @@ describe('cluster addresses that share the app ports', { timeout: 600_000 }, () 
       }[];
       const mine = status.find((s) => s.namespace === ns.name);
       assert.ok((mine?.podsRouted?.localRefused ?? 0) >= 3, JSON.stringify(mine));
+      const text = (await devbox(['status'])).stdout;
+      assert.match(
+        text,
+        /\d+ of yours refused by your app \(not listening\) and served by the pod's app instead/,
+      );
 
       await docker(['start', local]);
       await storefrontHears(ns.name, 'local container');
@@ -171,6 +184,30 @@ describe('cluster addresses that share the app ports', { timeout: 600_000 }, () 
       '-o',
       'jsonpath={.spec.template.spec.containers[*].name}',
     ]);
+    assert.equal(after, before, 'the workload is restored');
+  });
+
+  it('reports a foreground app that dies later with its exit code and last lines, and ends the session', async () => {
+    const before = await kubectl([
+      '-n',
+      ns.name,
+      'get',
+      'deploy/api',
+      '-o',
+      'jsonpath={.spec.template.spec}',
+    ]);
+    const app =
+      "require('node:http').createServer((q, r) => r.end('{}')).listen(8080, () => console.log('serving'));" +
+      "setTimeout(() => { console.error('fatal: lost the database'); process.exit(3); }, 8000);";
+    const child = startDevbox(['up', 'api', '-n', ns.name, '--', 'node', '-e', app]);
+    await waitForOutput(child, /runs locally in devbox-api\./);
+    const result = await finished(child, 120_000);
+    assert.equal(result.code, 3, result.stderr);
+    assert.match(
+      result.stderr,
+      /The local container exited with code 3; ending the session\. Its last lines:\n(.*\n)*fatal: lost the database/,
+    );
+    const after = await kubectl(['-n', ns.name, 'get', 'deploy/api', '-o', 'jsonpath={.spec.template.spec}']);
     assert.equal(after, before, 'the workload is restored');
   });
 });
