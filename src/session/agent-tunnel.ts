@@ -6,8 +6,14 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { AGENT_CONTAINER, type KubeClient, runningPods, type Workload } from '../kube/index.js';
 import { settings } from '../settings/index.js';
-import { openPortForward, TunnelClient } from '../tunnel/index.js';
+import { openPortForward, type SessionRoute, TunnelClient } from '../tunnel/index.js';
 import { DevboxError, errorText, isDevboxError } from '../util/errors.js';
+
+/** Which session the tunnel belongs to: the agent admits it beside that session's sidecar. */
+export interface TunnelSession {
+  id: string;
+  route: SessionRoute;
+}
 
 /**
  * A tunnel to the newest running pod of `workload` that runs a ready agent container and proves it
@@ -19,13 +25,14 @@ export async function openAgentTunnel(
   workload: Workload,
   tunnelPort: number,
   token: string,
+  session: TunnelSession,
   signal?: AbortSignal,
 ): Promise<TunnelClient | undefined> {
   const pods = (await runningPods(client, workload)).filter(runsReadyAgent);
   const refusals: string[] = [];
   for (const pod of pods) {
     try {
-      return await connect(client, pod, tunnelPort, token, signal);
+      return await connect(client, pod, tunnelPort, token, session, signal);
     } catch (err) {
       if (!isDevboxError(err, 'FORBIDDEN')) throw err;
       refusals.push(`pod/${pod.metadata!.name}: ${errorText(err)}`);
@@ -50,6 +57,7 @@ async function connect(
   pod: V1Pod,
   tunnelPort: number,
   token: string,
+  session: TunnelSession,
   signal: AbortSignal | undefined,
 ): Promise<TunnelClient> {
   const tls = await client.httpsOptions();
@@ -68,5 +76,12 @@ async function connect(
     transport: settings().portForward,
     ...(signal ? { signal } : {}),
   });
-  return TunnelClient.connect(duplex, { token, pingIntervalMs: 0 });
+  // Under the session's own id and route: the agent admits one global session at most, and the
+  // sidecar of this session connects while this tunnel may still be open.
+  return TunnelClient.connect(duplex, {
+    token,
+    pingIntervalMs: 0,
+    sessionId: session.id,
+    route: session.route,
+  });
 }

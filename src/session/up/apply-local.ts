@@ -47,9 +47,14 @@ export async function applyLocal(
   // forbidden) or the copy of the pod's volumes.
   let tunnel: Promise<TunnelClient | Error | undefined> | undefined;
   const agentTunnel = () =>
-    (tunnel ??= openAgentTunnel(ctx.client, v.workload, cluster.tunnelPort, cluster.token, ctx.signal).catch(
-      (err: Error) => err,
-    ));
+    (tunnel ??= openAgentTunnel(
+      ctx.client,
+      v.workload,
+      cluster.tunnelPort,
+      cluster.token,
+      { id: plan.session.id, route: plan.flags.route },
+      ctx.signal,
+    ).catch((err: Error) => err));
   const podEnv = await ctx.step(`Resolving the env of ${v.app.name}`, () =>
     resolveWorkloadEnv(ctx.client, v.workload, v.app.name, {
       kubernetesService: async () => {
