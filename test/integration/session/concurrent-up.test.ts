@@ -6,10 +6,8 @@
 import assert from 'node:assert/strict';
 import { hostname, userInfo } from 'node:os';
 import { after, before, describe, it } from 'node:test';
-import { deployShop } from '../../../src/demo/shop.js';
-import { createKubeClient } from '../../../src/kube/index.js';
 import type { SessionStatus } from '../../../src/session/status.js';
-import { clusterImages, kubeconfig, kubectl, testNamespace } from '../../support/cluster.js';
+import { kubectl, type testNamespace } from '../../support/cluster.js';
 import {
   clusterSnapshot,
   devbox as devboxAs,
@@ -19,9 +17,9 @@ import {
   startDevbox as startDevboxAs,
 } from '../../support/devbox.js';
 import { developerIn } from '../../support/developer.js';
+import { shopNamespace } from '../../support/shop.js';
 import { storefrontHears, storefrontLines, storefrontSteady } from '../../support/storefront.js';
 
-const images = clusterImages();
 const RACERS = 3;
 const me = `${userInfo().username}@${hostname()}`;
 
@@ -87,13 +85,7 @@ describe(`${RACERS} devbox ups of one workload at once, as users holding only th
   let winner = '';
 
   before(async () => {
-    ns = await testNamespace('race');
-    const client = createKubeClient({ kubeconfig, namespace: ns.name });
-    try {
-      await deployShop(client, ns.name, images.runtime);
-    } finally {
-      client.close();
-    }
+    ns = await shopNamespace('race');
     user.kubeconfig = (await developerIn(ns.name)).kubeconfig;
     pristine = await clusterSnapshot(ns.name);
   });

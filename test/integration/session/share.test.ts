@@ -9,15 +9,13 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { deployShop } from '../../../src/demo/shop.js';
-import { createKubeClient } from '../../../src/kube/index.js';
 import type { ShareResult } from '../../../src/session/share.js';
 import { type BrowserUser, launchBrowser, type TestBrowser } from '../../support/browser.js';
-import { clusterDir, clusterImages, kubeconfig, testNamespace } from '../../support/cluster.js';
+import { clusterDir, type testNamespace } from '../../support/cluster.js';
 import { devbox as devboxAs, type RunAs } from '../../support/devbox.js';
 import { developerIn } from '../../support/developer.js';
+import { shopNamespace } from '../../support/shop.js';
 
-const images = clusterImages();
 const user: RunAs = {};
 const devbox = (args: string[]) => devboxAs(args, user);
 
@@ -56,13 +54,7 @@ describe('devbox share, in a browser', { timeout: 600_000 }, () => {
   let forward: ChildProcess | undefined;
 
   before(async () => {
-    ns = await testNamespace('share');
-    const client = createKubeClient({ kubeconfig, namespace: ns.name });
-    try {
-      await deployShop(client, ns.name, images.runtime);
-    } finally {
-      client.close();
-    }
+    ns = await shopNamespace('share');
     user.kubeconfig = (await developerIn(ns.name)).kubeconfig;
     browser = await launchBrowser();
   });

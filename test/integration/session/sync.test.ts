@@ -9,9 +9,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { deployShop, shopManifests } from '../../../src/demo/shop.js';
-import { createKubeClient } from '../../../src/kube/index.js';
-import { clusterImages, docker, kubeconfig, kubectl, testNamespace } from '../../support/cluster.js';
+import { shopManifests } from '../../../src/demo/shop.js';
+import { clusterImages, docker, kubectl, type testNamespace } from '../../support/cluster.js';
 import {
   devbox as devboxAs,
   finished,
@@ -20,6 +19,7 @@ import {
   waitForOutput,
 } from '../../support/devbox.js';
 import { developerIn } from '../../support/developer.js';
+import { shopNamespace } from '../../support/shop.js';
 import { storefrontHears as hears, storefrontLines } from '../../support/storefront.js';
 
 /** sync's edits take a moment to show: a line of the last 3 s counts. */
@@ -46,13 +46,7 @@ describe('the dev loop on the sample shop', { timeout: 900_000 }, () => {
   const user: RunAs = {};
 
   before(async () => {
-    ns = await testNamespace('loop');
-    const client = createKubeClient({ kubeconfig, namespace: ns.name });
-    try {
-      await deployShop(client, ns.name, images.runtime);
-    } finally {
-      client.close();
-    }
+    ns = await shopNamespace('loop');
     user.kubeconfig = (await developerIn(ns.name)).kubeconfig;
     const code = (await shopManifests(images.runtime)).find(
       (m) => m.metadata.name === 'shop-code',

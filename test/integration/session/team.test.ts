@@ -7,15 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { deployShop } from '../../../src/demo/shop.js';
-import { createKubeClient } from '../../../src/kube/index.js';
 import type { SessionStatus } from '../../../src/session/status.js';
 import type { UpResult } from '../../../src/session/up.js';
-import { clusterImages, docker, kubeconfig, kubectl, testNamespace } from '../../support/cluster.js';
+import { docker, kubectl, type testNamespace } from '../../support/cluster.js';
 import { clusterSnapshot, devbox as devboxAs, type RunAs } from '../../support/devbox.js';
 import { developerIn } from '../../support/developer.js';
+import { shopNamespace } from '../../support/shop.js';
 
-const images = clusterImages();
 const user: RunAs = {};
 /** A colleague in the same namespace, holding the same Role. */
 const other: RunAs = {};
@@ -99,13 +97,7 @@ describe('several sessions on one workload, as users holding only the developer 
   const sessions: Record<string, UpResult> = {};
 
   before(async () => {
-    ns = await testNamespace('team');
-    const client = createKubeClient({ kubeconfig, namespace: ns.name });
-    try {
-      await deployShop(client, ns.name, images.runtime);
-    } finally {
-      client.close();
-    }
+    ns = await shopNamespace('team');
     user.kubeconfig = (await developerIn(ns.name)).kubeconfig;
     other.kubeconfig = (await developerIn(ns.name, 'another-developer')).kubeconfig;
     pristine = await clusterSnapshot(ns.name);

@@ -10,11 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
-import { deployShop } from '../../../src/demo/shop.js';
-import { createKubeClient } from '../../../src/kube/index.js';
 import type { SessionStatus } from '../../../src/session/status.js';
 import { LEASE_DURATION_SECONDS } from '../../../src/util/session-lease.js';
-import { clusterImages, docker, kubeconfig, kubectl, testNamespace } from '../../support/cluster.js';
+import { docker, kubectl, type testNamespace } from '../../support/cluster.js';
 import {
   clusterSnapshot,
   devbox as devboxAs,
@@ -24,11 +22,10 @@ import {
   waitForOutput,
 } from '../../support/devbox.js';
 import { developerIn, developerRoleTemplate } from '../../support/developer.js';
+import { shopNamespace } from '../../support/shop.js';
 import { storefrontHears as hears } from '../../support/storefront.js';
 
 const storefrontHears = (ns: string, where: string) => hears(ns, where, 30_000);
-
-const images = clusterImages();
 
 /** Every devbox command runs as a user holding only the developer Role (set in `before`). */
 const user: RunAs = {};
@@ -49,13 +46,7 @@ describe('devbox up and down on the sample shop, as a user holding only the deve
   let pristine: Record<string, unknown>;
 
   before(async () => {
-    ns = await testNamespace('shop');
-    const client = createKubeClient({ kubeconfig, namespace: ns.name });
-    try {
-      await deployShop(client, ns.name, images.runtime);
-    } finally {
-      client.close();
-    }
+    ns = await shopNamespace('shop');
     user.kubeconfig = (await developerIn(ns.name)).kubeconfig;
     // A Service with a numeric target port: `up` points it at the agent's port name.
     await kubectl(['-n', ns.name, 'apply', '-f', '-'], {

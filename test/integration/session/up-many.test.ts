@@ -8,11 +8,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { deployShop } from '../../../src/demo/shop.js';
-import { createKubeClient } from '../../../src/kube/index.js';
 import type { SessionStatus } from '../../../src/session/status.js';
 import type { UpResult } from '../../../src/session/up.js';
-import { clusterImages, docker, kubeconfig, testNamespace } from '../../support/cluster.js';
+import { docker, type testNamespace } from '../../support/cluster.js';
 import {
   clusterSnapshot,
   devbox as devboxAs,
@@ -22,9 +20,8 @@ import {
   waitForOutput,
 } from '../../support/devbox.js';
 import { developerIn } from '../../support/developer.js';
+import { shopNamespace } from '../../support/shop.js';
 import { storefrontHears } from '../../support/storefront.js';
-
-const images = clusterImages();
 
 /** Five calls to inventory's Service, each on a new connection, printing who answered. */
 const FIVE_NEW_CONNECTIONS = `
@@ -72,13 +69,7 @@ describe('several workloads in one up', { timeout: 900_000 }, () => {
   };
 
   before(async () => {
-    ns = await testNamespace('many');
-    const client = createKubeClient({ kubeconfig, namespace: ns.name });
-    try {
-      await deployShop(client, ns.name, images.runtime);
-    } finally {
-      client.close();
-    }
+    ns = await shopNamespace('many');
     user.kubeconfig = (await developerIn(ns.name)).kubeconfig;
     project = await mkdtemp(join(tmpdir(), 'devbox-many-'));
     user.cwd = project;

@@ -7,14 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { deployShop } from '../../../src/demo/shop.js';
-import { createKubeClient } from '../../../src/kube/index.js';
-import { clusterImages, docker, kubeconfig, kubectl, testNamespace } from '../../support/cluster.js';
+import { docker, kubectl, type testNamespace } from '../../support/cluster.js';
 import { devbox, finished, type RunAs, startDevbox, waitForOutput } from '../../support/devbox.js';
 import { developerIn } from '../../support/developer.js';
+import { shopNamespace } from '../../support/shop.js';
 import { storefrontHears, storefrontLines, storefrontSteady } from '../../support/storefront.js';
-
-const images = clusterImages();
 
 /** Runs `script` with node in the local container; its stdout, trimmed. */
 async function inLocal(container: string, script: string): Promise<string> {
@@ -37,13 +34,7 @@ describe('cluster addresses that share the app ports', { timeout: 600_000 }, () 
   const developer: RunAs = {};
 
   before(async () => {
-    ns = await testNamespace('nat');
-    const client = createKubeClient({ kubeconfig, namespace: ns.name });
-    try {
-      await deployShop(client, ns.name, images.runtime);
-    } finally {
-      client.close();
-    }
+    ns = await shopNamespace('nat');
     developer.kubeconfig = (await developerIn(ns.name)).kubeconfig;
     // Another Service on 8080, the port the api app listens on, in front of inventory.
     await kubectl(['-n', ns.name, 'apply', '-f', '-'], {
