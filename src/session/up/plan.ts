@@ -32,6 +32,7 @@ import { readAgentToken } from '../agent-objects.js';
 import { readAgentBundle } from '../bundles.js';
 import { checkNetworkPolicies } from '../network-policies.js';
 import { recordedRoute } from '../route-flags.js';
+import { portsFiltersMiss } from './filter-ports.js';
 import type { ClusterPlan, UpContext, UpFlags, UpOptions, UpPlan, Validated } from './types.js';
 import { currentUser } from './validate.js';
 
@@ -68,7 +69,11 @@ export async function planUp(ctx: UpContext, flags: UpFlags, v: Validated): Prom
     (await ctx.step('Checking how the Docker engine sees the workspace', () =>
       placeWorkspace(docker, devcontainer.loaded, runtime.tag),
     ));
-  const warnings = [...v.mounts.notes, ...(cluster.mode === 'fresh' ? cluster.intercept.warnings : [])];
+  const warnings = [
+    ...v.mounts.notes,
+    ...(cluster.mode === 'fresh' ? cluster.intercept.warnings : []),
+    ...portsFiltersMiss(flags.route, v.services, v.app),
+  ];
   return {
     target: v,
     flags,
