@@ -66,7 +66,13 @@ async function main(): Promise<void> {
   const uecho = await udpEcho();
   kube.put('/api/v1/namespaces/shop/pods', {
     metadata: { name: 'api-0', labels: { app: 'api' } },
-    status: { phase: 'Running', podIP: '10.244.0.9', conditions: [{ type: 'Ready', status: 'True' }] },
+    spec: { containers: [{ name: 'app' }, { name: 'devbox-agent' }] },
+    status: {
+      phase: 'Running',
+      podIP: '10.244.0.9',
+      conditions: [{ type: 'Ready', status: 'True' }],
+      containerStatuses: [{ name: 'devbox-agent', ready: true }],
+    },
   });
   kube.put('/api/v1/namespaces/shop/services', {
     metadata: { name: 'web' },
