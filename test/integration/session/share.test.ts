@@ -6,18 +6,27 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ShareResult } from '../../../src/session/share.js';
 import { type BrowserUser, launchBrowser, type TestBrowser } from '../../support/browser.js';
-import { clusterDir, type testNamespace } from '../../support/cluster.js';
+import { clusterDir, kubectl, type testNamespace } from '../../support/cluster.js';
 import { devbox as devboxAs, type RunAs } from '../../support/devbox.js';
 import { developerIn } from '../../support/developer.js';
 import { shopNamespace } from '../../support/shop.js';
 
 const user: RunAs = {};
 const devbox = (args: string[]) => devboxAs(args, user);
+
+/** Stops a port-forward and waits until it has let go of its port. */
+async function stopped(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill();
+  await exited;
+}
 
 /** Runs the printed port-forward command as the user would, until it listens on `port`. */
 async function runPortForward(command: string[], port: number): Promise<ChildProcess> {
@@ -39,6 +48,30 @@ async function runPortForward(command: string[], port: number): Promise<ChildPro
   }
   child.kill();
   throw new Error(`kubectl ${command.join(' ')} did not listen on ${port}`);
+}
+
+/**
+ * Waits until every api pod is what `expectAgent` says and none is terminating: `kubectl
+ * port-forward svc/api` picks one pod when it starts and exits once that pod is gone.
+ */
+async function apiPodsSettled(namespace: string, expectAgent: boolean): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const pods = JSON.parse(
+      await kubectl(['-n', namespace, 'get', 'pods', '-l', 'app=api', '-o', 'json']),
+    ) as { items: { metadata: { deletionTimestamp?: string }; spec: { containers: { name: string }[] } }[] };
+    const settled =
+      pods.items.length > 0 &&
+      pods.items.every(
+        (p) =>
+          !p.metadata.deletionTimestamp &&
+          p.spec.containers.some((c) => c.name === 'devbox-agent') === expectAgent,
+      );
+    if (settled) return;
+    if (Date.now() > deadline)
+      throw new Error(`api pods in ${namespace} did not settle: ${JSON.stringify(pods)}`);
+    await sleep(250);
+  }
 }
 
 /** What the api answered this browser, from the JSON page it shows. */
@@ -79,6 +112,7 @@ describe('devbox share, in a browser', { timeout: 600_000 }, () => {
     const entryUrl = new URL(result.entry.url);
     assert.equal(new URL(result.link).searchParams.get('devbox-share')?.length, 43);
     assert.ok(Date.parse(result.expires) > Date.now());
+    await apiPodsSettled(ns.name, true);
     forward = await runPortForward(result.entry.command, Number(entryUrl.port));
 
     const teammate = await browser.newUser('teammate');
@@ -98,7 +132,8 @@ describe('devbox share, in a browser', { timeout: 600_000 }, () => {
     const down = await devbox(['down', 'api', '-n', ns.name]);
     assert.equal(down.code, 0, down.stderr);
     // The pods the port-forward led to were replaced: the user runs the command again.
-    forward.kill();
+    await stopped(forward);
+    await apiPodsSettled(ns.name, false);
     forward = await runPortForward(result.entry.command, Number(entryUrl.port));
     assert.equal(await answeredBy(teammate, entryUrl.href), 'pod');
     assert.equal(

