@@ -13,6 +13,7 @@ import {
   sessionLeaseName,
 } from '../util/session-lease.js';
 import { MANAGED_LABEL, MANAGED_VALUE } from './agent-objects.js';
+import { sidecarTokenSecretName } from './sidecar-token.js';
 
 /** Label on each session Lease naming its workload (`deployment.api`). */
 export const LEASE_WORKLOAD_LABEL = 'devbox.dev/workload';
@@ -82,6 +83,9 @@ export async function deleteSessionLease(
   namespace: string,
   id: string,
 ): Promise<boolean> {
+  // The garbage collector would take the sidecar token's Secret with the Lease, but only later (long
+  // after an API server restart): removed here, the namespace is as it was when the caller returns.
+  await client.delete('Secret', namespace, sidecarTokenSecretName(id));
   return client.delete('Lease', namespace, sessionLeaseName(id));
 }
 
