@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { docker } from '../support/cluster.js';
+import { localContainers } from '../support/cluster.js';
 import { clusterSnapshot, finished, startDevbox } from '../support/devbox.js';
 import { assertClusterWhole } from './cluster-health.js';
 import { type FaultWorld, faultWorld } from './world.js';
@@ -14,19 +14,6 @@ import { type FaultWorld, faultWorld } from './world.js';
 const STEP_DONE = /^✓ (.+) \(\d+\.\ds\)$/gm;
 
 const doneSteps = (stderr: string) => [...stderr.matchAll(STEP_DONE)].map((m) => m[1]!);
-
-async function localContainers(namespace: string): Promise<string[]> {
-  const ps = await docker([
-    'ps',
-    '-a',
-    '--filter',
-    `label=devbox.namespace=${namespace}`,
-    '--format',
-    '{{.Names}}',
-  ]);
-  assert.equal(ps.code, 0, `docker ps: ${ps.stderr}`);
-  return ps.stdout.split('\n').filter(Boolean);
-}
 
 describe('fault: the CLI is killed after each step of up', { timeout: 1_200_000 }, () => {
   let world: FaultWorld;

@@ -136,3 +136,17 @@ export async function docker(
     return { stdout: e.stdout ?? '', stderr: e.stderr ?? '', code: typeof e.code === 'number' ? e.code : 1 };
   }
 }
+
+/** Names of the local containers devbox made for sessions in `namespace`, running or not, sorted. */
+export async function localContainers(namespace: string): Promise<string[]> {
+  const ps = await docker([
+    'ps',
+    '-a',
+    '--filter',
+    `label=devbox.namespace=${namespace}`,
+    '--format',
+    '{{.Names}}',
+  ]);
+  if (ps.code !== 0) throw new Error(`docker ps: ${ps.stderr}`);
+  return ps.stdout.split('\n').filter(Boolean).sort();
+}

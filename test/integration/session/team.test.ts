@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { SessionStatus } from '../../../src/session/status.js';
 import type { UpResult } from '../../../src/session/up.js';
-import { docker, kubectl, type testNamespace } from '../../support/cluster.js';
+import { kubectl, localContainers, type testNamespace } from '../../support/cluster.js';
 import { clusterSnapshot, devbox as devboxAs, type RunAs } from '../../support/devbox.js';
 import { developerIn } from '../../support/developer.js';
 import { shopNamespace } from '../../support/shop.js';
@@ -75,18 +75,6 @@ async function workloadState(namespace: string): Promise<string> {
     w.spec.template,
     services.items.map((s: { spec: unknown }) => s.spec),
   ]);
-}
-
-async function localContainers(namespace: string): Promise<string[]> {
-  const out = await docker([
-    'ps',
-    '-a',
-    '--filter',
-    `label=devbox.namespace=${namespace}`,
-    '--format',
-    '{{.Names}}',
-  ]);
-  return out.stdout.trim().split('\n').filter(Boolean).sort();
 }
 
 describe('several sessions on one workload, as users holding only the developer Role', {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { SessionStatus } from '../../../src/session/status.js';
 import type { UpResult } from '../../../src/session/up.js';
-import { docker, type testNamespace } from '../../support/cluster.js';
+import { docker, localContainers, type testNamespace } from '../../support/cluster.js';
 import {
   clusterSnapshot,
   devbox as devboxAs,
@@ -48,13 +48,6 @@ describe('several workloads in one up', { timeout: 900_000 }, () => {
   const devbox = (args: string[]) => devboxAs(args, user);
   const startDevbox = (args: string[]) => startDevboxAs(args, user);
   const writeProject = (text: string) => writeFile(join(project, 'devbox.yaml'), text);
-  const localContainers = async () =>
-    (
-      await docker(['ps', '-a', '--filter', `label=devbox.namespace=${ns.name}`, '--format', '{{.Names}}'])
-    ).stdout
-      .split('\n')
-      .filter(Boolean)
-      .sort();
   const statusOf = async (namespace: string) => {
     const all = JSON.parse((await devbox(['status', '-o', 'json'])).stdout) as SessionStatus[];
     const mine = all.filter((s) => s.namespace === namespace);
@@ -65,7 +58,7 @@ describe('several workloads in one up', { timeout: 900_000 }, () => {
   };
   const assertPristine = async () => {
     assert.deepEqual(await clusterSnapshot(ns.name), pristine);
-    assert.deepEqual(await localContainers(), []);
+    assert.deepEqual(await localContainers(ns.name), []);
   };
 
   before(async () => {
